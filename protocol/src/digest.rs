@@ -108,7 +108,9 @@ impl ComputedFile {
 
     /// The callback data, if present and non-empty.
     pub fn callback(&self) -> Option<&str> {
-        self.callback_data.as_deref().filter(|s| !s.trim().is_empty())
+        self.callback_data
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
     }
 }
 
@@ -234,15 +236,24 @@ mod tests {
     #[test]
     fn output_path_is_resolved_inside_the_output_folder() {
         let mut t = MemTree::new();
-        t.insert_file("out/computed.json", r#"{"deterministic-output-path":"/iexec_out/r.txt"}"#)
-            .unwrap();
+        t.insert_file(
+            "out/computed.json",
+            r#"{"deterministic-output-path":"/iexec_out/r.txt"}"#,
+        )
+        .unwrap();
         t.insert_file("out/r.txt", "hello").unwrap();
         assert_eq!(
             result_digest(&t, "out").unwrap(),
             Digest(crate::hash::sha256(b"hello"))
         );
         for bad in ["/etc/passwd", "/iexec_out/../x", "/iexec_outx", "../x"] {
-            assert!(matches!(resolve_output_path(bad), Err(DigestError::OutputPathEscapes(_))), "{bad}");
+            assert!(
+                matches!(
+                    resolve_output_path(bad),
+                    Err(DigestError::OutputPathEscapes(_))
+                ),
+                "{bad}"
+            );
         }
         assert_eq!(resolve_output_path("/iexec_out").unwrap(), "");
     }
@@ -250,16 +261,35 @@ mod tests {
     #[test]
     fn missing_or_broken_computed_json_gives_typed_errors() {
         let mut t = MemTree::new();
-        assert!(matches!(result_digest(&t, ""), Err(DigestError::ComputedFileMissing)));
+        assert!(matches!(
+            result_digest(&t, ""),
+            Err(DigestError::ComputedFileMissing)
+        ));
         t.insert_file("computed.json", "not json").unwrap();
-        assert!(matches!(result_digest(&t, ""), Err(DigestError::ComputedFileInvalid(_))));
+        assert!(matches!(
+            result_digest(&t, ""),
+            Err(DigestError::ComputedFileInvalid(_))
+        ));
         t.insert_file("computed.json", "{}").unwrap();
-        assert!(matches!(result_digest(&t, ""), Err(DigestError::NoOutputPath)));
-        t.insert_file("computed.json", r#"{"deterministic-output-path":"/iexec_out/none"}"#)
+        assert!(matches!(
+            result_digest(&t, ""),
+            Err(DigestError::NoOutputPath)
+        ));
+        t.insert_file(
+            "computed.json",
+            r#"{"deterministic-output-path":"/iexec_out/none"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            result_digest(&t, ""),
+            Err(DigestError::OutputPathMissing(_))
+        ));
+        t.insert_file("computed.json", r#"{"callback-data":"0xzz"}"#)
             .unwrap();
-        assert!(matches!(result_digest(&t, ""), Err(DigestError::OutputPathMissing(_))));
-        t.insert_file("computed.json", r#"{"callback-data":"0xzz"}"#).unwrap();
-        assert!(matches!(result_digest(&t, ""), Err(DigestError::InvalidCallbackData(_))));
+        assert!(matches!(
+            result_digest(&t, ""),
+            Err(DigestError::InvalidCallbackData(_))
+        ));
     }
 
     #[test]

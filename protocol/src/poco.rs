@@ -20,7 +20,11 @@ pub fn result_hash(task_id: &TaskId, result_digest: &Digest) -> Bytes32 {
 
 /// `resultSeal = keccak256(worker ‖ taskId ‖ resultDigest)`: binds the result to the worker.
 pub fn result_seal(worker: &Address, task_id: &TaskId, result_digest: &Digest) -> Bytes32 {
-    keccak256_concat(&[worker.as_bytes(), task_id.as_bytes(), result_digest.as_bytes()])
+    keccak256_concat(&[
+        worker.as_bytes(),
+        task_id.as_bytes(),
+        result_digest.as_bytes(),
+    ])
 }
 
 /// The message a TEE enclave key signs (EIP-191): `keccak256(resultHash ‖ resultSeal)`.
@@ -75,7 +79,11 @@ impl WorkerpoolAuthorization {
 
     /// `keccak256(worker ‖ taskId ‖ enclaveChallenge)`.
     pub fn hash(&self) -> Bytes32 {
-        authorization_hash(&self.worker_wallet, &self.chain_task_id, &self.enclave_challenge)
+        authorization_hash(
+            &self.worker_wallet,
+            &self.chain_task_id,
+            &self.enclave_challenge,
+        )
     }
 
     /// Who signed it.
@@ -102,8 +110,16 @@ impl WorkerpoolAuthorization {
 }
 
 /// `keccak256(worker(20) ‖ taskId(32) ‖ enclaveChallenge(20))`.
-pub fn authorization_hash(worker: &Address, task_id: &TaskId, enclave_challenge: &Address) -> Bytes32 {
-    keccak256_concat(&[worker.as_bytes(), task_id.as_bytes(), enclave_challenge.as_bytes()])
+pub fn authorization_hash(
+    worker: &Address,
+    task_id: &TaskId,
+    enclave_challenge: &Address,
+) -> Bytes32 {
+    keccak256_concat(&[
+        worker.as_bytes(),
+        task_id.as_bytes(),
+        enclave_challenge.as_bytes(),
+    ])
 }
 
 /// The three values a worker sends on-chain to contribute.

@@ -319,12 +319,15 @@ bytes32_newtype!(
 );
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn address_displays_in_eip55_form() {
-        let a: Address = "0x9d21148faceaa84a6417252a0025efffaf554df6".parse().unwrap();
+        let a: Address = "0x9d21148faceaa84a6417252a0025efffaf554df6"
+            .parse()
+            .unwrap();
         assert_eq!(a.to_string(), "0x9d21148faceaA84a6417252A0025eFFFaF554DF6");
     }
 
@@ -338,7 +341,9 @@ mod tests {
 
     #[test]
     fn address_in_upper_case_is_accepted_without_checksum() {
-        let a: Address = "0x9D21148FACEAA84A6417252A0025EFFFAF554DF6".parse().unwrap();
+        let a: Address = "0x9D21148FACEAA84A6417252A0025EFFFAF554DF6"
+            .parse()
+            .unwrap();
         assert_eq!(a.to_string(), "0x9d21148faceaA84a6417252A0025eFFFaF554DF6");
     }
 
@@ -350,11 +355,17 @@ mod tests {
         ));
         assert!(matches!(
             "0x9d21".parse::<Address>(),
-            Err(ParseHexError::Length { expected: 40, found: 4 })
+            Err(ParseHexError::Length {
+                expected: 40,
+                found: 4
+            })
         ));
         assert!(matches!(
             "0xzz21148faceaa84a6417252a0025efffaf554df6".parse::<Address>(),
-            Err(ParseHexError::Digit { digit: 'z', position: 2 })
+            Err(ParseHexError::Digit {
+                digit: 'z',
+                position: 2
+            })
         ));
         // Multi-byte characters must not panic on slicing.
         assert!("0xé".parse::<Bytes32>().is_err());
@@ -381,7 +392,9 @@ mod tests {
 
     #[test]
     fn address_serializes_as_checksum_in_json_and_raw_in_postcard() {
-        let a: Address = "0x61900627251D586FEBDb43393eB9F1e18CFAaF11".parse().unwrap();
+        let a: Address = "0x61900627251D586FEBDb43393eB9F1e18CFAaF11"
+            .parse()
+            .unwrap();
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             "\"0x61900627251D586FEBDb43393eB9F1e18CFAaF11\""

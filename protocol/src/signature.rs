@@ -133,9 +133,14 @@ impl FromStr for Signature {
     type Err = SignatureError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let digits = s
-            .strip_prefix("0x")
-            .ok_or_else(|| SignatureError::Hex(ParseHexError::MissingPrefix { found: s.chars().take(80).collect() }.to_string()))?;
+        let digits = s.strip_prefix("0x").ok_or_else(|| {
+            SignatureError::Hex(
+                ParseHexError::MissingPrefix {
+                    found: s.chars().take(80).collect(),
+                }
+                .to_string(),
+            )
+        })?;
         let bytes = hex::decode(digits).map_err(|e| SignatureError::Hex(e.to_string()))?;
         Signature::from_slice(&bytes)
     }
@@ -221,8 +226,8 @@ impl Signer {
     /// # Errors
     /// [`SignatureError::PrivateKey`] when the bytes are zero or not below the curve order.
     pub fn from_bytes(key: &[u8; 32]) -> Result<Self, SignatureError> {
-        let wallet = LocalWallet::from_bytes(key)
-            .map_err(|e| SignatureError::PrivateKey(e.to_string()))?;
+        let wallet =
+            LocalWallet::from_bytes(key).map_err(|e| SignatureError::PrivateKey(e.to_string()))?;
         Ok(Self::from_wallet(wallet))
     }
 

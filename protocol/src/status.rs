@@ -343,6 +343,7 @@ iexec_enum!(
 );
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -355,7 +356,10 @@ mod tests {
         assert_eq!(names[29], "WORKER_LOST");
         for s in ReplicateStatus::ALL {
             assert_eq!(s.as_str().parse::<ReplicateStatus>().unwrap(), *s);
-            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
     }
 
@@ -373,7 +377,10 @@ mod tests {
 
     #[test]
     fn every_cause_name_is_unique() {
-        let mut names: Vec<&str> = ReplicateStatusCause::ALL.iter().map(|c| c.as_str()).collect();
+        let mut names: Vec<&str> = ReplicateStatusCause::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
         names.sort_unstable();
         let before = names.len();
         names.dedup();

@@ -11,7 +11,13 @@ use serde::{Deserialize, Serialize};
 use crate::primitives::Bytes32;
 
 /// The known tag names with their bit numbers, in ascending bit order.
-pub const TAG_MAP: [(&str, u32); 5] = [("tee", 0), ("scone", 1), ("gramine", 2), ("tdx", 3), ("gpu", 8)];
+pub const TAG_MAP: [(&str, u32); 5] = [
+    ("tee", 0),
+    ("scone", 1),
+    ("gramine", 2),
+    ("tdx", 3),
+    ("gpu", 8),
+];
 
 /// Why a tag could not be encoded or decoded (messages as the iExec SDK's `ValidationError`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,10 +118,16 @@ impl Tag {
     /// [`TagError::NotBytes32`].
     pub fn parse_strict(s: &str) -> Result<Tag, TagError> {
         let digits = s.strip_prefix("0x").ok_or(TagError::NotBytes32)?;
-        if digits.len() != 64 || !digits.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        if digits.len() != 64
+            || !digits
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(TagError::NotBytes32);
         }
-        s.parse::<Bytes32>().map(Tag).map_err(|_| TagError::NotBytes32)
+        s.parse::<Bytes32>()
+            .map(Tag)
+            .map_err(|_| TagError::NotBytes32)
     }
 
     /// The names of the set bits, in ascending bit order (SDK `decodeTag`).
@@ -152,7 +164,11 @@ impl Tag {
     /// Whether every bit of `self` is also set in `other` (a deal's tag must be a subset of the
     /// worker's, as the PoCo matching checks).
     pub fn is_subset_of(&self, other: &Tag) -> bool {
-        self.0 .0.iter().zip(other.0 .0.iter()).all(|(a, b)| a & !b == 0)
+        self.0
+             .0
+            .iter()
+            .zip(other.0 .0.iter())
+            .all(|(a, b)| a & !b == 0)
     }
 
     /// Whether every bit of `bits` is set in `self`.
@@ -207,6 +223,7 @@ impl fmt::Debug for Tag {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -221,17 +238,33 @@ mod tests {
 
     #[test]
     fn tee_framework_needs_the_exact_low_nibble() {
-        assert_eq!(Tag::encode(&["tee", "scone"]).unwrap().tee_framework(), Some(TeeFramework::Scone));
-        assert_eq!(Tag::encode(&["tee", "tdx"]).unwrap().tee_framework(), Some(TeeFramework::Tdx));
-        assert_eq!(Tag::encode(&["tee", "gramine"]).unwrap().tee_framework(), Some(TeeFramework::Gramine));
+        assert_eq!(
+            Tag::encode(&["tee", "scone"]).unwrap().tee_framework(),
+            Some(TeeFramework::Scone)
+        );
+        assert_eq!(
+            Tag::encode(&["tee", "tdx"]).unwrap().tee_framework(),
+            Some(TeeFramework::Tdx)
+        );
+        assert_eq!(
+            Tag::encode(&["tee", "gramine"]).unwrap().tee_framework(),
+            Some(TeeFramework::Gramine)
+        );
         assert_eq!(Tag::encode(&["tee"]).unwrap().tee_framework(), None);
-        assert_eq!(Tag::encode(&["tee", "scone", "tdx"]).unwrap().tee_framework(), None);
+        assert_eq!(
+            Tag::encode(&["tee", "scone", "tdx"])
+                .unwrap()
+                .tee_framework(),
+            None
+        );
     }
 
     #[test]
     fn name_list_and_hex_forms_parse_to_the_same_tag() {
         let a: Tag = "tee, gpu".parse().unwrap();
-        let b: Tag = "0x0000000000000000000000000000000000000000000000000000000000000101".parse().unwrap();
+        let b: Tag = "0x0000000000000000000000000000000000000000000000000000000000000101"
+            .parse()
+            .unwrap();
         assert_eq!(a, b);
     }
 }

@@ -108,7 +108,11 @@ impl MemTree {
     ///
     /// # Errors
     /// An invalid path, a parent that is a file, or `path` naming an existing directory.
-    pub fn insert_file(&mut self, path: &str, content: impl Into<Vec<u8>>) -> Result<(), TreeError> {
+    pub fn insert_file(
+        &mut self,
+        path: &str,
+        content: impl Into<Vec<u8>>,
+    ) -> Result<(), TreeError> {
         let path = normalize(path)?;
         if path.is_empty() || matches!(self.nodes.get(&path), Some(Node::Dir)) {
             return Err(TreeError::NotAFile(path));
@@ -215,7 +219,11 @@ impl FileTree for MemTree {
             Some(EntryKind::File) => return Err(TreeError::NotADir(dir)),
             None => return Err(TreeError::NotFound(dir)),
         }
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         Ok(self
             .nodes
             .range(prefix.clone()..)
@@ -233,6 +241,7 @@ impl FileTree for MemTree {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -254,8 +263,14 @@ mod tests {
     #[test]
     fn paths_that_climb_are_refused() {
         let mut t = MemTree::new();
-        assert!(matches!(t.insert_file("../etc/passwd", "x"), Err(TreeError::InvalidPath(_))));
-        assert!(matches!(t.insert_file("a/../../b", "x"), Err(TreeError::InvalidPath(_))));
+        assert!(matches!(
+            t.insert_file("../etc/passwd", "x"),
+            Err(TreeError::InvalidPath(_))
+        ));
+        assert!(matches!(
+            t.insert_file("a/../../b", "x"),
+            Err(TreeError::InvalidPath(_))
+        ));
         assert_eq!(normalize("./a//b/").unwrap(), "a/b");
     }
 

@@ -23,7 +23,9 @@ fn vectors() -> Value {
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
 fn hex_bytes(s: &str) -> Vec<u8> {
@@ -35,12 +37,18 @@ fn load_tree(dir: &Path) -> MemTree {
     fn walk(tree: &mut MemTree, base: &Path, dir: &Path) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            let rel = path.strip_prefix(base).unwrap().to_str().unwrap().to_string();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             if path.is_dir() {
                 tree.insert_dir(&rel).unwrap();
                 walk(tree, base, &path);
             } else {
-                tree.insert_file(&rel, std::fs::read(&path).unwrap()).unwrap();
+                tree.insert_file(&rel, std::fs::read(&path).unwrap())
+                    .unwrap();
             }
         }
     }
@@ -64,12 +72,24 @@ fn poco_cases_match_byte_for_byte() {
         let worker = Signer::from_hex(s(case, "worker_private_key")).unwrap();
         let worker_address: Address = s(case, "worker_address").parse().unwrap();
         assert_eq!(worker.address(), worker_address, "{id} worker address");
-        assert_eq!(worker.address().to_string(), s(case, "worker_address"), "{id} EIP-55");
+        assert_eq!(
+            worker.address().to_string(),
+            s(case, "worker_address"),
+            "{id} EIP-55"
+        );
 
         let digest: Digest = s(case, "result_digest").parse().unwrap();
         let hashes = ContributionHashes::new(&worker_address, &task, &digest);
-        assert_eq!(hashes.result_hash.to_string(), s(case, "result_hash"), "{id} result_hash");
-        assert_eq!(hashes.result_seal.to_string(), s(case, "result_seal"), "{id} result_seal");
+        assert_eq!(
+            hashes.result_hash.to_string(),
+            s(case, "result_hash"),
+            "{id} result_hash"
+        );
+        assert_eq!(
+            hashes.result_seal.to_string(),
+            s(case, "result_seal"),
+            "{id} result_seal"
+        );
         assert_eq!(
             keccak256(&hex_bytes(s(case, "result_seal_packed_input"))),
             hashes.result_seal
@@ -77,18 +97,32 @@ fn poco_cases_match_byte_for_byte() {
 
         let auth = &case["workerpool_authorization"];
         let scheduler = Signer::from_hex(s(auth, "scheduler_private_key")).unwrap();
-        assert_eq!(scheduler.address().to_string(), s(auth, "scheduler_address"));
+        assert_eq!(
+            scheduler.address().to_string(),
+            s(auth, "scheduler_address")
+        );
         let challenge: Address = s(auth, "enclave_challenge").parse().unwrap();
         let signed = WorkerpoolAuthorization::sign(&scheduler, worker_address, task, challenge);
-        assert_eq!(signed.hash().to_string(), s(auth, "hash"), "{id} authorization hash");
+        assert_eq!(
+            signed.hash().to_string(),
+            s(auth, "hash"),
+            "{id} authorization hash"
+        );
         assert_eq!(
             eip191_hash(signed.hash().as_bytes()).to_string(),
             s(auth, "eth_signed_message_hash"),
             "{id} eth signed message hash"
         );
-        assert_eq!(signed.signature.to_string(), s(auth, "signature"), "{id} signature");
+        assert_eq!(
+            signed.signature.to_string(),
+            s(auth, "signature"),
+            "{id} signature"
+        );
         signed.verify(scheduler.address()).unwrap();
-        assert!(signed.verify(worker_address).is_err(), "{id}: the worker did not sign");
+        assert!(
+            signed.verify(worker_address).is_err(),
+            "{id}: the worker did not sign"
+        );
 
         // The scheduler's JSON (Jackson shape) deserializes into the same authorization.
         let from_json: WorkerpoolAuthorization =
@@ -107,13 +141,19 @@ fn poco_cases_match_byte_for_byte() {
                 "{id} enclave signature"
             );
             let challenge_hash = poco::post_compute_challenge_hash(&task, &worker_address);
-            assert_eq!(challenge_hash.to_string(), s(tee, "post_compute_challenge_hash"));
+            assert_eq!(
+                challenge_hash.to_string(),
+                s(tee, "post_compute_challenge_hash")
+            );
             assert_eq!(
                 enclave.sign_personal(challenge_hash.as_bytes()).to_string(),
                 s(tee, "post_compute_challenge_signature")
             );
         } else {
-            assert!(challenge.is_zero(), "{id}: standard tasks use the zero challenge");
+            assert!(
+                challenge.is_zero(),
+                "{id}: standard tasks use the zero challenge"
+            );
             assert!(!signed.is_tee());
         }
     }
@@ -143,9 +183,17 @@ fn eip191_vectors_sign_and_recover_byte_for_byte() {
         assert_eq!(signer.address().to_string(), s(case, "address"), "{id}");
         let message = hex_bytes(s(case, "message_hex"));
         assert_eq!(message.len() as u64, case["message_len"].as_u64().unwrap());
-        assert_eq!(eip191_hash(&message).to_string(), s(case, "eip191_digest"), "{id}");
+        assert_eq!(
+            eip191_hash(&message).to_string(),
+            s(case, "eip191_digest"),
+            "{id}"
+        );
         let signature = signer.sign_personal(&message);
-        assert_eq!(signature.to_string(), s(case, "signature"), "{id} signature");
+        assert_eq!(
+            signature.to_string(),
+            s(case, "signature"),
+            "{id} signature"
+        );
         assert_eq!(signature.0[64] as u64, case["v"].as_u64().unwrap());
         let parsed: Signature = s(case, "signature").parse().unwrap();
         assert_eq!(
@@ -162,8 +210,14 @@ fn worker_login_signatures_are_raw_ecdsa_over_the_digest() {
     for case in v["worker_login"]["vectors"].as_array().unwrap() {
         let signer = Signer::from_hex(s(case, "private_key")).unwrap();
         let digest: Bytes32 = s(case, "digest").parse().unwrap();
-        assert_eq!(keccak256(&hex_bytes(s(case, "web3j_decoded_bytes"))), digest);
-        assert_eq!(signer.sign_prehashed(digest).to_string(), s(case, "signature"));
+        assert_eq!(
+            keccak256(&hex_bytes(s(case, "web3j_decoded_bytes"))),
+            digest
+        );
+        assert_eq!(
+            signer.sign_prehashed(digest).to_string(),
+            s(case, "signature")
+        );
         let parsed: Signature = s(case, "signature").parse().unwrap();
         assert_eq!(parsed.recover_prehashed(digest).unwrap(), signer.address());
     }
@@ -213,7 +267,11 @@ fn tag_vectors_match_the_sdk() {
             assert_eq!(result.unwrap().to_string(), s(case, "value"), "{input:?}");
         } else {
             let err = result.unwrap_err();
-            assert_eq!(format!("ValidationError: {err}"), s(case, "error"), "{input:?}");
+            assert_eq!(
+                format!("ValidationError: {err}"),
+                s(case, "error"),
+                "{input:?}"
+            );
         }
     }
     for case in tags["decode"].as_array().unwrap() {
@@ -224,7 +282,11 @@ fn tag_vectors_match_the_sdk() {
             assert_eq!(result.unwrap(), expected, "{input}");
         } else {
             let err = result.unwrap_err();
-            assert_eq!(format!("ValidationError: {err}"), s(case, "error"), "{input}");
+            assert_eq!(
+                format!("ValidationError: {err}"),
+                s(case, "error"),
+                "{input}"
+            );
         }
     }
     for case in tags["sum"].as_array().unwrap() {
@@ -256,7 +318,8 @@ fn result_digest_vectors_match_iexec_common() {
                 path_digest(&load_tree(&path), "").unwrap()
             } else {
                 let mut tree = MemTree::new();
-                tree.insert_file("result.txt", std::fs::read(&path).unwrap()).unwrap();
+                tree.insert_file("result.txt", std::fs::read(&path).unwrap())
+                    .unwrap();
                 path_digest(&tree, "result.txt").unwrap()
             }
         };
@@ -267,7 +330,11 @@ fn result_digest_vectors_match_iexec_common() {
         if let Some(files) = case["file_sha256"].as_object() {
             let dir = base.join(s(case, "deterministic_output_path"));
             for (name, want) in files {
-                let file = if dir.is_dir() { dir.join(name) } else { dir.clone() };
+                let file = if dir.is_dir() {
+                    dir.join(name)
+                } else {
+                    dir.clone()
+                };
                 if file.is_file() {
                     assert_eq!(sha256(&std::fs::read(&file).unwrap()).to_string(), *want);
                 }
@@ -308,7 +375,10 @@ fn upstream_known_answer_tests_match() {
         } else if id.starts_with("commons-poco-SignatureUtilsTests.shouldSignatureBeValid") {
             let hash: Bytes32 = s(&case["input"], "hash").parse().unwrap();
             let sig: Signature = s(&case["input"], "signature").parse().unwrap();
-            assert_eq!(sig.recover_personal(hash.as_bytes()).unwrap().to_string(), expected);
+            assert_eq!(
+                sig.recover_personal(hash.as_bytes()).unwrap().to_string(),
+                expected
+            );
         } else if id.starts_with("commons-poco-SignatureUtilsTests.shouldHashAndSign") {
             let signer = Signer::from_hex(s(&case["input"], "private_key")).unwrap();
             let decoded = hex_bytes(s(&case["input"], "web3j_decoded_bytes"));
@@ -325,7 +395,10 @@ fn upstream_known_answer_tests_match() {
             assert_eq!(path_digest(&tree, "").unwrap().to_string(), expected);
         } else {
             // The AES and RSA fixtures are covered by dataset_vectors.rs and result_vectors.rs.
-            assert!(id.starts_with("iexec-common-CipherUtilsTests"), "unhandled KAT {id}");
+            assert!(
+                id.starts_with("iexec-common-CipherUtilsTests"),
+                "unhandled KAT {id}"
+            );
         }
     }
 }
