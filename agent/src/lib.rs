@@ -1,1 +1,15 @@
-//! placeholder
+//! `edgepool-agent`: the edgepool worker agent and its command line.
+//!
+//! For now the crate holds the iExec-compatible tools (`dataset`, `result`, `tag`, `poco`) that
+//! operators, app developers and scripts use; the daemon (MQTT link, journal, task pipeline) grows
+//! here next, as adapters around a task state machine.
+//!
+//! # Layout
+//!
+//! - [`cli`]: clap definitions of every command.
+//! - [`tools`]: the tools behind `dataset|result|tag|poco`, with exit codes.
+//! - [`dir_tree`]: the protocol's `FileTree` over a real directory.
+
+pub mod cli;
+pub mod dir_tree;
+pub mod tools;

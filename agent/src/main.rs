@@ -1,1 +1,21 @@
-fn main() {}
+//! `edgepool-agent`: parse the command line, run it, map errors to exit codes.
+//!
+//! Exit codes: 0 success; 1 the input was refused (bad key, wrong padding, malformed tag, …);
+//! 2 invalid usage; 3 a file could not be read or written.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use edgepool_agent::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    match edgepool_agent::tools::run(cli.command, &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgepool-agent: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The command line of `edgepool-agent` (clap definitions only; the work is in [`crate::tools`]).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// edgepool worker agent and iExec-compatible tools.
+#[derive(Debug, Parser)]
+#[command(name = "edgepool-agent", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// iExec dataset files: encrypt, decrypt, checksum (same format as the iExec SDK).
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// iExec results: digest, encrypt for a beneficiary, decrypt.
+    #[command(subcommand)]
+    Result(ResultCommand),
+    /// iExec tags: encode names to bytes32 and back.
+    #[command(subcommand)]
+    Tag(TagCommand),
+    /// PoCo formulas: task ids, contribution hashes.
+    #[command(subcommand)]
+    Poco(PocoCommand),
+}
+
+/// `dataset …`
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Encrypts IN to OUT (IV ‖ AES-256-CBC); prints {"key": …only when generated, "checksum": …}.
+    Encrypt {
+        /// File holding the base64 key (as `iexec dataset encrypt` writes it); a new key is
+        /// generated and printed when absent.
+        #[arg(long, value_name = "F")]
+        key_file: Option<PathBuf>,
+        /// Plaintext file.
+        input: PathBuf,
+        /// Encrypted file to write.
+        output: PathBuf,
+    },
+    /// Decrypts IN to OUT; OUT appears only if the whole file decrypted.
+    Decrypt {
+        /// File holding the base64 key.
+        #[arg(long, value_name = "F")]
+        key_file: PathBuf,
+        /// The expected checksum of the encrypted file (0x + sha256, the on-chain value). With it
+        /// a corrupt file and a wrong key are told apart.
+        #[arg(long, value_name = "0xHEX")]
+        checksum: Option<String>,
+        /// Encrypted file.
+        input: PathBuf,
+        /// Plaintext file to write.
+        output: PathBuf,
+    },
+    /// Prints the on-chain checksum of an (encrypted) dataset file: 0x + sha256.
+    Checksum {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// `result …`
+#[derive(Debug, Subcommand)]
+pub enum ResultCommand {
+    /// Prints the iExec result digest of PATH (file or directory), or of an output folder
+    /// following its computed.json.
+    Digest {
+        /// Follow DIR/computed.json as the worker does.
+        #[arg(long, value_name = "DIR", conflicts_with = "path")]
+        iexec_out: Option<PathBuf>,
+        /// A file or directory.
+        #[arg(required_unless_present = "iexec_out")]
+        path: Option<PathBuf>,
+    },
+    /// Zips IEXEC_OUT_DIR and encrypts it for the beneficiary (iExec result encryption).
+    Encrypt {
+        /// Beneficiary RSA public key: PEM, or base64 of the PEM as stored in the SMS.
+        #[arg(long, value_name = "PEM")]
+        public_key: PathBuf,
+        /// The output folder to archive.
+        iexec_out_dir: PathBuf,
+        /// Encrypted zip to write.
+        out_zip: PathBuf,
+    },
+    /// Decrypts an encrypted result to the plain iexec_out.zip.
+    Decrypt {
+        /// Beneficiary RSA private key (PEM, PKCS#8 or PKCS#1).
+        #[arg(long, value_name = "PEM")]
+        private_key: PathBuf,
+        /// Encrypted result zip.
+        in_zip: PathBuf,
+        /// Plain iexec_out.zip to write.
+        out_zip: PathBuf,
+    },
+}
+
+/// `tag …`
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Comma-separated names (tee,scone,gramine,tdx,gpu) to a bytes32 hex tag.
+    Encode {
+        /// For example `tee,gpu`.
+        names: String,
+    },
+    /// A bytes32 hex tag to comma-separated names.
+    Decode {
+        /// For example `0x…0101`.
+        tag: String,
+    },
+}
+
+/// `poco …`
+#[derive(Debug, Subcommand)]
+pub enum PocoCommand {
+    /// keccak256(dealId ‖ uint256(index)).
+    TaskId {
+        /// The deal id (0x + 64 hex).
+        deal_id: String,
+        /// The task index within the deal.
+        index: u64,
+    },
+    /// Prints {"result_hash": …, "result_seal": …} for a contribution.
+    Hashes {
+        /// The task id.
+        #[arg(long)]
+        task_id: String,
+        /// The result digest.
+        #[arg(long)]
+        digest: String,
+        /// The worker address.
+        #[arg(long)]
+        worker: String,
+    },
+}
