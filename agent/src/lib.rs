@@ -10,6 +10,9 @@
 //! - [`tools`]: the tools behind `dataset|result|tag|poco`, with exit codes.
 //! - [`dir_tree`]: the protocol's `FileTree` over a real directory.
 
+pub mod capacity;
 pub mod cli;
+pub mod config;
 pub mod dir_tree;
+pub mod store;
 pub mod tools;

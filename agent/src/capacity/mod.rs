@@ -1,0 +1,1 @@
+//! Capacity detection: CPU, memory, disk, cgroup limits, GPUs and TEE devices.
