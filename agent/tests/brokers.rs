@@ -5,7 +5,8 @@
 
 mod support;
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rumqttc::{ConnectReturnCode, ConnectionError, QoS};
 use support::certs::TestCerts;
@@ -404,4 +405,26 @@ fn a_clean_session_subscriber_subscribes_again_after_a_mosquitto_restart() {
         false,
     );
     assert!(sub.wait_for_topic("edgepool/clean/x", WAIT).is_some());
+}
+
+#[test]
+#[should_panic(expected = "mosquitto not installed: apt-get install -y mosquitto")]
+fn a_missing_mosquitto_binary_fails_the_test_with_an_install_hint() {
+    support::mosquitto::require_installed(Path::new("/nonexistent/sbin/mosquitto"));
+}
+
+#[test]
+fn a_subscriber_disconnects_promptly_from_both_brokers() {
+    let rumqttd = EmbeddedBroker::start();
+    let mosquitto = Mosquitto::start(MosquittoOptions::default());
+    for url in [rumqttd.url(), mosquitto.url()] {
+        let sub = Subscriber::start(&url, "edgepool/#", ClientOptions::new("quick"));
+        let started = Instant::now();
+        sub.disconnect();
+        eprintln!("{url}: subscriber disconnected in {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{url}: slow disconnect"
+        );
+    }
 }

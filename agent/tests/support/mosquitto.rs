@@ -237,12 +237,21 @@ fn spawn(bin: &Path, dir: &Path, port: u16) -> Result<(Child, Duration), String>
 }
 
 fn mosquitto_bin() -> PathBuf {
-    let bin = PathBuf::from(MOSQUITTO_BIN);
+    require_installed(Path::new(MOSQUITTO_BIN))
+}
+
+/// Returns `bin` if it exists.
+///
+/// # Panics
+/// With "mosquitto not installed: apt-get install -y mosquitto" if it does not, so that tests
+/// needing the broker fail instead of passing silently.
+pub fn require_installed(bin: &Path) -> PathBuf {
     assert!(
         bin.exists(),
-        "mosquitto not installed: apt-get install -y mosquitto ({MOSQUITTO_BIN} is missing)"
+        "mosquitto not installed: apt-get install -y mosquitto ({} is missing)",
+        bin.display()
     );
-    bin
+    bin.to_path_buf()
 }
 
 /// Writes a password file with `mosquitto_passwd -b` (`-c` for the first user).
