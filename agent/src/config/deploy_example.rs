@@ -66,8 +66,12 @@ fn the_example_config_holds_the_defaults_and_example_pool_addresses() {
     let expected = Config {
         broker: BrokerSection::default(),
         pool: PoolSection {
-            address: "0x1111111111111111111111111111111111111111".parse().unwrap(),
-            scheduler: "0x2222222222222222222222222222222222222222".parse().unwrap(),
+            address: "0x1111111111111111111111111111111111111111"
+                .parse()
+                .unwrap(),
+            scheduler: "0x2222222222222222222222222222222222222222"
+                .parse()
+                .unwrap(),
         },
         identity: IdentitySection::default(),
         agent: AgentSection::default(),
@@ -82,12 +86,19 @@ fn the_example_config_holds_the_defaults_and_example_pool_addresses() {
 fn the_example_config_lists_every_schema_key_exactly_once() {
     let listed: Vec<String> = listed_keys(EXAMPLE).into_iter().map(|(k, _)| k).collect();
     let unique: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
-    assert_eq!(unique.len(), listed.len(), "a key is listed twice: {listed:?}");
+    assert_eq!(
+        unique.len(),
+        listed.len(),
+        "a key is listed twice: {listed:?}"
+    );
     let schema: BTreeSet<&str> = KEYS.iter().map(|(key, _)| *key).collect();
     let missing: Vec<_> = schema.difference(&unique).collect();
     let unknown: Vec<_> = unique.difference(&schema).collect();
     assert!(missing.is_empty(), "{ORIGIN} lacks {missing:?}");
-    assert!(unknown.is_empty(), "{ORIGIN} lists unknown keys {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "{ORIGIN} lists unknown keys {unknown:?}"
+    );
 }
 
 #[test]
@@ -116,5 +127,8 @@ fn the_commented_out_keys_of_the_example_have_values_of_the_right_type() {
     // Types only: together, the optional keys need not make a valid configuration (a CA file
     // needs an mqtts:// URL), so `validate` is not run here.
     let typed: Result<Config, _> = toml::Value::Table(table).try_into();
-    assert!(typed.is_ok(), "enabled example keys are mistyped: {typed:?}");
+    assert!(
+        typed.is_ok(),
+        "enabled example keys are mistyped: {typed:?}"
+    );
 }
