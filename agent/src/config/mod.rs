@@ -5,6 +5,8 @@
 //! The merged table is then deserialized with unknown keys refused, and [`Config::validate`] checks
 //! every value. Each failure is a [`ConfigError`] naming the key, the value and what was expected.
 
+#[cfg(test)]
+mod deploy_example;
 mod env;
 mod error;
 mod schema;
