@@ -1,1 +1,264 @@
-//! The journal: one SQLite file in the state directory. Only this module knows SQL.
+//! The journal: one SQLite file in the state directory (`<state_dir>/journal.sqlite`). Only this
+//! module knows SQL.
+//!
+//! The journal holds what must survive a crash or a power cut: every task with its state,
+//! assignment and outputs, the outbox of messages not yet acknowledged by the broker, the sequence
+//! numbers (ours and those of every peer), a small key-value table and the index of the
+//! content-addressed cache.
+//!
+//! # Durability
+//!
+//! The file runs in WAL mode with `synchronous=FULL`: when [`Store::transaction`] returns `Ok`, the
+//! transaction is on disk. A message whose meaning depends on a state change is enqueued in the
+//! outbox *in the same transaction* as that change, and only published from the outbox, so the
+//! scheduler never hears about a state the journal could forget:
+//!
+//! ```no_run
+//! # use edgepool_agent::store::{Store, StoreError};
+//! # use edgepool_protocol::primitives::TaskId;
+//! # use edgepool_protocol::status::ReplicateStatus;
+//! # fn sign(seq: u64) -> Vec<u8> { seq.to_be_bytes().to_vec() }
+//! # fn main() -> Result<(), StoreError> {
+//! let mut store = Store::open("/var/lib/edgepool".as_ref())?;
+//! let task = TaskId::from([7u8; 32]);
+//! let now_ms = 1_700_000_000_000;
+//! store.transaction(|tx| {
+//!     tx.set_task_state(task, ReplicateStatus::Computing, None, now_ms)?;
+//!     let seq = tx.next_own_seq()?;
+//!     let payload = sign(seq); // the sequence number is part of what is signed
+//!     tx.enqueue("edgepool/v1/status", &payload, false, now_ms)?;
+//!     Ok(())
+//! })?;
+//! // Now publish `store.pending_outbox(..)` and `ack_outbox(id)` on the broker's PUBACK.
+//! # Ok(()) }
+//! ```
+//!
+//! # Blocking
+//!
+//! Every call is synchronous and blocks for a short while: reads take microseconds, a durable
+//! commit waits for `fsync` (about a millisecond on an SSD, much longer on an SD card). The daemon
+//! keeps the [`Store`] behind a mutex and calls it from its event loop or `spawn_blocking`.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`Store`], [`Tx`], opening and pragmas.
+//! - `migrations.rs`: the numbered schema migrations (`PRAGMA user_version`).
+//! - `tasks.rs`: tasks, their transitions and outputs.
+//! - `outbox.rs`: messages waiting for the broker's acknowledgement.
+//! - `sequences.rs`: our sequence number, the peers' last accepted ones, and the meta table.
+//! - `cache.rs`: the index of the content-addressed cache (LRU).
+
+mod cache;
+mod error;
+mod migrations;
+mod outbox;
+mod sequences;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use cache::CacheEntry;
+pub use error::StoreError;
+pub use migrations::SCHEMA_VERSION;
+pub use outbox::OutboxEntry;
+pub use tasks::{NewTask, TaskFilter, TaskOutputs, TaskRecord, Transition};
+
+/// The journal's file name inside the state directory.
+pub const JOURNAL_FILE: &str = "journal.sqlite";
+
+/// How long a call waits for another connection's lock before giving up with
+/// [`StoreError::Busy`].
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The journal: an open connection to `<state_dir>/journal.sqlite`.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One open write transaction, handed to the closure of [`Store::transaction`]. Everything done
+/// through it commits together, durably, or not at all.
+#[derive(Debug)]
+pub struct Tx<'c> {
+    inner: rusqlite::Transaction<'c>,
+}
+
+impl Store {
+    /// Opens the journal of `state_dir` for reading and writing, creating the directory (mode
+    /// 0700) and the file if needed, and migrating the schema to [`SCHEMA_VERSION`].
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] if the directory or file cannot be created or opened,
+    /// [`StoreError::NotADatabase`] if the file is not SQLite, [`StoreError::NewerSchema`] if a
+    /// newer agent wrote it, [`StoreError::Migration`] if a migration fails.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        create_state_dir(state_dir)?;
+        let path = state_dir.join(JOURNAL_FILE);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut store = Store { conn, path };
+        store.configure_writer().map_err(|e| store.on_path(e))?;
+        migrations::migrate(&mut store.conn).map_err(|e| store.on_path(e))?;
+        Ok(store)
+    }
+
+    /// Opens an existing journal read-only, for the `status` and `tasks` commands while the daemon
+    /// runs (WAL lets readers and the writer work at the same time). Writes through this handle
+    /// fail with [`StoreError::Unavailable`].
+    ///
+    /// # Errors
+    /// [`StoreError::NoJournal`] if there is no journal yet, [`StoreError::NotADatabase`],
+    /// [`StoreError::NewerSchema`], or [`StoreError::OlderSchema`] (a read-only handle cannot
+    /// migrate).
+    pub fn open_read_only(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join(JOURNAL_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NoJournal { path });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let store = Store { conn, path };
+        store.configure_reader().map_err(|e| store.on_path(e))?;
+        let found = store.schema_version().map_err(|e| store.on_path(e))?;
+        if found == 0 {
+            return Err(StoreError::NoJournal { path: store.path });
+        }
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::OlderSchema {
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the file (`PRAGMA user_version`).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] and friends if the pragma cannot be read.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        migrations::user_version(&self.conn)
+    }
+
+    /// The journal mode SQLite reports (`"wal"` for every journal this module opens).
+    ///
+    /// # Errors
+    /// If the pragma cannot be read.
+    pub fn journal_mode(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))?)
+    }
+
+    /// Runs `f` in one write transaction and commits it durably if `f` returns `Ok`. If `f`
+    /// returns an error (or panics), everything it did is rolled back: no state change, no outbox
+    /// row, no sequence number consumed.
+    ///
+    /// The transaction takes the write lock up front (`BEGIN IMMEDIATE`), so it never fails half
+    /// way for lock contention with another writer.
+    ///
+    /// # Errors
+    /// The error of `f`, or the error of `BEGIN` or `COMMIT`.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transaction_with_error(f)
+    }
+
+    /// [`Store::transaction`] for a closure with its own error type (for example one that signs
+    /// the message it enqueues, and can fail to sign).
+    ///
+    /// # Errors
+    /// The error of `f`, or the error of `BEGIN` or `COMMIT` converted into `E`.
+    pub fn transaction_with_error<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let inner = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let mut tx = Tx { inner };
+        let value = f(&mut tx)?;
+        tx.inner.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
+    fn configure_writer(&self) -> Result<(), StoreError> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open {
+                path: self.path.clone(),
+                reason: format!("expected journal_mode wal, found {mode}"),
+            });
+        }
+        // FULL: in WAL mode, every commit syncs the WAL, so a committed transaction survives a
+        // power cut (NORMAL could lose the last commits).
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.pragma_update(None, "foreign_keys", true)?;
+        Ok(())
+    }
+
+    fn configure_reader(&self) -> Result<(), StoreError> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn.pragma_update(None, "query_only", true)?;
+        Ok(())
+    }
+
+    /// Names the journal file in errors about the file itself.
+    fn on_path(&self, err: StoreError) -> StoreError {
+        match err {
+            StoreError::NotADatabase { .. } => StoreError::NotADatabase {
+                path: self.path.clone(),
+            },
+            StoreError::Corrupt { what, reason } if what == error::FILE => StoreError::Corrupt {
+                what: self.path.display().to_string(),
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+fn create_state_dir(state_dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(state_dir).map_err(|e| StoreError::Open {
+        path: state_dir.to_path_buf(),
+        reason: e.to_string(),
+    })
+}

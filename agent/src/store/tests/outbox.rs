@@ -1,0 +1,168 @@
+#![allow(clippy::unwrap_used)]
+
+use edgepool_protocol::primitives::Address;
+use edgepool_protocol::status::ReplicateStatus;
+
+use super::{new_task, task_id};
+use crate::store::{Store, StoreError};
+
+fn topics(store: &Store) -> Vec<String> {
+    store
+        .pending_outbox(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.topic)
+        .collect()
+}
+
+#[test]
+fn the_outbox_keeps_insertion_order_across_acks_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let ids: Vec<i64> = (0..5)
+        .map(|i| {
+            store
+                .enqueue(&format!("t/{i}"), &[i as u8; 3], i == 4, 1000 + i)
+                .unwrap()
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    assert!(store.ack_outbox(ids[1]).unwrap());
+    assert!(!store.ack_outbox(ids[1]).unwrap(), "second ack is a no-op");
+    drop(store);
+
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(topics(&store), ["t/0", "t/2", "t/3", "t/4"]);
+    let first_two = store.pending_outbox(2).unwrap();
+    assert_eq!(first_two.len(), 2);
+    assert_eq!(first_two[0].payload, [0u8; 3]);
+    assert_eq!(first_two[0].created_at_ms, 1000);
+    assert!(!first_two[0].retain);
+    assert!(store.pending_outbox(100).unwrap()[3].retain);
+
+    // Acking the newest then enqueueing again never reuses an id.
+    store.ack_outbox(ids[4]).unwrap();
+    let new_id = store.enqueue("t/5", b"five", false, 2000).unwrap();
+    assert!(new_id > ids[4]);
+    assert_eq!(topics(&store), ["t/0", "t/2", "t/3", "t/5"]);
+    assert_eq!(store.outbox_len().unwrap(), 4);
+}
+
+#[test]
+fn a_failed_transaction_leaves_no_state_change_outbox_row_or_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store.insert_task(&new_task(1, b"a", 100)).unwrap();
+
+    let err = store
+        .transaction(|tx| {
+            tx.set_task_state(task_id(1), ReplicateStatus::Computing, None, 150)?;
+            let seq = tx.next_own_seq()?;
+            assert_eq!(seq, 1);
+            tx.enqueue("status", &seq.to_be_bytes(), false, 150)?;
+            tx.accept_peer_seq(Address([1; 20]), 7)?;
+            tx.meta_set("k", b"v")?;
+            Err::<(), _>(StoreError::Sqlite("signing failed".to_owned()))
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Sqlite(_)));
+
+    let task = store.task(task_id(1)).unwrap().unwrap();
+    assert_eq!(task.state, ReplicateStatus::Created);
+    assert_eq!(task.updated_at_ms, 100);
+    assert_eq!(store.transitions(task_id(1)).unwrap().len(), 1);
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    assert_eq!(store.last_own_seq().unwrap(), 0);
+    assert!(store.peer_sequences().unwrap().is_empty());
+    assert_eq!(store.meta_get("k").unwrap(), None);
+
+    // The next transaction gets sequence number 1 again.
+    let seq = store.transaction(|tx| tx.next_own_seq()).unwrap();
+    assert_eq!(seq, 1);
+}
+
+/// A caller error type that is not a store error, as when signing fails inside the closure.
+#[derive(Debug)]
+enum SignError {
+    Store(#[allow(dead_code)] StoreError),
+    NoKey,
+}
+
+impl From<StoreError> for SignError {
+    fn from(err: StoreError) -> Self {
+        SignError::Store(err)
+    }
+}
+
+#[test]
+fn a_closure_with_its_own_error_type_rolls_back_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let err = store
+        .transaction_with_error(|tx| {
+            tx.next_own_seq()?;
+            tx.enqueue("status", b"unsigned", false, 1)?;
+            Err::<(), _>(SignError::NoKey)
+        })
+        .unwrap_err();
+    assert!(matches!(err, SignError::NoKey));
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    assert_eq!(store.last_own_seq().unwrap(), 0);
+}
+
+#[test]
+fn a_panicking_closure_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = store.transaction(|tx| {
+            tx.enqueue("status", b"x", false, 1)?;
+            panic!("bug in the caller");
+            #[allow(unreachable_code)]
+            Ok(())
+        });
+    }));
+    assert!(result.is_err());
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    store.enqueue("status", b"y", false, 2).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 1);
+}
+
+#[test]
+fn own_sequence_numbers_start_at_one_and_grow_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut store = Store::open(dir.path()).unwrap();
+        for _ in 0..2 {
+            seen.push(store.transaction(|tx| tx.next_own_seq()).unwrap());
+        }
+        let (a, b) = store
+            .transaction(|tx| Ok((tx.next_own_seq()?, tx.next_own_seq()?)))
+            .unwrap();
+        seen.extend([a, b]);
+    }
+    assert_eq!(seen, (1..=12).collect::<Vec<u64>>());
+}
+
+#[test]
+fn peer_sequences_keep_the_highest_number_per_sender_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Address([0xab; 20]);
+    let other = Address([0x01; 20]);
+    let mut store = Store::open(dir.path()).unwrap();
+    store.accept_peer_seq(scheduler, 5).unwrap();
+    store.accept_peer_seq(scheduler, 3).unwrap();
+    store.accept_peer_seq(other, 1).unwrap();
+    drop(store);
+
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.peer_sequences().unwrap(),
+        [(other, 1), (scheduler, 5)]
+    );
+    store.accept_peer_seq(scheduler, 9).unwrap();
+    assert_eq!(store.peer_sequences().unwrap()[1], (scheduler, 9));
+    let err = store.accept_peer_seq(other, u64::MAX).unwrap_err();
+    assert!(matches!(err, StoreError::OutOfRange { .. }), "{err}");
+}
