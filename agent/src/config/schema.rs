@@ -266,7 +266,8 @@ pub struct AgentSection {
     /// Filesystem root for hardware detection (`/sys`, `/proc`, `/dev`); tests point it at fake
     /// trees. Default `/`.
     pub system_root: PathBuf,
-    /// Below this much free space in `state_dir` the agent accepts no task. Default 512.
+    /// Below this much free space (MiB, 0–16,777,216) in `state_dir` the agent accepts no task.
+    /// Default 512.
     pub min_free_disk_mb: u64,
 }
 
@@ -288,17 +289,18 @@ impl Default for AgentSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsSection {
-    /// Wasm fuel (instructions, roughly). Default 10,000,000,000.
+    /// Wasm fuel (instructions, roughly; 1 to `i64::MAX`, the largest TOML integer). Default
+    /// 10,000,000,000.
     pub fuel: u64,
-    /// Linear memory in MiB. Default 256.
+    /// Linear memory in MiB (1–65,536). Default 256.
     pub memory_mb: u64,
-    /// Wall-clock seconds. Default 600.
+    /// Wall-clock seconds (1–604,800, a week). Default 600.
     pub wall_clock_secs: u64,
-    /// Output bytes in MiB. Default 64.
+    /// Output bytes in MiB (1–65,536). Default 64.
     pub output_mb: u64,
-    /// Output files. Default 1,000.
+    /// Output files (1–1,000,000). Default 1,000.
     pub output_files: u32,
-    /// Dataset plus input files in MiB. Default 1,024.
+    /// Dataset plus input files in MiB (1–1,048,576). Default 1,024.
     pub max_input_mb: u64,
 }
 
@@ -340,11 +342,11 @@ pub struct FetchSection {
     pub timeout_secs: u64,
     /// Retries after a failed download (0–10). Default 3.
     pub retries: u32,
-    /// Largest download in MiB. Default 1,024.
+    /// Largest download in MiB (1–1,048,576). Default 1,024.
     pub max_download_mb: u64,
     /// IPFS gateways tried in order for `/ipfs/<cid>` URLs.
     pub ipfs_gateways: Vec<String>,
-    /// Size cap of the content-addressed cache in MiB. Default 2,048.
+    /// Size cap of the content-addressed cache in MiB (0–16,777,216). Default 2,048.
     pub cache_max_mb: u64,
 }
 
