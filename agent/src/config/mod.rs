@@ -45,8 +45,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/edgepool/agent.toml";
 /// the environment alone must make a valid configuration).
 ///
 /// # Errors
-/// [`ConfigError`] for an unreadable or malformed file, an unknown key, a value of the wrong type
-/// or one that fails validation.
+/// [`ConfigError`] for an unreadable or malformed file, an unknown key (in the file or in an
+/// `EDGEPOOL_<SECTION>_*` variable), a value of the wrong kind or one that fails validation, or
+/// a required key set nowhere.
 pub fn load(
     path: &Path,
     environment: impl IntoIterator<Item = (String, String)>,
