@@ -6,62 +6,107 @@ use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::{Address, Tag};
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
-
 /// The sections of the file, in documentation order.
 pub const SECTIONS: &[&str] = &[
     "broker", "pool", "identity", "agent", "limits", "fetch", "log",
 ];
 
-/// The type of a key's value, used to convert environment variables.
+/// The type of a key's value: how an environment variable is converted and what a value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
-    /// A string (paths, URLs, addresses).
+    /// Free text (URLs, names, filters).
     String,
-    /// A non-negative integer.
-    Integer,
+    /// A file or directory path (a non-empty string).
+    Path,
+    /// A whole number from `min` to `max` inclusive (the valid range, checked at load).
+    Integer {
+        /// The smallest accepted value.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
     /// A list of strings, written comma-separated in the environment.
     StringList,
+    /// An Ethereum address: `0x` and 40 hex digits (EIP-55 checksummed if mixed case).
+    Address,
+    /// One of a fixed set of lower-case words.
+    Choice(&'static [&'static str]),
 }
 
-/// Every key as `section.key` with its kind. `EDGEPOOL_<SECTION>_<KEY>` (upper case) overrides it.
+/// Shorthand for an integer key's range.
+const fn int(min: u64, max: u64) -> KeyKind {
+    KeyKind::Integer { min, max }
+}
+
+/// The accepted `agent.attestation` values.
+pub const ATTESTATION_MODES: &[&str] = &["auto", "snp", "tdx", "software", "none"];
+
+/// The accepted `log.format` values.
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
+
+/// The largest size in MiB any size key accepts (16 TiB), so that sizes in bytes fit a `u64`.
+const MAX_MIB: u64 = 16 * 1024 * 1024;
+
+/// Every key as `section.key` with its kind. `EDGEPOOL_<SECTION>_<KEY>` (upper case, `.` as `_`)
+/// overrides it; see [`env_var_name`].
 pub const KEYS: &[(&str, KeyKind)] = &[
     ("broker.url", KeyKind::String),
     ("broker.client_id", KeyKind::String),
     ("broker.username", KeyKind::String),
-    ("broker.password_file", KeyKind::String),
-    ("broker.ca_file", KeyKind::String),
-    ("broker.client_cert", KeyKind::String),
-    ("broker.client_key", KeyKind::String),
+    ("broker.password_file", KeyKind::Path),
+    ("broker.ca_file", KeyKind::Path),
+    ("broker.client_cert", KeyKind::Path),
+    ("broker.client_key", KeyKind::Path),
     ("broker.topic_base", KeyKind::String),
-    ("broker.keep_alive_secs", KeyKind::Integer),
-    ("broker.reconnect_max_secs", KeyKind::Integer),
-    ("pool.address", KeyKind::String),
-    ("pool.scheduler", KeyKind::String),
-    ("identity.keystore", KeyKind::String),
-    ("identity.password_file", KeyKind::String),
+    ("broker.keep_alive_secs", int(5, 3600)),
+    ("broker.reconnect_max_secs", int(1, 3600)),
+    ("pool.address", KeyKind::Address),
+    ("pool.scheduler", KeyKind::Address),
+    ("identity.keystore", KeyKind::Path),
+    ("identity.password_file", KeyKind::Path),
     ("identity.password_credential", KeyKind::String),
     ("identity.password_env", KeyKind::String),
-    ("agent.state_dir", KeyKind::String),
+    ("agent.state_dir", KeyKind::Path),
     ("agent.tags", KeyKind::StringList),
-    ("agent.slots", KeyKind::Integer),
-    ("agent.heartbeat_secs", KeyKind::Integer),
-    ("agent.attestation", KeyKind::String),
-    ("agent.system_root", KeyKind::String),
-    ("agent.min_free_disk_mb", KeyKind::Integer),
-    ("limits.fuel", KeyKind::Integer),
-    ("limits.memory_mb", KeyKind::Integer),
-    ("limits.wall_clock_secs", KeyKind::Integer),
-    ("limits.output_mb", KeyKind::Integer),
-    ("limits.output_files", KeyKind::Integer),
-    ("limits.max_input_mb", KeyKind::Integer),
-    ("fetch.timeout_secs", KeyKind::Integer),
-    ("fetch.retries", KeyKind::Integer),
-    ("fetch.max_download_mb", KeyKind::Integer),
+    ("agent.slots", int(1, 1024)),
+    ("agent.heartbeat_secs", int(1, 3600)),
+    ("agent.attestation", KeyKind::Choice(ATTESTATION_MODES)),
+    ("agent.system_root", KeyKind::Path),
+    ("agent.min_free_disk_mb", int(0, MAX_MIB)),
+    ("limits.fuel", int(1, i64::MAX as u64)),
+    ("limits.memory_mb", int(1, 65_536)),
+    ("limits.wall_clock_secs", int(1, 7 * 24 * 3600)),
+    ("limits.output_mb", int(1, 65_536)),
+    ("limits.output_files", int(1, 1_000_000)),
+    ("limits.max_input_mb", int(1, 1_048_576)),
+    ("fetch.timeout_secs", int(1, 3600)),
+    ("fetch.retries", int(0, 10)),
+    ("fetch.max_download_mb", int(1, 1_048_576)),
     ("fetch.ipfs_gateways", KeyKind::StringList),
-    ("fetch.cache_max_mb", KeyKind::Integer),
+    ("fetch.cache_max_mb", int(0, MAX_MIB)),
     ("log.level", KeyKind::String),
-    ("log.format", KeyKind::String),
+    ("log.format", KeyKind::Choice(LOG_FORMATS)),
+];
+
+/// Keys without a default: the file or the environment must set them.
+pub const REQUIRED_KEYS: &[(&str, &str)] = &[
+    (
+        "pool.address",
+        "the workerpool address (0x and 40 hex digits)",
+    ),
+    (
+        "pool.scheduler",
+        "the scheduler (workerpool owner) address (0x and 40 hex digits)",
+    ),
+];
+
+/// Keys whose value is never repeated in an error: an operator may put the password itself there
+/// by mistake (in place of a file, credential or variable name).
+pub const SENSITIVE_KEYS: &[&str] = &[
+    "broker.password_file",
+    "identity.password_file",
+    "identity.password_credential",
+    "identity.password_env",
 ];
 
 /// The kind of `section.key`, if it exists.
@@ -69,6 +114,17 @@ pub fn key_kind(path: &str) -> Option<KeyKind> {
     KEYS.iter()
         .find(|(key, _)| *key == path)
         .map(|(_, kind)| *kind)
+}
+
+/// Whether errors must hide the value of `section.key` (see [`SENSITIVE_KEYS`]).
+pub fn is_sensitive(path: &str) -> bool {
+    SENSITIVE_KEYS.contains(&path)
+}
+
+/// The environment variable that overrides `section.key`: `agent.state_dir` →
+/// `EDGEPOOL_AGENT_STATE_DIR`.
+pub fn env_var_name(path: &str) -> String {
+    format!("EDGEPOOL_{}", path.replace('.', "_").to_ascii_uppercase())
 }
 
 /// The whole configuration.
@@ -210,7 +266,8 @@ pub struct AgentSection {
     /// Filesystem root for hardware detection (`/sys`, `/proc`, `/dev`); tests point it at fake
     /// trees. Default `/`.
     pub system_root: PathBuf,
-    /// Below this much free space in `state_dir` the agent accepts no task. Default 512.
+    /// Below this much free space (MiB, 0–16,777,216) in `state_dir` the agent accepts no task.
+    /// Default 512.
     pub min_free_disk_mb: u64,
 }
 
@@ -232,17 +289,18 @@ impl Default for AgentSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsSection {
-    /// Wasm fuel (instructions, roughly). Default 10,000,000,000.
+    /// Wasm fuel (instructions, roughly; 1 to `i64::MAX`, the largest TOML integer). Default
+    /// 10,000,000,000.
     pub fuel: u64,
-    /// Linear memory in MiB. Default 256.
+    /// Linear memory in MiB (1–65,536). Default 256.
     pub memory_mb: u64,
-    /// Wall-clock seconds. Default 600.
+    /// Wall-clock seconds (1–604,800, a week). Default 600.
     pub wall_clock_secs: u64,
-    /// Output bytes in MiB. Default 64.
+    /// Output bytes in MiB (1–65,536). Default 64.
     pub output_mb: u64,
-    /// Output files. Default 1,000.
+    /// Output files (1–1,000,000). Default 1,000.
     pub output_files: u32,
-    /// Dataset plus input files in MiB. Default 1,024.
+    /// Dataset plus input files in MiB (1–1,048,576). Default 1,024.
     pub max_input_mb: u64,
 }
 
@@ -284,11 +342,11 @@ pub struct FetchSection {
     pub timeout_secs: u64,
     /// Retries after a failed download (0–10). Default 3.
     pub retries: u32,
-    /// Largest download in MiB. Default 1,024.
+    /// Largest download in MiB (1–1,048,576). Default 1,024.
     pub max_download_mb: u64,
     /// IPFS gateways tried in order for `/ipfs/<cid>` URLs.
     pub ipfs_gateways: Vec<String>,
-    /// Size cap of the content-addressed cache in MiB. Default 2,048.
+    /// Size cap of the content-addressed cache in MiB (0–16,777,216). Default 2,048.
     pub cache_max_mb: u64,
 }
 
@@ -336,169 +394,90 @@ impl Config {
     pub fn operator_tags(&self) -> Tag {
         Tag::encode(&self.agent.tags).unwrap_or(Tag::NONE)
     }
+}
 
-    /// Checks every value.
-    ///
-    /// # Errors
-    /// The first [`ConfigError::Invalid`] found, naming key, value and expectation.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let b = &self.broker;
-        let scheme_ok = b.url.starts_with("mqtt://") || b.url.starts_with("mqtts://");
-        if !scheme_ok || broker_host_port(&b.url).is_none() {
-            return Err(ConfigError::invalid(
-                "broker.url",
-                &b.url,
-                "mqtt://HOST:PORT or mqtts://HOST:PORT",
-            ));
-        }
-        if b.password_file.is_some() && b.username.is_none() {
-            return Err(ConfigError::invalid(
-                "broker.password_file",
-                &display_path(b.password_file.as_ref()),
-                "broker.username to be set as well",
-            ));
-        }
-        if b.client_cert.is_some() != b.client_key.is_some() {
-            return Err(ConfigError::invalid(
-                "broker.client_cert",
-                &display_path(b.client_cert.as_ref()),
-                "broker.client_cert and broker.client_key together",
-            ));
-        }
-        if (b.ca_file.is_some() || b.client_cert.is_some()) && !b.url.starts_with("mqtts://") {
-            return Err(ConfigError::invalid(
-                "broker.url",
-                &b.url,
-                "mqtts:// when TLS files are configured",
-            ));
-        }
-        if b.topic_base.is_empty()
-            || b.topic_base.contains(['+', '#'])
-            || b.topic_base.ends_with('/')
-        {
-            return Err(ConfigError::invalid(
-                "broker.topic_base",
-                &b.topic_base,
-                "a topic prefix without wildcards or trailing /",
-            ));
-        }
-        range("broker.keep_alive_secs", b.keep_alive_secs, 5, 3600)?;
-        range("broker.reconnect_max_secs", b.reconnect_max_secs, 1, 3600)?;
-        if self.pool.address.is_zero() {
-            return Err(ConfigError::invalid(
-                "pool.address",
-                &self.pool.address.to_string(),
-                "a non-zero workerpool address",
-            ));
-        }
-        if self.pool.scheduler.is_zero() {
-            return Err(ConfigError::invalid(
-                "pool.scheduler",
-                &self.pool.scheduler.to_string(),
-                "a non-zero scheduler address",
-            ));
-        }
-        let a = &self.agent;
-        if !a.state_dir.is_absolute() {
-            return Err(ConfigError::invalid(
-                "agent.state_dir",
-                &a.state_dir.display().to_string(),
-                "an absolute path",
-            ));
-        }
-        if let Err(e) = Tag::encode(&a.tags) {
-            return Err(ConfigError::invalid(
-                "agent.tags",
-                &a.tags.join(","),
-                &format!("names among tee, scone, gramine, tdx, gpu ({e})"),
-            ));
-        }
-        if a.tags
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A configuration with every optional key set, so that serializing it shows every field.
+    fn everything() -> Config {
+        let address: Address = "0x1111111111111111111111111111111111111111"
+            .parse()
+            .unwrap();
+        let mut config = Config {
+            broker: BrokerSection::default(),
+            pool: PoolSection {
+                address,
+                scheduler: address,
+            },
+            identity: IdentitySection::default(),
+            agent: AgentSection::default(),
+            limits: LimitsSection::default(),
+            fetch: FetchSection::default(),
+            log: LogSection::default(),
+        };
+        let b = &mut config.broker;
+        b.client_id = Some("c".into());
+        b.username = Some("u".into());
+        b.password_file = Some("/p".into());
+        b.ca_file = Some("/ca".into());
+        b.client_cert = Some("/cert".into());
+        b.client_key = Some("/key".into());
+        config.identity.keystore = Some("/ks".into());
+        config.identity.password_file = Some("/pw".into());
+        config
+    }
+
+    #[test]
+    fn the_key_list_names_every_field_and_nothing_else() {
+        let toml::Value::Table(table) = toml::Value::try_from(everything()).unwrap() else {
+            panic!("a config serializes to a table");
+        };
+        let mut fields: Vec<String> = table
             .iter()
-            .any(|t| matches!(t.as_str(), "tee" | "scone" | "gramine" | "tdx"))
-        {
-            return Err(ConfigError::invalid(
-                "agent.tags",
-                &a.tags.join(","),
-                "no TEE tags: tee and its framework are claimed only when an attester works",
-            ));
-        }
-        range("agent.slots", u64::from(a.slots), 1, 1024)?;
-        range("agent.heartbeat_secs", a.heartbeat_secs, 1, 3600)?;
-        let l = &self.limits;
-        range("limits.fuel", l.fuel, 1, u64::MAX)?;
-        range("limits.memory_mb", l.memory_mb, 1, 65_536)?;
-        range(
-            "limits.wall_clock_secs",
-            l.wall_clock_secs,
-            1,
-            7 * 24 * 3600,
-        )?;
-        range("limits.output_mb", l.output_mb, 1, 65_536)?;
-        range(
-            "limits.output_files",
-            u64::from(l.output_files),
-            1,
-            1_000_000,
-        )?;
-        range("limits.max_input_mb", l.max_input_mb, 1, 1_048_576)?;
-        let f = &self.fetch;
-        range("fetch.timeout_secs", f.timeout_secs, 1, 3600)?;
-        range("fetch.retries", u64::from(f.retries), 0, 10)?;
-        range("fetch.max_download_mb", f.max_download_mb, 1, 1_048_576)?;
-        for gateway in &f.ipfs_gateways {
-            if !(gateway.starts_with("http://") || gateway.starts_with("https://")) {
-                return Err(ConfigError::invalid(
-                    "fetch.ipfs_gateways",
-                    gateway,
-                    "http:// or https:// URLs",
-                ));
-            }
-        }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::invalid(
-                "log.format",
-                &self.log.format,
-                "text or json",
-            ));
-        }
-        Ok(())
+            .flat_map(|(section, inner)| {
+                let inner = inner.as_table().unwrap();
+                inner.keys().map(move |k| format!("{section}.{k}"))
+            })
+            .collect();
+        fields.sort();
+        let mut keys: Vec<String> = KEYS.iter().map(|(k, _)| (*k).to_string()).collect();
+        keys.sort();
+        assert_eq!(fields, keys);
+        let mut sections: Vec<&str> = table.keys().map(String::as_str).collect();
+        sections.sort_unstable();
+        let mut known = SECTIONS.to_vec();
+        known.sort_unstable();
+        assert_eq!(sections, known);
     }
-}
 
-fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if value < min || value > max {
-        return Err(ConfigError::invalid(
-            key,
-            &value.to_string(),
-            &format!("a number from {min} to {max}"),
-        ));
+    #[test]
+    fn required_and_sensitive_keys_are_keys() {
+        for (key, _) in REQUIRED_KEYS {
+            assert!(key_kind(key).is_some(), "{key}");
+        }
+        for key in SENSITIVE_KEYS {
+            assert!(key_kind(key).is_some(), "{key}");
+        }
     }
-    Ok(())
-}
 
-fn display_path(path: Option<&PathBuf>) -> String {
-    path.map(|p| p.display().to_string()).unwrap_or_default()
-}
+    #[test]
+    fn the_attestation_words_are_the_enum_variants() {
+        for word in ATTESTATION_MODES {
+            let mode: AttestationMode =
+                toml::Value::String((*word).to_string()).try_into().unwrap();
+            assert_eq!(toml::Value::try_from(mode).unwrap().as_str(), Some(*word));
+        }
+    }
 
-/// Splits `mqtt[s]://host:port` into host and port.
-pub fn broker_host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url
-        .strip_prefix("mqtts://")
-        .or_else(|| url.strip_prefix("mqtt://"))?;
-    let rest = rest.trim_end_matches('/');
-    if rest.contains('/') || rest.contains('@') {
-        return None;
+    #[test]
+    fn variable_names_replace_the_dot_and_go_upper_case() {
+        assert_eq!(env_var_name("agent.state_dir"), "EDGEPOOL_AGENT_STATE_DIR");
+        assert_eq!(
+            env_var_name("broker.keep_alive_secs"),
+            "EDGEPOOL_BROKER_KEEP_ALIVE_SECS"
+        );
     }
-    let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
-        let (host, after) = stripped.split_once(']')?;
-        (host, after.strip_prefix(':')?)
-    } else {
-        rest.rsplit_once(':')?
-    };
-    if host.is_empty() {
-        return None;
-    }
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    Some((host.to_string(), port))
 }
