@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //!
-//! - [`cpu_mem`]: `proc/cpuinfo`, `proc/meminfo`, `proc/self/cgroup` and the cgroup limit files.
+//! - [`cpu_mem`]: `proc/cpuinfo` and `proc/meminfo`.
+//! - [`cgroup`]: `proc/self/cgroup` and the cgroup v2 (or v1) limit files.
 //! - [`gpu`]: sysinfo's GPUs, the PCI scan and NVIDIA's information files.
 //! - [`tee`]: configfs-tsm providers and guest device nodes.
 //! - [`bench`]: fuel per second of a fixed wasm module.
@@ -19,6 +20,7 @@
 //! proves an attester works; an operator cannot force `tee` or a framework tag either.
 
 pub mod bench;
+pub mod cgroup;
 pub mod cpu_mem;
 pub mod gpu;
 pub mod tee;
@@ -36,7 +38,7 @@ use serde::Serialize;
 use crate::config::AttestationMode;
 
 pub use bench::{fuel_per_second, BenchError};
-pub use cpu_mem::CgroupLimits;
+pub use cgroup::CgroupLimits;
 pub use tee::{TeeDevice, TeeInterface};
 
 /// The tags only a working attester may claim.
@@ -162,7 +164,7 @@ pub fn detect(opts: &DetectOptions) -> Result<Detected, CapacityError> {
     let real = is_real_root(root);
     let mut warnings = Vec::new();
 
-    let cgroup = cpu_mem::read_cgroup_limits(root, &mut warnings);
+    let cgroup = cgroup::read_cgroup_limits(root, &mut warnings);
     let mut cpu = detect_cpu(root, real)?;
     let mut ram_bytes = detect_ram(root, real)?;
     if let Some(limits) = &cgroup {
@@ -203,7 +205,7 @@ pub fn available_memory_bytes(system_root: &Path) -> u64 {
         .ok()
         .and_then(|text| cpu_mem::parse_meminfo(&text).ok())
         .map_or(0, |info| info.available_bytes);
-    match cpu_mem::cgroup_memory_headroom(system_root) {
+    match cgroup::cgroup_memory_headroom(system_root) {
         Some(headroom) => available.min(headroom),
         None => available,
     }
