@@ -16,6 +16,51 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Runs the agent (the systemd service's command).
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "EDGEPOOL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Creates the keystore, the configuration and the state directory (idempotent).
+    Init(InitArgs),
+    /// Checks the configuration, keystore, broker, TEE devices and disk; one line per check.
+    Doctor {
+        /// The configuration file.
+        #[arg(long, env = "EDGEPOOL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// One JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints what this machine offers (CPU, RAM, disk, GPUs, TEE, tags, sandbox speed).
+    Capacity {
+        /// The configuration file (its state_dir, system_root, tags and limits are used when it
+        /// exists).
+        #[arg(long, env = "EDGEPOOL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The agent's state from its journal: outbox, sequence numbers, tasks by state.
+    Status {
+        /// The configuration file.
+        #[arg(long, env = "EDGEPOOL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tasks in the journal, newest first.
+    Tasks {
+        /// The configuration file.
+        #[arg(long, env = "EDGEPOOL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// One JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// iExec dataset files: encrypt, decrypt, checksum (same format as the iExec SDK).
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -28,6 +73,41 @@ pub enum Command {
     /// PoCo formulas: task ids, contribution hashes.
     #[command(subcommand)]
     Poco(PocoCommand),
+}
+
+/// `init …`
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to write the configuration.
+    #[arg(long, env = "EDGEPOOL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// The state directory (journal, keystore, cache).
+    #[arg(long, default_value = "/var/lib/edgepool")]
+    pub state_dir: PathBuf,
+    /// Broker URL, mqtt://HOST:PORT or mqtts://HOST:PORT.
+    #[arg(long)]
+    pub broker: String,
+    /// Workerpool address.
+    #[arg(long)]
+    pub pool: String,
+    /// Scheduler address: the only signer whose tasks are accepted.
+    #[arg(long)]
+    pub scheduler: String,
+    /// File holding the keystore password (never given on the command line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: PathBuf,
+    /// Operator tags, comma-separated (gpu; TEE tags are claimed only after attestation).
+    #[arg(long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Task slots.
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Replace the existing key and configuration.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `dataset …`

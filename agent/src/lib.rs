@@ -13,6 +13,12 @@
 pub mod capacity;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dir_tree;
+pub mod identity;
+pub mod link;
+pub mod logging;
+pub mod ops;
 pub mod store;
+pub mod systemd;
 pub mod tools;

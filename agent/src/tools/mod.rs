@@ -74,6 +74,11 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), ToolError> {
             digest,
             worker,
         }) => poco::hashes(&task_id, &digest, &worker)?,
+        other => {
+            return Err(ToolError::Refused(anyhow::anyhow!(
+                "{other:?} is a daemon command, not a tool"
+            )))
+        }
     };
     if let Some(answer) = answer {
         writeln!(stdout, "{answer}")

@@ -1,0 +1,489 @@
+//! The daemon: one event loop over the MQTT connection, the heartbeat, capacity refresh, the
+//! systemd watchdog and shutdown (STYLE.md rule 3).
+//!
+//! Start-up ([`Daemon::prepare`]) unlocks the wallet, opens the journal, detects the capacity
+//! and seals the advertisement; [`Daemon::run`] then connects and serves until the shutdown
+//! future completes, then drains: the presence goes `offline`, the outbox is flushed within the
+//! drain timeout, and whatever is left stays in the journal for the next start.
+//!
+//! Every signed message takes the next sequence number and is committed to the journal's outbox
+//! in one transaction before it is published; its row is deleted on the broker's PUBACK. After a
+//! reconnect the retained presence and capacity are re-published and the outbox is flushed in
+//! order.
+
+mod advertise;
+mod inbox;
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edgepool_protocol::envelope::{Envelope, SequenceTracker};
+use edgepool_protocol::messages::{Heartbeat, Message};
+use edgepool_protocol::primitives::Address;
+use edgepool_protocol::signature::Signer;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
+use tokio::time::{interval, sleep_until, MissedTickBehavior};
+
+use crate::config::Config;
+use crate::identity::{self, IdentityError};
+use crate::link::{self, Backoff, Failure, LinkError, PublishTracker, Tracked, WorkerTopics};
+use crate::store::{Store, StoreError};
+use crate::systemd::Notifier;
+
+pub use advertise::Advertiser;
+
+/// How long a drain may take before the remaining outbox is left for the next start.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the capacity is detected again (republished only when it changed).
+pub const CAPACITY_REFRESH: Duration = Duration::from_secs(60);
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The wallet cannot be opened.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The journal failed.
+    #[error("journal: {0}")]
+    Store(#[from] StoreError),
+    /// The broker link cannot be set up.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// Capacity detection failed.
+    #[error("capacity: {0}")]
+    Capacity(String),
+    /// A message could not be sealed (a bug: our own messages always validate).
+    #[error("sealing a {kind} message: {reason}")]
+    Seal {
+        /// The message kind.
+        kind: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The broker refused us for a reason retrying cannot fix.
+    #[error("{0}")]
+    BrokerRefused(String),
+}
+
+/// Milliseconds since the Unix epoch (the shell reads the clock; the protocol takes it as input).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Counts of what happened, for logs and `status`.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Connections established.
+    pub connections: u64,
+    /// Inbox messages refused (bad envelope, wrong sender, replay…).
+    pub refused: u64,
+    /// Inbox messages accepted.
+    pub accepted: u64,
+    /// Outbox messages acknowledged by the broker.
+    pub delivered: u64,
+}
+
+/// The running agent.
+#[derive(Debug)]
+pub struct Daemon {
+    config: Config,
+    signer: Signer,
+    topics: WorkerTopics,
+    store: Store,
+    advertiser: Advertiser,
+    peers: SequenceTracker,
+    notifier: Notifier,
+    tracker: PublishTracker,
+    counters: Counters,
+    started: Instant,
+    connected: bool,
+    draining: bool,
+}
+
+impl Daemon {
+    /// Unlocks the wallet, opens the journal, detects the capacity and seals the advertisement.
+    ///
+    /// `env` looks up environment variables (password sources).
+    ///
+    /// # Errors
+    /// [`DaemonError`] naming what is missing or wrong.
+    pub fn prepare(
+        config: Config,
+        env: &dyn Fn(&str) -> Option<String>,
+        started: Instant,
+    ) -> Result<Self, DaemonError> {
+        let (password, source) = identity::find_password(&config.identity, env)?;
+        let keystore = config.keystore_path();
+        let signer = identity::unlock(&keystore, &password)?;
+        drop(password);
+        tracing::info!(worker = %signer.address(), password_source = %source, keystore = %keystore.display(), "wallet unlocked");
+        let store = Store::open(&config.agent.state_dir)?;
+        let topics = WorkerTopics::new(&config, signer.address())?;
+        let peers = SequenceTracker::restore(store.peer_sequences()?);
+        let mut daemon = Self {
+            advertiser: Advertiser::detect(&config, signer.address(), &store)?,
+            config,
+            signer,
+            topics,
+            store,
+            peers,
+            notifier: Notifier::new(),
+            tracker: PublishTracker::new(),
+            counters: Counters::default(),
+            started,
+            connected: false,
+            draining: false,
+        };
+        daemon.advertiser.seal_if_changed(
+            &mut daemon.store,
+            &daemon.signer,
+            &daemon.topics.capacity,
+        )?;
+        Ok(daemon)
+    }
+
+    /// The worker address.
+    pub fn worker(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// Connects and serves until `shutdown` completes, then drains.
+    ///
+    /// # Errors
+    /// [`DaemonError::BrokerRefused`] when the broker refuses the credentials or certificates;
+    /// [`DaemonError::Store`] when the journal fails.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let options = link::options(&self.config, self.worker(), &self.topics)?;
+        let (client, mut eventloop) = AsyncClient::new(options, 256);
+        let mut backoff = Backoff::new(Duration::from_secs(self.config.broker.reconnect_max_secs));
+        let mut heartbeat = interval(Duration::from_secs(self.config.agent.heartbeat_secs));
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let watchdog_every = Notifier::watchdog_interval();
+        let mut watchdog = interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+        let mut refresh = interval(CAPACITY_REFRESH);
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        refresh.tick().await; // the first tick is immediate: capacity was just detected
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut bench = Some(tokio::task::spawn_blocking(
+            crate::capacity::fuel_per_second,
+        ));
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        tokio::pin!(shutdown);
+        self.notifier.status("connecting to the broker");
+        tracing::info!(broker = %self.config.broker.url, worker = %self.worker(), "connecting");
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                event = eventloop.poll(), if retry_at.is_none() => {
+                    match event {
+                        Ok(event) => self.handle_event(event, &client, &mut backoff)?,
+                        Err(error) => {
+                            let delay = self.connection_lost(&error, &mut backoff)?;
+                            retry_at = Some(tokio::time::Instant::now() + delay);
+                        }
+                    }
+                }
+                () = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => retry_at = None,
+                _ = heartbeat.tick() => {
+                    self.enqueue_heartbeat()?;
+                    self.flush(&client)?;
+                }
+                _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
+                _ = refresh.tick() => self.refresh_capacity(&client)?,
+                joined = async { bench.as_mut().expect("guarded by is_some").await }, if bench.is_some() => {
+                    bench = None;
+                    match joined {
+                        Ok(Ok(measured)) => {
+                            tracing::info!(fuel_per_second = measured, "sandbox benchmark");
+                            if self.advertiser.update_fuel(&mut self.store, measured)? {
+                                self.reseal_and_publish(&client)?;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::warn!(error = %e, "sandbox benchmark failed"),
+                        Err(e) => tracing::warn!(error = %e, "sandbox benchmark did not finish"),
+                    }
+                }
+            }
+        }
+        self.drain(&client, &mut eventloop).await
+    }
+
+    fn handle_event(
+        &mut self,
+        event: Event,
+        client: &AsyncClient,
+        backoff: &mut Backoff,
+    ) -> Result<(), DaemonError> {
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                backoff.reset();
+                self.connected = true;
+                self.counters.connections += 1;
+                self.tracker.reset();
+                tracing::info!(broker = %self.config.broker.url, connection = self.counters.connections, "connected");
+                self.publish_retained(client)?;
+                self.flush(client)?;
+                self.update_status();
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.tracker.assigned(pkid),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                match self.tracker.acknowledged(ack.pkid) {
+                    Some(Tracked::Outbox(id)) => {
+                        self.store.ack_outbox(id)?;
+                        self.counters.delivered += 1;
+                    }
+                    Some(Tracked::Capacity) => {
+                        if !self.notifier.is_ready() {
+                            self.notifier.ready();
+                            tracing::info!(
+                                worker = %self.worker(),
+                                startup_ms = self.started.elapsed().as_millis() as u64,
+                                "ready: connected and advertised"
+                            );
+                        }
+                    }
+                    Some(Tracked::Presence) | None => {}
+                }
+                self.flush(client)?;
+            }
+            Event::Incoming(Packet::Publish(publish)) if publish.topic == self.topics.inbox => {
+                self.handle_inbox(&publish.topic, &publish.payload)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Opens an inbox message; refused ones are logged and counted, accepted ones have their
+    /// sequence number committed before they are acted on.
+    fn handle_inbox(&mut self, topic: &str, payload: &[u8]) -> Result<(), DaemonError> {
+        match inbox::open(
+            payload,
+            topic,
+            self.config.pool.address,
+            &self.config.broker.topic_base,
+            self.config.pool.scheduler,
+            &self.peers,
+        ) {
+            Ok(opened) => {
+                self.store
+                    .transaction(|tx| tx.accept_peer_seq(opened.sender, opened.seq))?;
+                self.peers.accept(opened.sender, opened.seq);
+                self.counters.accepted += 1;
+                inbox::dispatch(&opened);
+            }
+            Err(e) => {
+                self.counters.refused += 1;
+                tracing::warn!(
+                    reason = e.reason(),
+                    error = %e,
+                    refused_total = self.counters.refused,
+                    "inbox message refused"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn connection_lost(
+        &mut self,
+        error: &ConnectionError,
+        backoff: &mut Backoff,
+    ) -> Result<Duration, DaemonError> {
+        let was_connected = self.connected;
+        self.connected = false;
+        self.tracker.reset();
+        match link::classify(error) {
+            Failure::Fatal(message) => {
+                tracing::error!(broker = %self.config.broker.url, error = %message, "cannot connect");
+                Err(DaemonError::BrokerRefused(message))
+            }
+            Failure::Retry(message) => {
+                let delay = backoff.next_delay(rand::random::<f64>());
+                if was_connected {
+                    tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "connection lost");
+                } else {
+                    tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "cannot connect");
+                }
+                self.update_status();
+                Ok(delay)
+            }
+        }
+    }
+
+    /// Presence `online` and the capacity advertisement, both retained.
+    fn publish_retained(&mut self, client: &AsyncClient) -> Result<(), DaemonError> {
+        let _ = client.try_subscribe(&self.topics.inbox, QoS::AtLeastOnce);
+        if client
+            .try_publish(&self.topics.presence, QoS::AtLeastOnce, true, link::ONLINE)
+            .is_ok()
+        {
+            self.tracker.requested(Tracked::Presence);
+        }
+        let sealed = self.advertiser.sealed().to_vec();
+        if client
+            .try_publish(&self.topics.capacity, QoS::AtLeastOnce, true, sealed)
+            .is_ok()
+        {
+            self.tracker.requested(Tracked::Capacity);
+        }
+        Ok(())
+    }
+
+    /// Publishes outbox rows not yet sent on this connection, oldest first, within the in-flight
+    /// window.
+    fn flush(&mut self, client: &AsyncClient) -> Result<(), DaemonError> {
+        if !self.connected {
+            return Ok(());
+        }
+        let room = self.tracker.outbox_room();
+        if room == 0 {
+            return Ok(());
+        }
+        for entry in self.store.pending_outbox(2 * link::MAX_IN_FLIGHT)? {
+            if !self.tracker.needs_sending(entry.id) {
+                continue;
+            }
+            if self.tracker.outbox_room() == 0 {
+                break;
+            }
+            if client
+                .try_publish(&entry.topic, QoS::AtLeastOnce, entry.retain, entry.payload)
+                .is_err()
+            {
+                break;
+            }
+            self.tracker.requested(Tracked::Outbox(entry.id));
+        }
+        Ok(())
+    }
+
+    /// Seals a heartbeat and commits it to the outbox (delivered now or after reconnect).
+    fn enqueue_heartbeat(&mut self) -> Result<(), DaemonError> {
+        let heartbeat = Heartbeat {
+            running_tasks: 0,
+            free_slots: if self.draining {
+                0
+            } else {
+                self.config.agent.slots
+            },
+            free_memory_bytes: crate::capacity::available_memory_bytes(
+                &self.config.agent.system_root,
+            ),
+            free_disk_bytes: self.advertiser.disk_free_bytes(&self.config),
+            accepting: !self.draining,
+        };
+        self.enqueue(Message::Heartbeat(heartbeat))
+    }
+
+    /// Seals `message` with our next sequence number and commits it to the outbox, in one
+    /// transaction: nothing is published that the journal does not hold.
+    fn enqueue(&mut self, message: Message) -> Result<(), DaemonError> {
+        let topic = self.topics.outbox.clone();
+        let signer = &self.signer;
+        let now = now_ms();
+        self.store.transaction(|tx| {
+            let seq = tx.next_own_seq()?;
+            let bytes = Envelope::seal(signer, &topic, seq, now, &message).map_err(|e| {
+                StoreError::Corrupt {
+                    what: "outgoing message".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            tx.enqueue(&topic, &bytes, false, now)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn refresh_capacity(&mut self, client: &AsyncClient) -> Result<(), DaemonError> {
+        self.advertiser.redetect(&self.config)?;
+        self.reseal_and_publish(client)
+    }
+
+    /// Seals the advertisement again if it changed, and publishes it when connected.
+    fn reseal_and_publish(&mut self, client: &AsyncClient) -> Result<(), DaemonError> {
+        let changed = self.advertiser.seal_if_changed(
+            &mut self.store,
+            &self.signer,
+            &self.topics.capacity,
+        )?;
+        if changed && self.connected {
+            let sealed = self.advertiser.sealed().to_vec();
+            if client
+                .try_publish(&self.topics.capacity, QoS::AtLeastOnce, true, sealed)
+                .is_ok()
+            {
+                self.tracker.requested(Tracked::Capacity);
+            }
+            tracing::info!("capacity changed: advertisement republished");
+        }
+        Ok(())
+    }
+
+    fn update_status(&mut self) {
+        let line = if self.draining {
+            "draining: no new tasks".to_string()
+        } else if self.connected {
+            format!("connected, 0/{} slots busy", self.config.agent.slots)
+        } else {
+            "disconnected, reconnecting".to_string()
+        };
+        self.notifier.status(&line);
+    }
+
+    /// No new tasks; presence `offline`; flush the outbox until it is empty or the drain timeout.
+    async fn drain(
+        mut self,
+        client: &AsyncClient,
+        eventloop: &mut EventLoop,
+    ) -> Result<(), DaemonError> {
+        self.draining = true;
+        self.notifier.stopping();
+        self.update_status();
+        tracing::info!(connected = self.connected, "draining");
+        if !self.connected {
+            return Ok(());
+        }
+        if client
+            .try_publish(&self.topics.presence, QoS::AtLeastOnce, true, link::OFFLINE)
+            .is_ok()
+        {
+            self.tracker.requested(Tracked::Presence);
+        }
+        self.flush(client)?;
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while !(self.tracker.is_idle() && self.store.outbox_len()? == 0) {
+            tokio::select! {
+                event = eventloop.poll() => match event {
+                    Ok(event) => {
+                        let mut backoff = Backoff::new(Duration::from_secs(1));
+                        self.handle_event(event, client, &mut backoff)?;
+                    }
+                    Err(_) => break,
+                },
+                () = sleep_until(deadline) => {
+                    tracing::warn!(left = self.store.outbox_len()?, "drain timeout: the rest stays in the journal");
+                    break;
+                }
+            }
+        }
+        let _ = client.try_disconnect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                event = eventloop.poll() => match event {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                () = sleep_until(deadline) => break,
+            }
+        }
+        tracing::info!(delivered = self.counters.delivered, "stopped");
+        Ok(())
+    }
+}
