@@ -76,4 +76,33 @@ for info in zipfile.ZipFile(sys.argv[1]).infolist():
     print(f"  {info.filename}  {info.file_size} bytes")
 PY
 
+step "9. The agent daemon: init, run against a local Mosquitto, watch what it publishes"
+if [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_sub >/dev/null 2>&1; then
+  echo "skipped: needs mosquitto and mosquitto-clients (apt-get install -y mosquitto mosquitto-clients)"
+else
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n' "$port" > "$work/mosquitto.conf"
+  /usr/sbin/mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+  broker_pid=$!
+  trap 'kill "$broker_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  printf 'demo keystore password\n' > "$work/keystore-password"
+  "$agent" init --json --config "$work/agent.toml" --state-dir "$work/state" \
+    --broker "mqtt://127.0.0.1:$port" \
+    --pool 0x1111111111111111111111111111111111111111 \
+    --scheduler 0x2222222222222222222222222222222222222222 \
+    --password-file "$work/keystore-password"
+  EDGEPOOL_IDENTITY_PASSWORD_FILE="$work/keystore-password" EDGEPOOL_AGENT_HEARTBEAT_SECS=1 \
+    EDGEPOOL_AGENT_MIN_FREE_DISK_MB=1 "$agent" run --config "$work/agent.toml" 2>"$work/agent.log" &
+  agent_pid=$!
+  echo "-- what a scheduler sees (presence, signed capacity, heartbeats; binary payloads shown as sizes):"
+  mosquitto_sub -h 127.0.0.1 -p "$port" -t 'edgepool/v1/#' -C 4 -W 15 -F '%t  %l bytes, retained=%r'
+  mosquitto_sub -h 127.0.0.1 -p "$port" -t 'edgepool/v1/+/workers/+/presence' -C 1 -W 5 -F 'presence payload: %p'
+  kill -TERM "$agent_pid"; wait "$agent_pid"
+  echo "-- the agent's log:"; cut -c1-160 "$work/agent.log"
+  EDGEPOOL_IDENTITY_PASSWORD_FILE="$work/keystore-password" EDGEPOOL_AGENT_MIN_FREE_DISK_MB=1 \
+    "$agent" doctor --config "$work/agent.toml" || true
+  "$agent" status --config "$work/agent.toml"
+fi
+
 printf '\nAll steps passed.\n'

@@ -158,6 +158,7 @@ impl Daemon {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
         let options = link::options(&self.config, self.worker(), &self.topics)?;
         let (client, mut eventloop) = AsyncClient::new(options, 256);
+        eventloop.set_network_options(link::network_options());
         let mut backoff = Backoff::new(Duration::from_secs(self.config.broker.reconnect_max_secs));
         let mut heartbeat = interval(Duration::from_secs(self.config.agent.heartbeat_secs));
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);

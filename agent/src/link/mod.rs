@@ -146,6 +146,16 @@ pub fn probe_options(config: &Config, worker: Address) -> Result<MqttOptions, Li
     Ok(options)
 }
 
+/// Socket options: `TCP_NODELAY`, because every publish is a small packet the agent wants on
+/// the wire now (with Nagle's algorithm the first QoS 1 exchange of a connection waited ~40 ms
+/// for a delayed ACK), and a connection timeout.
+pub fn network_options() -> rumqttc::NetworkOptions {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network.set_connection_timeout(10);
+    network
+}
+
 /// What to do after a connection error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {

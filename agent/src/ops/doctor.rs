@@ -193,6 +193,7 @@ fn check_broker(
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let (client, mut eventloop) = AsyncClient::new(options, 4);
+        eventloop.set_network_options(link::network_options());
         let outcome = tokio::time::timeout(BROKER_TIMEOUT, async {
             loop {
                 match eventloop.poll().await {
