@@ -557,3 +557,40 @@ fn doctor_passes_against_a_live_broker_and_fails_with_the_broker_down() {
         .clone();
     assert_eq!(broker_check["ok"], false, "{report}");
 }
+
+#[test]
+fn after_a_broker_restart_that_lost_everything_the_retained_messages_are_published_again() {
+    let mut broker = Mosquitto::start(MosquittoOptions::default());
+    let url = broker.url();
+    let worker = Worker::init(&url);
+    let agent = worker.spawn(&[]);
+    let sub = Subscriber::start(&url, &worker.topic("#"), ClientOptions::new("before"));
+    let first = sub
+        .wait_for_topic(&worker.topic("capacity"), WAIT)
+        .unwrap_or_else(|| panic!("no capacity; log:\n{}", agent.log()));
+    sub.disconnect();
+    // No persistence: the restarted broker has no retained message at all.
+    broker.restart();
+    // Whether this subscriber sees them live or retained depends on who reconnects first.
+    let late = Subscriber::start(&url, &worker.topic("+"), ClientOptions::new("after"));
+    late.wait_for(
+        |m| m.topic == worker.topic("presence") && m.payload == b"online",
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|| panic!("presence not re-published; log:\n{}", agent.log()));
+    late.wait_for_topic(&worker.topic("capacity"), Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("capacity not re-published; log:\n{}", agent.log()));
+    // Having passed through the new broker, they are now retained there.
+    let third = Subscriber::start(&url, &worker.topic("capacity"), ClientOptions::new("third"));
+    let again = third
+        .wait_for_topic(&worker.topic("capacity"), WAIT)
+        .expect("the re-published capacity is retained");
+    assert!(again.retain);
+    assert_eq!(open(&again).sender, worker.address);
+    assert!(open(&again).seq >= open(&first).seq);
+    assert!(
+        agent.log().matches("connected broker=").count() >= 2,
+        "{}",
+        agent.log()
+    );
+}
