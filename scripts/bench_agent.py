@@ -74,7 +74,7 @@ def main():
                         "--pool", "0x1111111111111111111111111111111111111111",
                         "--scheduler", "0x2222222222222222222222222222222222222222",
                         "--password-file", pw, "--json"], check=True, stdout=subprocess.DEVNULL)
-        env = dict(os.environ, EDGEPOOL_IDENTITY_PASSWORD_FILE=pw, EDGEPOOL_LOG="warn")
+        env = dict(os.environ, EDGEPOOL_IDENTITY_PASSWORD_FILE=pw, EDGEPOOL_LOG="info")
         ready_ms, rss, internal_ms = [], [], []
         for i in range(args.runs):
             sock_path = os.path.join(work, f"notify-{i}.sock")

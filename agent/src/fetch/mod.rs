@@ -1,0 +1,1 @@
+//! Fetching apps, datasets and input files (http(s), file, IPFS gateways) into a content-addressed cache.
