@@ -1,9 +1,13 @@
 //! `edgepool-simulator`: a local workerpool in one process (embedded MQTT broker, scheduler, PoCo
 //! ledger, SMS, result and dataset store) that drives real agents in tests and demos.
 //!
-//! Not built yet: this crate holds only what the workspace needs to build, and the `edgepool-sim`
-//! binary says so when run.
+//! Built so far: the scheduler's pure state machine, which the agent's task-pipeline tests drive.
+//! The broker, ledger, SMS, store, scenarios and the `edgepool-sim` demo come with the simulator
+//! issue; the binary says so when run.
 //!
 //! # Layout
 //!
-//! (empty)
+//! - [`scheduler`]: assignment, contributions, consensus, reveal, upload, completion and deadlines,
+//!   as a sans-IO state machine (time is an argument; calls return the messages to send).
+
+pub mod scheduler;

@@ -1,0 +1,257 @@
+//! The scheduler side of protocol v1 as a pure state machine (no I/O, no clock: time is an
+//! argument, and every call returns the messages to send). The simulator wraps it with a broker
+//! connection; the agent's tests drive it directly.
+//!
+//! One [`TaskRun`] per task follows iExec's PoCo flow, simplified to what a workerpool scheduler
+//! decides:
+//!
+//! 1. [`Scheduler::assign`] signs a `WorkerpoolAuthorization` for a worker and sends the
+//!    `Assignment`.
+//! 2. The worker answers `Accept` or `Decline`, reports `StatusUpdate`s and sends its
+//!    `Contribution`; the scheduler checks its hashes against the worker's address.
+//! 3. Consensus: as soon as `required` contributions (the deal's trust, at least 1) agree on a
+//!    `resultHash`, the contributors with that hash get `PLEASE_REVEAL` (with the reveal deadline)
+//!    and the others `PLEASE_ABORT_CONSENSUS_REACHED`.
+//! 4. A `Reveal` must carry the digest whose hash reached consensus. The first revealer gets
+//!    `PLEASE_UPLOAD`; its `ResultUploaded` finalizes the task and every revealer gets
+//!    `PLEASE_COMPLETE`.
+//! 5. [`Scheduler::tick`] enforces the contribution and reveal deadlines (`PLEASE_ABORT_*`).
+//!
+//! A duplicate message (QoS 1 redelivery, or a worker re-sending after a restart) changes nothing;
+//! a conflicting one (a second, different contribution) is refused with a typed error.
+
+mod task;
+
+use std::collections::BTreeMap;
+
+use edgepool_protocol::messages::{Assignment, DealSummary, Message, Notification, TaskLimits};
+use edgepool_protocol::poco::{self, WorkerpoolAuthorization};
+use edgepool_protocol::primitives::{Address, Bytes32, TaskId};
+use edgepool_protocol::signature::Signer;
+use edgepool_protocol::status::NotificationType;
+
+pub use task::{Phase, ReplicaState, TaskRun};
+
+/// What the scheduler wants done.
+// Most actions are `Send`s of a message; boxing it would cost an allocation per action for no gain.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Publish `message` on `worker`'s inbox.
+    Send {
+        /// The worker.
+        worker: Address,
+        /// The message.
+        message: Message,
+    },
+    /// The task is final: consensus reached and the result uploaded.
+    Finalized {
+        /// The task.
+        task_id: TaskId,
+        /// The consensus `resultHash`.
+        result_hash: Bytes32,
+        /// Where the result is.
+        result_link: String,
+    },
+    /// The task failed (no consensus before the deadline, every worker declined, …).
+    Failed {
+        /// The task.
+        task_id: TaskId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a message from a worker was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedulerError {
+    /// The task is not known.
+    #[error("unknown task {0}")]
+    UnknownTask(TaskId),
+    /// The task was not assigned to this worker.
+    #[error("task {task_id} is not assigned to {worker}")]
+    NotAssigned {
+        /// The task.
+        task_id: TaskId,
+        /// The sender.
+        worker: Address,
+    },
+    /// The task is already assigned to this worker.
+    #[error("task {task_id} is already assigned to {worker}")]
+    AlreadyAssigned {
+        /// The task.
+        task_id: TaskId,
+        /// The worker.
+        worker: Address,
+    },
+    /// The task index is outside the deal's bag of tasks.
+    #[error("task index {index} is outside the deal ({bot_first}, size {bot_size})")]
+    IndexOutsideDeal {
+        /// The index.
+        index: u64,
+        /// First index of the deal.
+        bot_first: u64,
+        /// Number of tasks of the deal.
+        bot_size: u64,
+    },
+    /// The contribution's hashes do not match the sender and digest.
+    #[error("bad contribution: {0}")]
+    BadContribution(String),
+    /// The message does not fit the replica's state (a reveal before PLEASE_REVEAL, …).
+    #[error("{message} from {worker} for {task_id} is not expected in state {state:?}")]
+    Unexpected {
+        /// The task.
+        task_id: TaskId,
+        /// The sender.
+        worker: Address,
+        /// The message kind.
+        message: &'static str,
+        /// The replica's state.
+        state: ReplicaState,
+    },
+    /// A second contribution or reveal that differs from the first.
+    #[error("conflicting {what} from {worker} for {task_id}")]
+    Conflict {
+        /// The task.
+        task_id: TaskId,
+        /// The sender.
+        worker: Address,
+        /// What conflicts.
+        what: &'static str,
+    },
+    /// A message kind a worker never sends to the scheduler.
+    #[error("a {0} message is not for the scheduler")]
+    NotForScheduler(&'static str),
+}
+
+/// The scheduler of one workerpool.
+#[derive(Debug)]
+pub struct Scheduler {
+    signer: Signer,
+    tasks: BTreeMap<TaskId, TaskRun>,
+}
+
+impl Scheduler {
+    /// A scheduler signing with `signer` (the workerpool owner's key).
+    pub fn new(signer: Signer) -> Self {
+        Self {
+            signer,
+            tasks: BTreeMap::new(),
+        }
+    }
+
+    /// The scheduler's address (what agents are configured to trust).
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// A task, if known.
+    pub fn task(&self, task_id: &TaskId) -> Option<&TaskRun> {
+        self.tasks.get(task_id)
+    }
+
+    /// Every task.
+    pub fn tasks(&self) -> impl Iterator<Item = &TaskRun> {
+        self.tasks.values()
+    }
+
+    /// Assigns task `task_index` of `deal` to `worker`. `enclave_challenge` is the zero address
+    /// for a standard task.
+    ///
+    /// # Errors
+    /// [`SchedulerError::IndexOutsideDeal`], [`SchedulerError::AlreadyAssigned`].
+    pub fn assign(
+        &mut self,
+        deal: &DealSummary,
+        task_index: u64,
+        worker: Address,
+        limits: TaskLimits,
+        enclave_challenge: Address,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, SchedulerError> {
+        let in_deal = task_index
+            .checked_sub(deal.bot_first)
+            .is_some_and(|offset| offset < deal.bot_size);
+        if !in_deal {
+            return Err(SchedulerError::IndexOutsideDeal {
+                index: task_index,
+                bot_first: deal.bot_first,
+                bot_size: deal.bot_size,
+            });
+        }
+        let task_id = poco::task_id(&deal.deal_id, task_index);
+        let run = self
+            .tasks
+            .entry(task_id)
+            .or_insert_with(|| TaskRun::new(task_id, deal.clone(), task_index, now_ms));
+        if run.replicas.contains_key(&worker) {
+            return Err(SchedulerError::AlreadyAssigned { task_id, worker });
+        }
+        run.replicas.insert(worker, task::Replica::new(now_ms));
+        let authorization =
+            WorkerpoolAuthorization::sign(&self.signer, worker, task_id, enclave_challenge);
+        Ok(vec![Action::Send {
+            worker,
+            message: Message::Assignment(Assignment {
+                deal: deal.clone(),
+                task_index,
+                task_id,
+                authorization,
+                limits,
+            }),
+        }])
+    }
+
+    /// Handles a message from `worker`.
+    ///
+    /// # Errors
+    /// [`SchedulerError`] when the message is refused; the state is then unchanged.
+    pub fn handle(
+        &mut self,
+        worker: Address,
+        message: &Message,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, SchedulerError> {
+        let Some(task_id) = message.task_id() else {
+            return match message {
+                // Load reports are the simulator's business, not the task state machine's.
+                Message::Heartbeat(_) | Message::Capacity(_) => Ok(Vec::new()),
+                other => Err(SchedulerError::NotForScheduler(other.kind().as_str())),
+            };
+        };
+        let run = self
+            .tasks
+            .get_mut(&task_id)
+            .ok_or(SchedulerError::UnknownTask(task_id))?;
+        run.handle(worker, message, now_ms)
+    }
+
+    /// Enforces deadlines at `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        self.tasks
+            .values_mut()
+            .flat_map(|run| run.tick(now_ms))
+            .collect()
+    }
+}
+
+/// A notification for one task.
+pub(crate) fn notify(
+    worker: Address,
+    task_id: TaskId,
+    kind: NotificationType,
+    deadline_ms: Option<u64>,
+) -> Action {
+    Action::Send {
+        worker,
+        message: Message::Notification(Notification {
+            task_id,
+            kind,
+            deadline_ms,
+            detail: None,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
