@@ -20,6 +20,7 @@ pub mod identity;
 pub mod link;
 pub mod logging;
 pub mod ops;
+pub mod pipeline;
 pub mod sandbox;
 pub mod store;
 pub mod systemd;
