@@ -25,20 +25,31 @@ static int compare_strings(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Prints "name bytes=N crc32=XXXXXXXX" for IEXEC_IN/name, or fails the task. */
-static void describe_file(FILE *out, const char *role, const char *name) {
+/* What result.txt says about one file of IEXEC_IN. */
+typedef struct {
+    const char *name;
+    size_t bytes;
+    uint32_t crc;
+} file_info_t;
+
+/* Reads IEXEC_IN/name whole, or fails the task. */
+static file_info_t inspect_file(const char *role, const char *name) {
     char path[IEXEC_PATH_MAX];
     if (strchr(name, '/') != NULL || iexec_join(path, sizeof path, iexec_in_dir(), name) != 0) {
         iexec_fail(IEXEC_EXIT_FAILED, "%s name must be a plain file name, found \"%s\"", role, name);
     }
-    size_t len = 0;
-    char *data = iexec_read_file(path, &len);
+    file_info_t info = {name, 0, 0};
+    char *data = iexec_read_file(path, &info.bytes);
     if (data == NULL) {
         iexec_fail(IEXEC_EXIT_FAILED, "cannot read %s %s: %s", role, path, strerror(errno));
     }
-    uint32_t crc = iexec_crc32(0, (const unsigned char *)data, len);
+    info.crc = iexec_crc32(0, (const unsigned char *)data, info.bytes);
     free(data);
-    fprintf(out, "%s bytes=%zu crc32=%08x\n", name, len, (unsigned)crc);
+    return info;
+}
+
+static void print_file(FILE *out, const file_info_t *info) {
+    fprintf(out, "%s bytes=%zu crc32=%08x\n", info->name, info->bytes, (unsigned)info->crc);
 }
 
 int main(int argc, char **argv) {
@@ -64,12 +75,31 @@ int main(int argc, char **argv) {
     strcat(greeting, "!");
     printf("%s\n", greeting);
 
-    /* Validate the input file count before writing anything. */
+    /* Read every file before writing anything: a failed task leaves no half-written result.txt. */
     const char *count_text = iexec_env("IEXEC_INPUT_FILES_NUMBER", "0");
     unsigned long input_count = 0;
     if (iexec_parse_uint(count_text, MAX_INPUT_FILES, &input_count) != 0) {
         iexec_fail(IEXEC_EXIT_FAILED, "IEXEC_INPUT_FILES_NUMBER must be a number from 0 to %d, found \"%s\"",
                    MAX_INPUT_FILES, count_text);
+    }
+    const char *dataset_name = getenv("IEXEC_DATASET_FILENAME");
+    int has_dataset = dataset_name != NULL && dataset_name[0] != '\0';
+    file_info_t dataset = {NULL, 0, 0};
+    if (has_dataset) {
+        dataset = inspect_file("dataset", dataset_name);
+    }
+    file_info_t *inputs = calloc(input_count + 1, sizeof *inputs);
+    if (inputs == NULL) {
+        iexec_fail(IEXEC_EXIT_FAILED, "out of memory");
+    }
+    for (unsigned long i = 1; i <= input_count; i++) {
+        char var[64];
+        snprintf(var, sizeof var, "IEXEC_INPUT_FILE_NAME_%lu", i);
+        const char *name = getenv(var);
+        if (name == NULL || name[0] == '\0') {
+            iexec_fail(IEXEC_EXIT_FAILED, "%s is not set but IEXEC_INPUT_FILES_NUMBER is %lu", var, input_count);
+        }
+        inputs[i - 1] = inspect_file("input file", name);
     }
 
     char result_path[IEXEC_PATH_MAX];
@@ -111,25 +141,18 @@ int main(int argc, char **argv) {
     }
     free(env);
 
-    const char *dataset = getenv("IEXEC_DATASET_FILENAME");
-    if (dataset != NULL && dataset[0] != '\0') {
+    if (has_dataset) {
         fputs("dataset: ", out);
-        describe_file(out, "dataset", dataset);
+        print_file(out, &dataset);
     } else {
         fputs("dataset: none\n", out);
     }
-
     fprintf(out, "input files: %lu\n", input_count);
     for (unsigned long i = 1; i <= input_count; i++) {
-        char var[64];
-        snprintf(var, sizeof var, "IEXEC_INPUT_FILE_NAME_%lu", i);
-        const char *name = getenv(var);
-        if (name == NULL || name[0] == '\0') {
-            iexec_fail(IEXEC_EXIT_FAILED, "%s is not set but IEXEC_INPUT_FILES_NUMBER is %lu", var, input_count);
-        }
         fprintf(out, "  [%lu] ", i);
-        describe_file(out, "input file", name);
+        print_file(out, &inputs[i - 1]);
     }
+    free(inputs);
 
     if (fclose(out) != 0) {
         iexec_fail(IEXEC_EXIT_FAILED, "cannot write %s: %s", result_path, strerror(errno));
