@@ -88,6 +88,17 @@ pub(crate) async fn download(
         .map_err(|_| stalled())?
         .map_err(|e| classify(&shown, &e, timeout))?;
     let status = response.status();
+    if status.is_redirection() {
+        // reqwest hands back the redirects it does not follow: those without a usable location
+        // and those to a scheme it does not speak (file://, ftp://).
+        return Err(FetchError::Redirect {
+            url: shown,
+            reason: format!(
+                "http status {} not followed: expected a location with http(s)",
+                status.as_u16()
+            ),
+        });
+    }
     if !status.is_success() {
         return Err(FetchError::Http {
             url: shown,
