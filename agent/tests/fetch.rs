@@ -1,132 +1,17 @@
 //! Downloads against a real HTTP server (tiny_http on a loopback port), real files and a real
-//! journal: checksums, the cache and its eviction, size caps, timeouts, bounded retries, IPFS
-//! gateways, redirects, and the iExec cause of every failure.
+//! journal: checksums, size caps, timeouts, bounded retries, IPFS gateways, redirects, and the
+//! iExec cause of every failure. The cache itself is in `fetch_cache.rs`.
 #![allow(clippy::unwrap_used)]
 
-mod fetch_server;
+mod fetch_support;
 
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use edgepool_agent::config::FetchSection;
-use edgepool_agent::fetch::{cause, FetchError, Fetched, Fetcher, Origin, Role, PARTIAL_PREFIX};
-use edgepool_agent::store::Store;
-use edgepool_protocol::hash::sha256;
-use edgepool_protocol::primitives::Digest;
+use edgepool_agent::fetch::{cause, FetchError, Origin, Role};
 use edgepool_protocol::status::ReplicateStatusCause as Cause;
-use fetch_server::{Behaviour, TestServer};
-
-const KIB: usize = 1024;
-const NO_CAP: u64 = u64::MAX;
-
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    store: Mutex<Store>,
-    fetcher: Fetcher,
-}
-
-fn config(retries: u32) -> FetchSection {
-    FetchSection {
-        timeout_secs: 5,
-        retries,
-        max_download_mb: 16,
-        ipfs_gateways: vec![],
-        cache_max_mb: 64,
-    }
-}
-
-fn env_with(config: FetchSection) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let state = root.join("state");
-    let store = Mutex::new(Store::open(&state).unwrap());
-    let fetcher = Fetcher::new(&config, &state.join("cache"), None)
-        .unwrap()
-        .with_backoff(Duration::from_millis(5));
-    Env {
-        _dir: dir,
-        root,
-        store,
-        fetcher,
-    }
-}
-
-fn env(retries: u32) -> Env {
-    env_with(config(retries))
-}
-
-impl Env {
-    async fn fetch(
-        &self,
-        url: &str,
-        expected: Option<Digest>,
-        role: Role,
-        cap: u64,
-    ) -> Result<Fetched, FetchError> {
-        self.fetcher
-            .fetch(&self.store, url, expected, role, cap)
-            .await
-    }
-
-    /// Every file name in the cache directory.
-    fn cache_files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.fetcher.cache_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn cached_bytes(&self) -> u64 {
-        self.store.lock().unwrap().cache_total_bytes().unwrap()
-    }
-}
-
-fn digest(data: &[u8]) -> Digest {
-    Digest(sha256(data))
-}
-
-fn hex_name(data: &[u8]) -> String {
-    hex::encode(sha256(data).0)
-}
-
-fn body(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-#[tokio::test]
-async fn a_download_is_verified_cached_and_not_downloaded_again() {
-    let app = body(100 * KIB, 1);
-    let server = TestServer::start();
-    server.route("/app.wasm", app.clone(), Behaviour::Serve);
-    let env = env(3);
-    let url = server.url("/app.wasm");
-
-    let first = env
-        .fetch(&url, Some(digest(&app)), Role::App, NO_CAP)
-        .await
-        .unwrap();
-    assert_eq!(first.origin, Origin::Cached);
-    assert_eq!(first.size, app.len() as u64);
-    assert_eq!(first.sha256, digest(&app));
-    assert_eq!(first.path, env.fetcher.cache_dir().join(hex_name(&app)));
-    assert_eq!(std::fs::read(&first.path).unwrap(), app);
-
-    let second = env
-        .fetch(&url, Some(digest(&app)), Role::App, NO_CAP)
-        .await
-        .unwrap();
-    assert_eq!(second.origin, Origin::CacheHit);
-    assert_eq!(second.path, first.path);
-    assert_eq!(server.requests("/app.wasm"), 1);
-    assert_eq!(env.cache_files(), vec![hex_name(&app)]);
-    assert_eq!(env.cached_bytes(), app.len() as u64);
-}
+use fetch_support::server::{Behaviour, TestServer};
+use fetch_support::{body, config, digest, env, env_with, KIB, NO_CAP};
 
 #[tokio::test]
 async fn a_body_without_content_length_is_streamed_and_verified() {
@@ -202,10 +87,7 @@ async fn a_stalled_server_times_out_and_is_retried_a_bounded_number_of_times() {
     server.route("/slow", body(64 * KIB, 4), Behaviour::Stall);
     let env = env_with(config(1));
     let fetcher_timeout = Duration::from_millis(300);
-    let env = Env {
-        fetcher: env.fetcher.with_timeout(fetcher_timeout),
-        ..env
-    };
+    let env = env.map_fetcher(|f| f.with_timeout(fetcher_timeout));
     let started = Instant::now();
     let err = env
         .fetch(&server.url("/slow"), None, Role::App, NO_CAP)
@@ -290,26 +172,6 @@ async fn the_configured_cap_applies_when_the_call_allows_more() {
 }
 
 #[tokio::test]
-async fn an_item_without_checksum_is_a_temporary_file_deleted_on_drop() {
-    let data = body(20 * KIB, 8);
-    let server = TestServer::start();
-    server.route("/input.csv", data.clone(), Behaviour::Serve);
-    let env = env(0);
-    let got = env
-        .fetch(&server.url("/input.csv"), None, Role::InputFile(0), NO_CAP)
-        .await
-        .unwrap();
-    assert_eq!(got.origin, Origin::Temporary);
-    assert_eq!(got.sha256, digest(&data));
-    assert_eq!(std::fs::read(&got.path).unwrap(), data);
-    assert_eq!(env.cached_bytes(), 0);
-    let path = got.path.clone();
-    drop(got);
-    assert!(!path.exists());
-    assert!(env.cache_files().is_empty());
-}
-
-#[tokio::test]
 async fn file_urls_are_read_verified_and_cached() {
     let env = env(3);
     let data = body(70 * KIB, 9);
@@ -352,10 +214,7 @@ async fn a_file_root_keeps_file_urls_inside_it() {
     std::fs::write(allowed.join("ok.txt"), b"ok").unwrap();
     std::fs::write(env.root.join("secret.txt"), b"secret").unwrap();
     std::os::unix::fs::symlink(env.root.join("secret.txt"), allowed.join("link.txt")).unwrap();
-    let env = Env {
-        fetcher: env.fetcher.with_file_root(allowed.clone()),
-        ..env
-    };
+    let env = env.map_fetcher(|f| f.with_file_root(allowed.clone()));
     let ok = format!("file://{}", allowed.join("ok.txt").display());
     env.fetch(&ok, None, Role::InputFile(0), NO_CAP)
         .await
@@ -456,87 +315,6 @@ async fn ipfs_without_gateways_is_a_typed_error() {
 }
 
 #[tokio::test]
-async fn the_least_recently_used_item_is_evicted_when_the_cache_is_full() {
-    let a = body(500 * KIB, 11);
-    let b = body(300 * KIB, 12);
-    let c = body(300 * KIB, 13);
-    let server = TestServer::start();
-    for (path, data) in [("/a", &a), ("/b", &b), ("/c", &c)] {
-        server.route(path, data.clone(), Behaviour::Serve);
-    }
-    let env = env_with(FetchSection {
-        cache_max_mb: 1,
-        ..config(0)
-    });
-    let fetch = |path: &'static str, data: &Vec<u8>| {
-        let url = server.url(path);
-        let expected = digest(data);
-        let env = &env;
-        async move {
-            env.fetch(&url, Some(expected), Role::App, NO_CAP)
-                .await
-                .unwrap()
-        }
-    };
-    fetch("/a", &a).await;
-    fetch("/b", &b).await;
-    assert_eq!(fetch("/a", &a).await.origin, Origin::CacheHit);
-    fetch("/c", &c).await; // 1,100 KiB > 1 MiB: b is the least recently used
-
-    let mut expected = vec![hex_name(&a), hex_name(&c)];
-    expected.sort();
-    assert_eq!(env.cache_files(), expected);
-    assert_eq!(env.cached_bytes(), (a.len() + c.len()) as u64);
-    assert_eq!(fetch("/b", &b).await.origin, Origin::Cached);
-    assert_eq!(server.requests("/b"), 2);
-    assert_eq!(server.requests("/a"), 1);
-}
-
-#[tokio::test]
-async fn an_item_larger_than_the_whole_cache_is_kept_out_of_it() {
-    let data = body(1024 * KIB + 1, 14);
-    let server = TestServer::start();
-    server.route("/huge", data.clone(), Behaviour::Serve);
-    let env = env_with(FetchSection {
-        cache_max_mb: 1,
-        ..config(0)
-    });
-    let got = env
-        .fetch(
-            &server.url("/huge"),
-            Some(digest(&data)),
-            Role::Dataset,
-            NO_CAP,
-        )
-        .await
-        .unwrap();
-    assert_eq!(got.origin, Origin::Temporary);
-    assert_eq!(std::fs::read(&got.path).unwrap(), data);
-    assert_eq!(env.cached_bytes(), 0);
-    drop(got);
-    assert!(env.cache_files().is_empty());
-}
-
-#[tokio::test]
-async fn a_cached_file_that_vanished_is_downloaded_again() {
-    let data = body(10 * KIB, 15);
-    let server = TestServer::start();
-    server.route("/d", data.clone(), Behaviour::Serve);
-    let env = env(0);
-    let first = env
-        .fetch(&server.url("/d"), Some(digest(&data)), Role::App, NO_CAP)
-        .await
-        .unwrap();
-    std::fs::remove_file(&first.path).unwrap();
-    let second = env
-        .fetch(&server.url("/d"), Some(digest(&data)), Role::App, NO_CAP)
-        .await
-        .unwrap();
-    assert_eq!(second.origin, Origin::Cached);
-    assert_eq!(server.requests("/d"), 2);
-}
-
-#[tokio::test]
 async fn redirects_are_followed_to_http_but_never_to_other_schemes() {
     let data = body(5 * KIB, 16);
     let server = TestServer::start();
@@ -611,77 +389,4 @@ async fn a_refused_connection_is_retried_then_reported() {
         .await
         .unwrap_err();
     assert!(matches!(err, FetchError::Network { .. }), "{err}");
-}
-
-#[tokio::test]
-async fn sweep_removes_leftovers_and_keeps_indexed_files() {
-    let data = body(10 * KIB, 17);
-    let server = TestServer::start();
-    server.route("/d", data.clone(), Behaviour::Serve);
-    let env = env(0);
-    env.fetch(&server.url("/d"), Some(digest(&data)), Role::App, NO_CAP)
-        .await
-        .unwrap();
-    let dir = env.fetcher.cache_dir().to_path_buf();
-    std::fs::write(dir.join(format!("{PARTIAL_PREFIX}crashed")), b"half").unwrap();
-    std::fs::write(dir.join(hex_name(b"unindexed")), b"unindexed").unwrap();
-    assert_eq!(env.fetcher.sweep(&env.store).unwrap(), 2);
-    assert_eq!(env.cache_files(), vec![hex_name(&data)]);
-}
-
-/// Throughput of a 64 MiB download into the cache, against a plain `std::io::copy` of the same
-/// response from the same server. Run with
-/// `cargo test --release -p edgepool-agent --test fetch -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "measurement, not a check"]
-async fn measure_throughput_of_a_64_mib_download() {
-    let data = body(64 * 1024 * KIB, 18);
-    let server = TestServer::start();
-    server.route("/big", data.clone(), Behaviour::Serve);
-    let mib = data.len() as f64 / (1024.0 * 1024.0);
-    for round in 0..3 {
-        let env = env(0);
-        let started = Instant::now();
-        let got = env
-            .fetch(
-                &server.url("/big"),
-                Some(digest(&data)),
-                Role::Dataset,
-                NO_CAP,
-            )
-            .await
-            .unwrap();
-        let fetch = started.elapsed();
-        assert_eq!(got.size, data.len() as u64);
-
-        let url = server.url("/big");
-        let plain = tokio::task::spawn_blocking(move || plain_copy(&url))
-            .await
-            .unwrap();
-        println!(
-            "round {round}: fetch into cache {:.0} MiB/s ({fetch:?}); plain io::copy {:.0} MiB/s ({plain:?})",
-            mib / fetch.as_secs_f64(),
-            mib / plain.as_secs_f64()
-        );
-    }
-    println!("curl: curl -o /dev/null {}", server.url("/big"));
-    if std::env::var_os("FETCH_BENCH_WAIT").is_some() {
-        std::thread::sleep(Duration::from_secs(60));
-    }
-}
-
-/// GET over a raw socket, copied into `io::sink` (headers included: a few hundred bytes).
-fn plain_copy(url: &str) -> Duration {
-    use std::io::Write;
-    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
-    let path = &url[url.find(authority).unwrap() + authority.len()..];
-    let started = Instant::now();
-    let mut stream = std::net::TcpStream::connect(authority).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    std::io::copy(&mut stream, &mut std::io::sink()).unwrap();
-    started.elapsed()
 }

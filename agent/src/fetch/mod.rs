@@ -402,3 +402,35 @@ fn now_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn a_fetch_can_run_on_any_runtime_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Mutex::new(Store::open(&dir.path().join("state")).unwrap());
+        let fetcher =
+            Fetcher::new(&FetchSection::default(), &dir.path().join("cache"), None).unwrap();
+        let future = fetcher.fetch(&store, "file:///nothing", None, Role::App, 1);
+        assert_send(&future);
+    }
+
+    #[test]
+    fn a_gateway_that_is_not_http_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FetchSection {
+            ipfs_gateways: vec!["file:///ipfs".into()],
+            ..FetchSection::default()
+        };
+        let err = Fetcher::new(&config, dir.path(), None).unwrap_err();
+        assert!(matches!(err, FetchError::UnsupportedUrl { .. }), "{err}");
+    }
+}

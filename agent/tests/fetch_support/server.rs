@@ -1,7 +1,6 @@
 //! A real HTTP server for the fetch tests: tiny_http on `127.0.0.1:0`, one thread per request,
 //! serving in-memory bodies per path, counting requests, and misbehaving on demand (fail the
 //! first N requests with 503, stall mid-body, omit `Content-Length`, redirect).
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
