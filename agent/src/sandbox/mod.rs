@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::tree::MemTree;
 use edgepool_protocol::{Address, DealId, TaskId};
-use wasmi::{Engine, ExternType, Linker, Module, Store, StoreLimits};
 use wasi_common::WasiCtx;
+use wasmi::{Engine, ExternType, Linker, Module, Store, StoreLimits};
 use zeroize::Zeroizing;
 
 pub use error::{Failure, SandboxError};
@@ -223,7 +223,10 @@ impl Prepared {
         };
         let used = budget.saturating_sub(store.get_fuel().unwrap_or(budget));
         let Some(start) = instance.get_func(&store, "_start") else {
-            return Err(fail(Failure::NotACommand("no _start function".into()), used));
+            return Err(fail(
+                Failure::NotACommand("no _start function".into()),
+                used,
+            ));
         };
 
         let (stop, fuel_used) = call_sliced(&mut store, start, budget, used, deadline);
