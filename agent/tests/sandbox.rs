@@ -355,7 +355,7 @@ fn a_failed_run_still_reports_its_streams_and_the_same_fuel_every_time() {
     let prepared = Prepared::compile(module).unwrap();
     let first = prepared.run(&spec()).unwrap_err();
     let second = prepared.run(&spec()).unwrap_err();
-    assert_eq!(first.stderr.bytes, b"boom\n");
+    assert_eq!(first.left_behind.stderr.bytes, b"boom\n");
     assert!(first.fuel_used > 0);
     assert_eq!(first.fuel_used, second.fuel_used);
 }

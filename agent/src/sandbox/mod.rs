@@ -50,7 +50,7 @@ use wasi_common::WasiCtx;
 use wasmi::{Engine, ExternType, Linker, Module, Store, StoreLimits};
 use zeroize::Zeroizing;
 
-pub use error::{Failure, SandboxError};
+pub use error::{Failure, LeftBehind, SandboxError};
 pub use stdio::Captured;
 
 use exec::{call_sliced, classify, Stop};
@@ -195,8 +195,11 @@ impl Prepared {
             failure,
             fuel_used,
             elapsed: started.elapsed(),
-            stdout: stdout.take(),
-            stderr: stderr.take(),
+            left_behind: Box::new(LeftBehind {
+                stdout: stdout.take(),
+                stderr: stderr.take(),
+                output: output.to_mem_tree().ok(),
+            }),
         };
 
         let budget = spec.limits.fuel;
