@@ -76,8 +76,14 @@ pub fn environment(spec: &RunSpec) -> Result<Vec<(String, String)>, Failure> {
     }
     env.extend([
         ("IEXEC_BOT_SIZE".to_string(), task.bot_size.to_string()),
-        ("IEXEC_BOT_FIRST_INDEX".to_string(), task.bot_first.to_string()),
-        ("IEXEC_BOT_TASK_INDEX".to_string(), task.task_index.to_string()),
+        (
+            "IEXEC_BOT_FIRST_INDEX".to_string(),
+            task.bot_first.to_string(),
+        ),
+        (
+            "IEXEC_BOT_TASK_INDEX".to_string(),
+            task.task_index.to_string(),
+        ),
         ("IEXEC_INPUT_FILES_FOLDER".to_string(), IEXEC_IN.to_string()),
         (
             "IEXEC_INPUT_FILES_NUMBER".to_string(),
@@ -123,7 +129,11 @@ fn input_volume(spec: &RunSpec, clock: &VirtualClock) -> Result<Volume, Failure>
         .dataset
         .iter()
         .map(|d| (&d.filename, d.content.as_slice()))
-        .chain(spec.input_files.iter().map(|f| (&f.name, f.content.as_slice())));
+        .chain(
+            spec.input_files
+                .iter()
+                .map(|f| (&f.name, f.content.as_slice())),
+        );
     for (name, content) in files {
         volume.add_root_file(name, content.to_vec()).map_err(|_| {
             Failure::InvalidInput(format!(

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use edgepool_protocol::status::ReplicateStatusCause;
+use edgepool_protocol::tree::MemTree;
 
 use super::args::ArgsError;
 use super::stdio::Captured;
@@ -127,12 +128,22 @@ pub struct SandboxError {
     pub failure: Failure,
     /// Fuel consumed before the failure (0 when the module never ran).
     pub fuel_used: u64,
-    /// Wall-clock time from the start of instantiation to the failure.
+    /// Wall-clock time from the start of the run to the failure.
     pub elapsed: Duration,
+    /// What the app left behind (boxed: errors are moved around more than they are read).
+    pub left_behind: Box<LeftBehind>,
+}
+
+/// What a failed app left behind, for diagnostics.
+#[derive(Debug, Clone, Default)]
+pub struct LeftBehind {
     /// What the app wrote to stdout before it failed.
     pub stdout: Captured,
     /// What the app wrote to stderr before it failed (the first place to look).
     pub stderr: Captured,
+    /// `/iexec_out` as the app left it, when the module got to run (an app may explain its
+    /// failure in a file). Not a result: it has no `stdout.txt`/`stderr.txt` added.
+    pub output: Option<MemTree>,
 }
 
 impl SandboxError {
@@ -142,8 +153,7 @@ impl SandboxError {
             failure: failure.into(),
             fuel_used: 0,
             elapsed: Duration::ZERO,
-            stdout: Captured::default(),
-            stderr: Captured::default(),
+            left_behind: Box::default(),
         }
     }
 

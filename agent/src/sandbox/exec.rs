@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use wasmi::errors::ErrorKind;
+use wasmi::errors::{ErrorKind, InstantiationError};
 use wasmi::{Func, ResumableCall, Store, TrapCode};
 
 use super::error::Failure;
@@ -47,7 +47,9 @@ pub(super) fn call_sliced(
         used = used.saturating_add(slice.saturating_sub(left));
         match result {
             Ok(ResumableCall::Finished) => return (Stop::Finished, used),
-            Ok(ResumableCall::HostTrap(trap)) => return (Stop::Error(trap.into_host_error()), used),
+            Ok(ResumableCall::HostTrap(trap)) => {
+                return (Stop::Error(trap.into_host_error()), used)
+            }
             Err(error) => return (Stop::Error(error), used),
             Ok(ResumableCall::OutOfFuel(pending)) => {
                 let remaining = budget.saturating_sub(used);
@@ -97,7 +99,19 @@ pub(super) fn classify(
         });
     }
     Some(match error.kind() {
-        ErrorKind::Memory(_) | ErrorKind::Table(_) => Failure::MemoryLimit { memory_limit },
+        ErrorKind::Memory(_)
+        | ErrorKind::Table(_)
+        | ErrorKind::Instantiation(
+            InstantiationError::FailedToInstantiateMemory(_)
+            | InstantiationError::FailedToInstantiateTable(_)
+            | InstantiationError::TooManyMemories
+            | InstantiationError::TooManyTables,
+        ) => Failure::MemoryLimit { memory_limit },
+        ErrorKind::Instantiation(InstantiationError::ElementSegmentDoesNotFit { .. }) => {
+            Failure::Trap {
+                code: format!("{:?}", TrapCode::TableOutOfBounds),
+            }
+        }
         ErrorKind::Linker(e) => Failure::NotACommand(e.to_string()),
         ErrorKind::Instantiation(e) => Failure::NotACommand(e.to_string()),
         _ => Failure::Host(error.to_string()),

@@ -46,11 +46,11 @@ use std::time::{Duration, Instant};
 use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::tree::MemTree;
 use edgepool_protocol::{Address, DealId, TaskId};
-use wasmi::{Engine, ExternType, Linker, Module, Store, StoreLimits};
 use wasi_common::WasiCtx;
+use wasmi::{Engine, ExternType, Linker, Module, Store, StoreLimits};
 use zeroize::Zeroizing;
 
-pub use error::{Failure, SandboxError};
+pub use error::{Failure, LeftBehind, SandboxError};
 pub use stdio::Captured;
 
 use exec::{call_sliced, classify, Stop};
@@ -195,8 +195,11 @@ impl Prepared {
             failure,
             fuel_used,
             elapsed: started.elapsed(),
-            stdout: stdout.take(),
-            stderr: stderr.take(),
+            left_behind: Box::new(LeftBehind {
+                stdout: stdout.take(),
+                stderr: stderr.take(),
+                output: output.to_mem_tree().ok(),
+            }),
         };
 
         let budget = spec.limits.fuel;
@@ -223,7 +226,10 @@ impl Prepared {
         };
         let used = budget.saturating_sub(store.get_fuel().unwrap_or(budget));
         let Some(start) = instance.get_func(&store, "_start") else {
-            return Err(fail(Failure::NotACommand("no _start function".into()), used));
+            return Err(fail(
+                Failure::NotACommand("no _start function".into()),
+                used,
+            ));
         };
 
         let (stop, fuel_used) = call_sliced(&mut store, start, budget, used, deadline);

@@ -61,7 +61,9 @@ impl WasiFile for CapturePipe {
             if buf.len() > room {
                 captured.truncated = true;
             }
-            captured.bytes.extend_from_slice(&buf[..buf.len().min(room)]);
+            captured
+                .bytes
+                .extend_from_slice(&buf[..buf.len().min(room)]);
         }
         Ok(total)
     }

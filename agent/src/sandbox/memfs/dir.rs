@@ -66,7 +66,10 @@ impl WasiDir for MemDir {
             }
             None if oflags.contains(OFlags::CREATE) && !resolved.must_be_dir => {
                 self.check_writable()?;
-                let name = resolved.name.as_deref().ok_or_else(|| errno(Errno::Inval))?;
+                let name = resolved
+                    .name
+                    .as_deref()
+                    .ok_or_else(|| errno(Errno::Inval))?;
                 state.create_file(resolved.parent, name)?
             }
             None => return Err(errno(Errno::Noent)),
@@ -92,7 +95,8 @@ impl WasiDir for MemDir {
                     state.resize(ino, 0)?;
                 }
                 let append = fdflags.contains(FdFlags::APPEND);
-                let file = MemFile::open(self.volume.clone(), &mut state, ino, read, write, append)?;
+                let file =
+                    MemFile::open(self.volume.clone(), &mut state, ino, read, write, append)?;
                 Ok(OpenResult::File(Box::new(file)))
             }
         }
@@ -105,7 +109,10 @@ impl WasiDir for MemDir {
             return Err(errno(Errno::Exist));
         }
         self.check_writable()?;
-        let name = resolved.name.as_deref().ok_or_else(|| errno(Errno::Exist))?;
+        let name = resolved
+            .name
+            .as_deref()
+            .ok_or_else(|| errno(Errno::Exist))?;
         state.create_dir(resolved.parent, name)?;
         Ok(())
     }

@@ -103,7 +103,14 @@ mod tests {
     #[test]
     fn paths_that_climb_out_or_are_absolute_are_refused_with_eperm() {
         let root = MemDir::root(in_volume());
-        for path in ["../x", "./../x", "/etc/passwd", "..", "./..", "../iexec_in/data.txt"] {
+        for path in [
+            "../x",
+            "./../x",
+            "/etc/passwd",
+            "..",
+            "./..",
+            "../iexec_in/data.txt",
+        ] {
             let error = open(&root, path, OFlags::empty(), false).err().unwrap();
             assert_eq!(errno_of(error), Errno::Perm, "{path}");
         }

@@ -1,0 +1,37 @@
+;; Tries to leave its preopens and to write /iexec_in; writes the errno of each attempt, as
+;; two decimal digits and a space, to /iexec_out/escape.txt: `../etc/passwd` from /iexec_out,
+;; `/etc/passwd` and `../iexec_out/x` from /iexec_in, mkdir `../../tmp/x`, then a write-open of
+;; /iexec_in/input.txt.
+(module
+  (import "wasi_snapshot_preview1" "path_open" (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_create_directory" (func $path_create_directory (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "../etc/passwd")
+  (data (i32.const 32) "/etc/passwd")
+  (data (i32.const 64) "../iexec_out/x")
+  (data (i32.const 96) "../../tmp/x")
+  (data (i32.const 128) "input.txt")
+  (data (i32.const 160) "escape.txt")
+  (global $at (mut i32) (i32.const 1024))
+  (func $record (param $errno i32)
+    (i32.store8 (global.get $at) (i32.add (i32.const 48) (i32.div_u (local.get $errno) (i32.const 10))))
+    (i32.store8 (i32.add (global.get $at) (i32.const 1)) (i32.add (i32.const 48) (i32.rem_u (local.get $errno) (i32.const 10))))
+    (i32.store8 (i32.add (global.get $at) (i32.const 2)) (i32.const 32))
+    (global.set $at (i32.add (global.get $at) (i32.const 3))))
+  (func (export "_start") (local $err i32)
+    (call $record (call $path_open (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 13) (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 900)))
+    (call $record (call $path_open (i32.const 3) (i32.const 0) (i32.const 32) (i32.const 11) (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 900)))
+    (call $record (call $path_open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 14) (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 900)))
+    (call $record (call $path_create_directory (i32.const 4) (i32.const 96) (i32.const 11)))
+    ;; CREAT|TRUNC for writing in the read-only /iexec_in
+    (call $record (call $path_open (i32.const 3) (i32.const 0) (i32.const 128) (i32.const 9) (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 900)))
+    (local.set $err (call $path_open (i32.const 4) (i32.const 0) (i32.const 160) (i32.const 10)
+      (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 904)))
+    (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+    (i32.store (i32.const 912) (i32.const 1024))
+    (i32.store (i32.const 916) (i32.sub (global.get $at) (i32.const 1024)))
+    (drop (call $fd_write (i32.load (i32.const 904)) (i32.const 912) (i32.const 1) (i32.const 920)))
+    (drop (call $fd_close (i32.load (i32.const 904))))))

@@ -1,0 +1,22 @@
+;; Creates empty files f0000000, f1000000, ... in /iexec_out forever.
+(module
+  (import "wasi_snapshot_preview1" "path_open" (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "f0000000")
+  (func $digit (param $at i32) (param $n i32) (param $shift i32)
+    (i32.store8 (local.get $at)
+      (i32.add (i32.const 97) (i32.and (i32.shr_u (local.get $n) (local.get $shift)) (i32.const 15)))))
+  (func (export "_start") (local $n i32) (local $err i32)
+    (loop $create
+      (call $digit (i32.const 1) (local.get $n) (i32.const 0))
+      (call $digit (i32.const 2) (local.get $n) (i32.const 4))
+      (call $digit (i32.const 3) (local.get $n) (i32.const 8))
+      (call $digit (i32.const 4) (local.get $n) (i32.const 12))
+      (local.set $err (call $path_open (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 8)
+        (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 36)))
+      (if (local.get $err) (then (call $proc_exit (i32.add (i32.const 100) (local.get $err)))))
+      (drop (call $fd_close (i32.load (i32.const 36))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $create))))
