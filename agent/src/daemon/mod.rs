@@ -13,6 +13,7 @@
 
 mod advertise;
 mod inbox;
+mod tasks;
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,7 +28,7 @@ use tokio::time::{interval, sleep_until, MissedTickBehavior};
 use crate::config::Config;
 use crate::identity::{self, IdentityError};
 use crate::link::{self, Backoff, Failure, LinkError, PublishTracker, Tracked, WorkerTopics};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, Store, StoreError};
 use crate::systemd::Notifier;
 
 pub use advertise::Advertiser;
@@ -92,7 +93,7 @@ pub struct Daemon {
     config: Config,
     signer: Signer,
     topics: WorkerTopics,
-    store: Store,
+    store: SharedStore,
     advertiser: Advertiser,
     peers: SequenceTracker,
     notifier: Notifier,
@@ -101,6 +102,8 @@ pub struct Daemon {
     started: Instant,
     connected: bool,
     draining: bool,
+    runner: tasks::TaskRunner,
+    job_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>>,
 }
 
 impl Daemon {
@@ -120,11 +123,15 @@ impl Daemon {
         let signer = identity::unlock(&keystore, &password)?;
         drop(password);
         tracing::info!(worker = %signer.address(), password_source = %source, keystore = %keystore.display(), "wallet unlocked");
-        let store = Store::open(&config.agent.state_dir)?;
+        let store = SharedStore::new(Store::open(&config.agent.state_dir)?);
         let topics = WorkerTopics::new(&config, signer.address())?;
-        let peers = SequenceTracker::restore(store.peer_sequences()?);
+        let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
+        let advertiser = Advertiser::detect(&config, signer.address(), &store.lock())?;
+        let (runner, job_events) = Self::task_runner(&config, &store)?;
         let mut daemon = Self {
-            advertiser: Advertiser::detect(&config, signer.address(), &store)?,
+            runner,
+            job_events: Some(job_events),
+            advertiser,
             config,
             signer,
             topics,
@@ -138,11 +145,85 @@ impl Daemon {
             draining: false,
         };
         daemon.advertiser.seal_if_changed(
-            &mut daemon.store,
+            &mut daemon.store.lock(),
             &daemon.signer,
             &daemon.topics.capacity,
         )?;
         Ok(daemon)
+    }
+
+    fn task_runner(
+        config: &Config,
+        store: &SharedStore,
+    ) -> Result<
+        (
+            tasks::TaskRunner,
+            tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>,
+        ),
+        DaemonError,
+    > {
+        let state_dir = &config.agent.state_dir;
+        // file:// URLs may only name files under <state_dir>/files: a task must not be able to
+        // read the agent's own keystore or journal.
+        let fetcher = crate::fetch::Fetcher::new(&config.fetch, &state_dir.join("cache"), None)
+            .map_err(|e| DaemonError::Capacity(format!("fetcher: {e}")))?
+            .with_file_root(state_dir.join("files"));
+        let swept = fetcher
+            .sweep(store.index())
+            .map_err(|e| DaemonError::Capacity(format!("cache sweep: {e}")))?;
+        if swept > 0 {
+            tracing::info!(removed = swept, "cache swept");
+        }
+        let http = crate::fetch::build_client(None, Duration::from_secs(config.fetch.timeout_secs))
+            .map_err(|e| DaemonError::Capacity(format!("http client: {e}")))?;
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let jobs = crate::pipeline::JobContext {
+            fetcher: std::sync::Arc::new(fetcher),
+            store: store.clone(),
+            results_dir: state_dir.join("results"),
+            events: events.clone(),
+        };
+        Ok((
+            tasks::TaskRunner {
+                jobs,
+                running: std::collections::HashSet::new(),
+                http,
+                uploads: events,
+            },
+            receiver,
+        ))
+    }
+
+    /// Restarts the job of every task that was accepted but not yet contributed: a task killed
+    /// mid-compute is computed again (deterministic, so the same digest). A contributed task is
+    /// never recomputed: its contribution is in the outbox, or was delivered.
+    fn resume_tasks(&mut self) -> Result<(), DaemonError> {
+        let active = self.store.lock().tasks(crate::store::TaskFilter::Active)?;
+        for record in active {
+            let before_contribution = matches!(
+                record.state,
+                edgepool_protocol::status::ReplicateStatus::Started
+                    | edgepool_protocol::status::ReplicateStatus::AppDownloading
+                    | edgepool_protocol::status::ReplicateStatus::AppDownloaded
+                    | edgepool_protocol::status::ReplicateStatus::DataDownloading
+                    | edgepool_protocol::status::ReplicateStatus::DataDownloaded
+                    | edgepool_protocol::status::ReplicateStatus::Computing
+                    | edgepool_protocol::status::ReplicateStatus::Computed
+            );
+            if !before_contribution || record.outputs.result_digest.is_some() {
+                continue;
+            }
+            match Envelope::open(&record.assignment, &self.topics.inbox).map(|o| o.message) {
+                Ok(Message::Assignment(assignment)) => {
+                    tracing::info!(task_id = %record.task_id, state = %record.state, "resuming task");
+                    self.start_job(assignment);
+                }
+                _ => {
+                    tracing::error!(task_id = %record.task_id, "stored assignment does not open: task left as is")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The worker address.
@@ -173,6 +254,8 @@ impl Daemon {
         ));
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
         tokio::pin!(shutdown);
+        let mut job_events = self.job_events.take().expect("run is called once");
+        self.resume_tasks()?;
         self.notifier.status("connecting to the broker");
         tracing::info!(broker = %self.config.broker.url, worker = %self.worker(), "connecting");
         loop {
@@ -193,6 +276,10 @@ impl Daemon {
                     self.enqueue_heartbeat()?;
                     self.flush(&client)?;
                 }
+                Some(event) = job_events.recv() => {
+                    self.on_job_event(event)?;
+                    self.flush(&client)?;
+                }
                 _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
                 _ = refresh.tick() => self.refresh_capacity(&client)?,
                 joined = async { bench.as_mut().expect("guarded by is_some").await }, if bench.is_some() => {
@@ -200,7 +287,7 @@ impl Daemon {
                     match joined {
                         Ok(Ok(measured)) => {
                             tracing::info!(fuel_per_second = measured, "sandbox benchmark");
-                            if self.advertiser.update_fuel(&mut self.store, measured)? {
+                            if self.advertiser.update_fuel(&mut self.store.lock(), measured)? {
                                 self.reseal_and_publish(&client)?;
                             }
                         }
@@ -234,7 +321,7 @@ impl Daemon {
             Event::Incoming(Packet::PubAck(ack)) => {
                 match self.tracker.acknowledged(ack.pkid) {
                     Some(Tracked::Outbox(id)) => {
-                        self.store.ack_outbox(id)?;
+                        self.store.lock().ack_outbox(id)?;
                         self.counters.delivered += 1;
                     }
                     Some(Tracked::Capacity) => {
@@ -253,6 +340,7 @@ impl Daemon {
             }
             Event::Incoming(Packet::Publish(publish)) if publish.topic == self.topics.inbox => {
                 self.handle_inbox(&publish.topic, &publish.payload)?;
+                self.flush(client)?;
             }
             _ => {}
         }
@@ -272,10 +360,15 @@ impl Daemon {
         ) {
             Ok(opened) => {
                 self.store
+                    .lock()
                     .transaction(|tx| tx.accept_peer_seq(opened.sender, opened.seq))?;
                 self.peers.accept(opened.sender, opened.seq);
                 self.counters.accepted += 1;
-                inbox::dispatch(&opened);
+                match opened.message {
+                    Message::Assignment(assignment) => self.on_assignment(assignment, payload)?,
+                    Message::Notification(notification) => self.on_notification(&notification)?,
+                    _ => inbox::dispatch(&opened),
+                }
             }
             Err(e) => {
                 self.counters.refused += 1;
@@ -345,7 +438,7 @@ impl Daemon {
         if room == 0 {
             return Ok(());
         }
-        for entry in self.store.pending_outbox(2 * link::MAX_IN_FLIGHT)? {
+        for entry in self.store.lock().pending_outbox(2 * link::MAX_IN_FLIGHT)? {
             if !self.tracker.needs_sending(entry.id) {
                 continue;
             }
@@ -387,7 +480,7 @@ impl Daemon {
         let topic = self.topics.outbox.clone();
         let signer = &self.signer;
         let now = now_ms();
-        self.store.transaction(|tx| {
+        self.store.lock().transaction(|tx| {
             let seq = tx.next_own_seq()?;
             let bytes = Envelope::seal(signer, &topic, seq, now, &message).map_err(|e| {
                 StoreError::Corrupt {
@@ -409,7 +502,7 @@ impl Daemon {
     /// Seals the advertisement again if it changed, and publishes it when connected.
     fn reseal_and_publish(&mut self, client: &AsyncClient) -> Result<(), DaemonError> {
         let changed = self.advertiser.seal_if_changed(
-            &mut self.store,
+            &mut self.store.lock(),
             &self.signer,
             &self.topics.capacity,
         )?;
@@ -430,7 +523,11 @@ impl Daemon {
         let line = if self.draining {
             "draining: no new tasks".to_string()
         } else if self.connected {
-            format!("connected, 0/{} slots busy", self.config.agent.slots)
+            format!(
+                "connected, {}/{} slots busy",
+                self.runner.running.len(),
+                self.config.agent.slots
+            )
         } else {
             "disconnected, reconnecting".to_string()
         };
@@ -458,7 +555,7 @@ impl Daemon {
         }
         self.flush(client)?;
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        while !(self.tracker.is_idle() && self.store.outbox_len()? == 0) {
+        while !(self.tracker.is_idle() && self.store.lock().outbox_len()? == 0) {
             tokio::select! {
                 event = eventloop.poll() => match event {
                     Ok(event) => {
@@ -468,7 +565,7 @@ impl Daemon {
                     Err(_) => break,
                 },
                 () = sleep_until(deadline) => {
-                    tracing::warn!(left = self.store.outbox_len()?, "drain timeout: the rest stays in the journal");
+                    tracing::warn!(left = self.store.lock().outbox_len()?, "drain timeout: the rest stays in the journal");
                     break;
                 }
             }

@@ -43,6 +43,7 @@
 mod cache;
 mod error;
 mod http;
+pub(crate) use http::build_client;
 mod sink;
 mod source;
 

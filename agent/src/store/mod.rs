@@ -53,6 +53,7 @@ mod error;
 mod migrations;
 mod outbox;
 mod sequences;
+mod shared;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,7 @@ pub use cache::CacheEntry;
 pub use error::StoreError;
 pub use migrations::SCHEMA_VERSION;
 pub use outbox::OutboxEntry;
+pub use shared::SharedStore;
 pub use tasks::{NewTask, TaskFilter, TaskOutputs, TaskRecord, Transition};
 
 /// The journal's file name inside the state directory.

@@ -1,0 +1,382 @@
+//! The task side of the event loop: assignments (admit or decline), job progress and outcomes,
+//! and the scheduler's notifications (reveal, upload, complete, abort). Every step is a journal
+//! transition committed in the same transaction as the message that reports it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use edgepool_protocol::envelope::Envelope;
+use edgepool_protocol::messages::{
+    Accept, Assignment, Contribution, Decline, Message, Notification, ResultUploaded, Reveal,
+    StatusUpdate,
+};
+use edgepool_protocol::primitives::TaskId;
+use edgepool_protocol::status::{NotificationType, ReplicateStatus, ReplicateStatusCause};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{now_ms, Daemon, DaemonError};
+use crate::pipeline::{self, job, JobContext, JobEvent, JobOutcome, Resources};
+use crate::store::{NewTask, StoreError, TaskOutputs, Tx};
+
+/// What the task side of the daemon holds.
+#[derive(Debug)]
+pub struct TaskRunner {
+    /// Shared with every job.
+    pub jobs: JobContext,
+    /// Tasks whose job is running.
+    pub running: HashSet<TaskId>,
+    /// For uploads to the result store.
+    pub http: reqwest::Client,
+    /// Where uploads report back.
+    pub uploads: UnboundedSender<JobEvent>,
+}
+
+/// Seals `message` with our next sequence number and adds it to the outbox, inside `tx`.
+pub(super) fn enqueue_in(
+    tx: &mut Tx<'_>,
+    signer: &edgepool_protocol::signature::Signer,
+    topic: &str,
+    message: &Message,
+    now: u64,
+) -> Result<(), StoreError> {
+    let seq = tx.next_own_seq()?;
+    let bytes =
+        Envelope::seal(signer, topic, seq, now, message).map_err(|e| StoreError::Corrupt {
+            what: "outgoing message".into(),
+            reason: e.to_string(),
+        })?;
+    tx.enqueue(topic, &bytes, false, now)?;
+    Ok(())
+}
+
+fn status_update(
+    task_id: TaskId,
+    status: ReplicateStatus,
+    cause: Option<ReplicateStatusCause>,
+    at_ms: u64,
+) -> Message {
+    Message::StatusUpdate(StatusUpdate {
+        task_id,
+        status,
+        cause,
+        detail: None,
+        at_ms,
+    })
+}
+
+impl Daemon {
+    fn resources(&self) -> Resources {
+        let slots = self.config.agent.slots;
+        let running = u32::try_from(self.runner.running.len()).unwrap_or(u32::MAX);
+        let reserve = self
+            .config
+            .agent
+            .min_free_disk_mb
+            .saturating_mul(1024 * 1024);
+        Resources {
+            scheduler: self.config.pool.scheduler,
+            worker: self.worker(),
+            now_ms: now_ms(),
+            free_slots: slots.saturating_sub(running),
+            free_memory_bytes: crate::capacity::available_memory_bytes(
+                &self.config.agent.system_root,
+            ),
+            free_disk_bytes: self
+                .advertiser
+                .disk_free_bytes(&self.config)
+                .saturating_sub(reserve),
+            tags: self.advertiser.advertisement().tags,
+            max_limits: self.config.limits.to_task_limits(),
+            draining: self.draining,
+        }
+    }
+
+    /// An assignment from the scheduler: admitted (journal row + `Accept`, then the job starts)
+    /// or declined with its cause. A redelivered assignment changes nothing.
+    pub(super) fn on_assignment(
+        &mut self,
+        assignment: Assignment,
+        payload: &[u8],
+    ) -> Result<(), DaemonError> {
+        let task_id = assignment.task_id;
+        if self.store.lock().task(task_id)?.is_some() {
+            tracing::debug!(%task_id, "assignment already journaled: ignored");
+            return Ok(());
+        }
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        if let Err(refusal) = pipeline::admit(&assignment, &self.resources()) {
+            tracing::warn!(%task_id, cause = %refusal.cause(), reason = %refusal, "assignment declined");
+            let decline = Message::Decline(Decline {
+                task_id,
+                cause: refusal.cause(),
+                detail: refusal.to_string().chars().take(400).collect(),
+            });
+            self.store
+                .lock()
+                .transaction(|tx| enqueue_in(tx, &signer, &topic, &decline, now))?;
+            return Ok(());
+        }
+        self.store.lock().transaction(|tx| {
+            tx.insert_task(&NewTask {
+                task_id,
+                deal_id: assignment.deal.deal_id,
+                task_index: assignment.task_index,
+                assignment: payload,
+                state: ReplicateStatus::Started,
+                received_at_ms: now,
+            })?;
+            enqueue_in(
+                tx,
+                &signer,
+                &topic,
+                &Message::Accept(Accept { task_id }),
+                now,
+            )
+        })?;
+        tracing::info!(%task_id, "assignment accepted");
+        self.start_job(assignment);
+        Ok(())
+    }
+
+    pub(super) fn start_job(&mut self, assignment: Assignment) {
+        self.runner.running.insert(assignment.task_id);
+        tokio::spawn(job::run(self.runner.jobs.clone(), assignment));
+        self.update_status();
+    }
+
+    /// A job's progress or outcome, or an upload's result.
+    pub(super) fn on_job_event(&mut self, event: JobEvent) -> Result<(), DaemonError> {
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        match event {
+            JobEvent::Progress { task_id, status } => {
+                self.store.lock().transaction(|tx| {
+                    tx.set_task_state(task_id, status, None, now)?;
+                    enqueue_in(
+                        tx,
+                        &signer,
+                        &topic,
+                        &status_update(task_id, status, None, now),
+                        now,
+                    )
+                })?;
+            }
+            JobEvent::Done { task_id, outcome } => {
+                self.runner.running.remove(&task_id);
+                self.contribute(task_id, &outcome)?;
+                self.update_status();
+            }
+            JobEvent::Uploaded {
+                task_id,
+                result_link,
+            } => {
+                let message = Message::ResultUploaded(ResultUploaded {
+                    task_id,
+                    result_link: result_link.clone(),
+                });
+                self.store.lock().transaction(|tx| {
+                    tx.set_task_outputs(
+                        task_id,
+                        &TaskOutputs {
+                            result_link: Some(result_link.clone()),
+                            ..TaskOutputs::default()
+                        },
+                        now,
+                    )?;
+                    tx.set_task_state(task_id, ReplicateStatus::ResultUploaded, None, now)?;
+                    enqueue_in(tx, &signer, &topic, &message, now)
+                })?;
+                tracing::info!(%task_id, %result_link, "result uploaded");
+            }
+            JobEvent::UploadFailed { task_id, detail } => {
+                tracing::warn!(%task_id, %detail, "result upload failed");
+                let cause = Some(ReplicateStatusCause::ResultLinkMissing);
+                self.store.lock().transaction(|tx| {
+                    tx.set_task_state(task_id, ReplicateStatus::ResultUploadFailed, cause, now)?;
+                    let update =
+                        status_update(task_id, ReplicateStatus::ResultUploadFailed, cause, now);
+                    enqueue_in(tx, &signer, &topic, &update, now)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the outputs, the final compute state and the contribution together.
+    fn contribute(&mut self, task_id: TaskId, outcome: &JobOutcome) -> Result<(), DaemonError> {
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let worker = self.worker();
+        let now = now_ms();
+        let contribution =
+            Contribution::standard(worker, task_id, outcome.digest, outcome.fuel_used);
+        self.store.lock().transaction(|tx| {
+            if let Some((status, cause, _)) = &outcome.failure {
+                tx.set_task_state(task_id, *status, Some(*cause), now)?;
+                let update = status_update(task_id, *status, Some(*cause), now);
+                enqueue_in(tx, &signer, &topic, &update, now)?;
+            }
+            tx.set_task_outputs(
+                task_id,
+                &TaskOutputs {
+                    result_digest: Some(contribution.result_digest),
+                    result_hash: Some(contribution.result_hash),
+                    result_seal: Some(contribution.result_seal),
+                    fuel_used: Some(contribution.fuel_used),
+                    ..TaskOutputs::default()
+                },
+                now,
+            )?;
+            tx.set_task_state(task_id, ReplicateStatus::Contributed, None, now)?;
+            enqueue_in(
+                tx,
+                &signer,
+                &topic,
+                &Message::Contribution(contribution.clone()),
+                now,
+            )
+        })?;
+        match &outcome.failure {
+            None => {
+                tracing::info!(%task_id, digest = %outcome.digest, fuel_used = outcome.fuel_used, "contributed")
+            }
+            Some((status, cause, detail)) => tracing::warn!(
+                %task_id, %status, %cause, %detail, digest = %outcome.digest, "task failed: contributed its error result"
+            ),
+        }
+        Ok(())
+    }
+
+    /// A notification from the scheduler about one of our tasks.
+    pub(super) fn on_notification(
+        &mut self,
+        notification: &Notification,
+    ) -> Result<(), DaemonError> {
+        let task_id = notification.task_id;
+        let Some(record) = self.store.lock().task(task_id)? else {
+            tracing::warn!(%task_id, kind = %notification.kind, "notification for an unknown task: ignored");
+            return Ok(());
+        };
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        match notification.kind {
+            NotificationType::PleaseReveal => {
+                if record.state != ReplicateStatus::Contributed {
+                    tracing::debug!(%task_id, state = %record.state, "reveal asked again: ignored");
+                    return Ok(());
+                }
+                let Some(digest) = record.outputs.result_digest else {
+                    return Ok(());
+                };
+                if notification.deadline_ms.is_some_and(|d| now > d) {
+                    let cause = Some(ReplicateStatusCause::RevealTimeout);
+                    self.store.lock().transaction(|tx| {
+                        tx.set_task_state(task_id, ReplicateStatus::RevealFailed, cause, now)?;
+                        let update =
+                            status_update(task_id, ReplicateStatus::RevealFailed, cause, now);
+                        enqueue_in(tx, &signer, &topic, &update, now)
+                    })?;
+                    return Ok(());
+                }
+                let reveal = Message::Reveal(Reveal {
+                    task_id,
+                    result_digest: digest,
+                });
+                self.store.lock().transaction(|tx| {
+                    tx.set_task_state(task_id, ReplicateStatus::Revealed, None, now)?;
+                    enqueue_in(tx, &signer, &topic, &reveal, now)
+                })?;
+                tracing::info!(%task_id, "revealed");
+            }
+            NotificationType::PleaseUpload => {
+                if !matches!(
+                    record.state,
+                    ReplicateStatus::Revealed | ReplicateStatus::ResultUploadFailed
+                ) {
+                    return Ok(());
+                }
+                let assignment = Envelope::open(&record.assignment, &self.topics.inbox)
+                    .ok()
+                    .and_then(|opened| match opened.message {
+                        Message::Assignment(a) => Some(a),
+                        _ => None,
+                    });
+                let Some(assignment) = assignment else {
+                    return Err(DaemonError::Store(StoreError::Corrupt {
+                        what: format!("assignment of {task_id}"),
+                        reason: "the stored envelope does not open".into(),
+                    }));
+                };
+                self.store.lock().transaction(|tx| {
+                    tx.set_task_state(task_id, ReplicateStatus::ResultUploading, None, now)?;
+                    let update =
+                        status_update(task_id, ReplicateStatus::ResultUploading, None, now);
+                    enqueue_in(tx, &signer, &topic, &update, now)
+                })?;
+                let client = self.runner.http.clone();
+                let events = self.runner.uploads.clone();
+                let archive = job::archive_path(&self.runner.jobs.results_dir, &task_id);
+                let signer = Arc::new(self.signer.clone());
+                tokio::spawn(async move {
+                    let proxy = assignment.deal.result_storage_proxy.as_deref();
+                    let event =
+                        match pipeline::upload::upload(&client, &signer, proxy, &task_id, &archive)
+                            .await
+                        {
+                            Ok(result_link) => JobEvent::Uploaded {
+                                task_id,
+                                result_link,
+                            },
+                            Err(detail) => JobEvent::UploadFailed { task_id, detail },
+                        };
+                    let _ = events.send(event);
+                });
+            }
+            NotificationType::PleaseComplete
+            | NotificationType::PleaseAbort
+            | NotificationType::PleaseAbortConsensusReached
+            | NotificationType::PleaseAbortContributionTimeout => {
+                let (status, cause) = match notification.kind {
+                    NotificationType::PleaseComplete => (ReplicateStatus::Completed, None),
+                    NotificationType::PleaseAbortConsensusReached => (
+                        ReplicateStatus::Aborted,
+                        Some(ReplicateStatusCause::ConsensusReached),
+                    ),
+                    NotificationType::PleaseAbortContributionTimeout => (
+                        ReplicateStatus::Aborted,
+                        Some(ReplicateStatusCause::ContributionTimeout),
+                    ),
+                    _ => (ReplicateStatus::Aborted, None),
+                };
+                if matches!(
+                    record.state,
+                    ReplicateStatus::Completed | ReplicateStatus::Aborted
+                ) {
+                    return Ok(());
+                }
+                self.store.lock().transaction(|tx| {
+                    tx.set_task_state(task_id, status, cause, now)?;
+                    enqueue_in(
+                        tx,
+                        &signer,
+                        &topic,
+                        &status_update(task_id, status, cause, now),
+                        now,
+                    )
+                })?;
+                // The task's material is dropped; its journal row stays.
+                let _ = std::fs::remove_file(job::archive_path(
+                    &self.runner.jobs.results_dir,
+                    &task_id,
+                ));
+                tracing::info!(%task_id, %status, "task ended");
+            }
+            other => tracing::debug!(%task_id, kind = %other, "notification not acted on"),
+        }
+        Ok(())
+    }
+}

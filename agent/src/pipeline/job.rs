@@ -1,0 +1,352 @@
+//! One task's work between acceptance and contribution: fetch the app, the dataset and the input
+//! files, run the app in the sandbox, compute the result digest and keep the result archive.
+//!
+//! A job never writes the journal: it reports progress and its outcome to the daemon's event loop
+//! over a channel, and the loop commits each step (and the message that reports it) durably. As
+//! the iExec worker does, a failure before or during the computation still gives a deterministic
+//! result (an `error.txt` naming the cause, and a `computed.json` pointing at it), so honest
+//! replicas of a failing task agree on its digest.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use edgepool_protocol::digest::{result_digest, DigestError};
+use edgepool_protocol::messages::Assignment;
+use edgepool_protocol::primitives::{Digest, TaskId};
+use edgepool_protocol::result_archive::zip_tree;
+use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
+use edgepool_protocol::tree::MemTree;
+use tokio::sync::mpsc::UnboundedSender;
+use zeroize::Zeroizing;
+
+use crate::fetch::{self, Fetcher, Role};
+use crate::sandbox::{self, DatasetInput, InputFile, RunSpec, TaskContext};
+use crate::store::SharedStore;
+
+/// What a job tells the event loop.
+#[derive(Debug)]
+pub enum JobEvent {
+    /// The job reached a step (reported as a status update).
+    Progress {
+        /// The task.
+        task_id: TaskId,
+        /// The step.
+        status: ReplicateStatus,
+    },
+    /// The job is over: the result to contribute.
+    Done {
+        /// The task.
+        task_id: TaskId,
+        /// What it produced.
+        outcome: JobOutcome,
+    },
+    /// The result archive is in the result store.
+    Uploaded {
+        /// The task.
+        task_id: TaskId,
+        /// Where.
+        result_link: String,
+    },
+    /// The upload failed.
+    UploadFailed {
+        /// The task.
+        task_id: TaskId,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// A job's result: always a digest to contribute, possibly of a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcome {
+    /// The result digest (of the app's output, or of the error file).
+    pub digest: Digest,
+    /// Fuel the app used (0 when it never ran).
+    pub fuel_used: u64,
+    /// The failed step and its cause, when the task failed.
+    pub failure: Option<(ReplicateStatus, ReplicateStatusCause, String)>,
+    /// The `iexec_out.zip` kept for the upload.
+    pub archive: PathBuf,
+}
+
+/// What every job shares.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// Downloads into the cache.
+    pub fetcher: Arc<Fetcher>,
+    /// The journal (the fetcher's cache index).
+    pub store: SharedStore,
+    /// Where result archives are kept until the task completes.
+    pub results_dir: PathBuf,
+    /// Where the job reports.
+    pub events: UnboundedSender<JobEvent>,
+}
+
+/// The archive of a task's result.
+pub fn archive_path(results_dir: &Path, task_id: &TaskId) -> PathBuf {
+    results_dir.join(format!("{task_id}.zip"))
+}
+
+/// Runs the job to its end and reports it. Never panics on task input; a failure of our own disk
+/// while keeping the archive is reported as a failure with the storage cause.
+pub async fn run(ctx: JobContext, assignment: Assignment) {
+    let task_id = assignment.task_id;
+    let outcome = match work(&ctx, &assignment).await {
+        Ok(outcome) => outcome,
+        Err(failure) => failed_outcome(&ctx, &assignment, failure),
+    };
+    let _ = ctx.events.send(JobEvent::Done { task_id, outcome });
+}
+
+/// A failed step: the status to report, its cause and a detail for the logs.
+type StepFailure = (ReplicateStatus, ReplicateStatusCause, String, u64);
+
+async fn work(ctx: &JobContext, assignment: &Assignment) -> Result<JobOutcome, StepFailure> {
+    let task_id = assignment.task_id;
+    let deal = &assignment.deal;
+    let limits = assignment.limits;
+    let progress = |status| {
+        let _ = ctx.events.send(JobEvent::Progress { task_id, status });
+    };
+    let index = ctx.store.index();
+
+    progress(ReplicateStatus::AppDownloading);
+    let app = ctx
+        .fetcher
+        .fetch(
+            index,
+            &deal.app.url,
+            Some(deal.app.checksum),
+            Role::App,
+            limits.max_input_bytes,
+        )
+        .await
+        .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))?;
+    let app_bytes = read(&app.path).map_err(|e| {
+        (
+            ReplicateStatus::AppDownloadFailed,
+            ReplicateStatusCause::StorageUnavailable,
+            e,
+            0,
+        )
+    })?;
+    progress(ReplicateStatus::AppDownloaded);
+
+    progress(ReplicateStatus::DataDownloading);
+    let dataset = match &deal.dataset {
+        None => None,
+        Some(reference) => {
+            let fetched = ctx
+                .fetcher
+                .fetch(
+                    index,
+                    &reference.url,
+                    Some(reference.checksum),
+                    Role::Dataset,
+                    limits.max_input_bytes,
+                )
+                .await
+                .map_err(|e| {
+                    fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
+                })?;
+            // A standard task's dataset is given as it is; TEE datasets are decrypted with the
+            // key the SMS releases (the attestation issue), and TEE tasks are not admitted yet.
+            let content = read(&fetched.path).map_err(|e| {
+                (
+                    ReplicateStatus::DataDownloadFailed,
+                    ReplicateStatusCause::StorageUnavailable,
+                    e,
+                    0,
+                )
+            })?;
+            Some(DatasetInput {
+                address: reference.address,
+                filename: reference.filename.clone(),
+                content: Zeroizing::new(content),
+            })
+        }
+    };
+    let mut input_files = Vec::with_capacity(deal.input_files.len());
+    for (i, url) in deal.input_files.iter().enumerate() {
+        let role = Role::InputFile(i + 1);
+        let fetched = ctx
+            .fetcher
+            .fetch(index, url, None, role, limits.max_input_bytes)
+            .await
+            .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, role, &e))?;
+        let content = read(&fetched.path).map_err(|e| {
+            (
+                ReplicateStatus::DataDownloadFailed,
+                ReplicateStatusCause::StorageUnavailable,
+                e,
+                0,
+            )
+        })?;
+        input_files.push(InputFile {
+            name: input_file_name(url, i + 1),
+            content,
+        });
+    }
+    progress(ReplicateStatus::DataDownloaded);
+
+    progress(ReplicateStatus::Computing);
+    let spec = RunSpec {
+        app_name: "app".into(),
+        args: deal.args.clone(),
+        task: TaskContext {
+            task_id,
+            deal_id: deal.deal_id,
+            task_index: assignment.task_index,
+            bot_first: deal.bot_first,
+            bot_size: deal.bot_size,
+        },
+        dataset,
+        input_files,
+        env: Vec::new(),
+        limits,
+        start_time_ms: deal.start_time_ms,
+    };
+    // Guests run on blocking threads, never on the runtime's workers.
+    let run = tokio::task::spawn_blocking(move || sandbox::run(&app_bytes, &spec))
+        .await
+        .map_err(|e| {
+            (
+                ReplicateStatus::ComputeFailed,
+                ReplicateStatusCause::AppComputeFailed,
+                format!("the sandbox thread ended abnormally: {e}"),
+                0,
+            )
+        })?;
+    let (output, fuel_used) = match run {
+        Ok(outcome) => (outcome.output, outcome.fuel_used),
+        Err(e) => {
+            return Err((
+                ReplicateStatus::ComputeFailed,
+                e.cause(),
+                e.failure.to_string(),
+                e.fuel_used,
+            ))
+        }
+    };
+    let digest = result_digest(&output, "").map_err(|e| {
+        let cause = match e {
+            DigestError::ComputedFileMissing
+            | DigestError::ComputedFileInvalid(_)
+            | DigestError::NoOutputPath
+            | DigestError::OutputPathMissing(_)
+            | DigestError::OutputPathEscapes(_) => ReplicateStatusCause::DeterminismHashNotFound,
+            _ => ReplicateStatusCause::ResultDigestComputationFailed,
+        };
+        (
+            ReplicateStatus::ComputeFailed,
+            cause,
+            e.to_string(),
+            fuel_used,
+        )
+    })?;
+    let archive = keep_archive(&ctx.results_dir, &task_id, &output).map_err(|e| {
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::OutFolderZipFailed,
+            e,
+            fuel_used,
+        )
+    })?;
+    progress(ReplicateStatus::Computed);
+    Ok(JobOutcome {
+        digest,
+        fuel_used,
+        failure: None,
+        archive,
+    })
+}
+
+fn fetch_failure(status: ReplicateStatus, role: Role, e: &fetch::FetchError) -> StepFailure {
+    (status, fetch::cause(role, e), e.to_string(), 0)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// The name of an input file in `/iexec_in`: the last segment of its URL, as iExec does, or
+/// `input-<i>` when there is none usable.
+pub fn input_file_name(url: &str, i: usize) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let name = path.rsplit('/').next().unwrap_or("");
+    let usable = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if usable {
+        name.to_string()
+    } else {
+        format!("input-{i}")
+    }
+}
+
+/// The deterministic result of a failed task: `error.txt` with the cause's name only (the
+/// details may differ between machines), and `computed.json` pointing at it.
+pub fn error_tree(cause: ReplicateStatusCause) -> MemTree {
+    let mut tree = MemTree::new();
+    let _ = tree.insert_file("error.txt", format!("{}\n", cause.as_str()));
+    let _ = tree.insert_file(
+        "computed.json",
+        br#"{"deterministic-output-path":"/iexec_out/error.txt"}"#.to_vec(),
+    );
+    tree
+}
+
+fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailure) -> JobOutcome {
+    let (status, cause, detail, fuel_used) = failure;
+    let tree = error_tree(cause);
+    let digest = result_digest(&tree, "").unwrap_or_default();
+    let archive = keep_archive(&ctx.results_dir, &assignment.task_id, &tree)
+        .unwrap_or_else(|_| archive_path(&ctx.results_dir, &assignment.task_id));
+    JobOutcome {
+        digest,
+        fuel_used,
+        failure: Some((status, cause, detail)),
+        archive,
+    }
+}
+
+/// Zips the output and writes it atomically to the results directory.
+fn keep_archive(results_dir: &Path, task_id: &TaskId, tree: &MemTree) -> Result<PathBuf, String> {
+    let bytes = zip_tree(tree, "").map_err(|e| format!("zipping the output: {e}"))?;
+    std::fs::create_dir_all(results_dir).map_err(|e| format!("{}: {e}", results_dir.display()))?;
+    let path = archive_path(results_dir, task_id);
+    crate::tools::write_atomically(&path, |file| {
+        use std::io::Write;
+        file.write_all(&bytes)
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_file_names_come_from_the_url_or_are_numbered() {
+        assert_eq!(input_file_name("http://h/a/data.csv?x=1", 1), "data.csv");
+        assert_eq!(input_file_name("http://h/a/", 2), "input-2");
+        assert_eq!(input_file_name("http://h/a/..", 3), "input-3");
+        assert_eq!(input_file_name("http://h/a/b%2F..", 4), "input-4");
+        assert_eq!(input_file_name("/ipfs/Qm123", 5), "Qm123");
+    }
+
+    #[test]
+    fn the_error_result_is_deterministic_and_names_only_the_cause() {
+        let a = result_digest(&error_tree(ReplicateStatusCause::AppDownloadFailed), "").unwrap();
+        let b = result_digest(&error_tree(ReplicateStatusCause::AppDownloadFailed), "").unwrap();
+        let c = result_digest(&error_tree(ReplicateStatusCause::OutOfFuel), "").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

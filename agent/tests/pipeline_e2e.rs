@@ -1,0 +1,520 @@
+//! The task pipeline end to end: a real agent process, the embedded broker, a loopback HTTP server
+//! serving the app and input files and acting as the result store, and the simulator's scheduler
+//! state machine driving the PoCo flow (assign → accept → status updates → contribute → reveal →
+//! upload → complete). Also: a failing app still gets a deterministic error contribution.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edgepool_protocol::digest::result_digest;
+use edgepool_protocol::envelope::Envelope;
+use edgepool_protocol::hash::sha256;
+use edgepool_protocol::messages::{AppRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::poco;
+use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
+use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
+use edgepool_protocol::signature::Signer;
+use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
+use edgepool_protocol::tags::Tag;
+use edgepool_simulator::scheduler::{Action, Scheduler};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use support::rumqttd::EmbeddedBroker;
+
+const POOL: &str = "0x1111111111111111111111111111111111111111";
+const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Uploaded archives by path, with the uploading worker's header.
+type Uploads = Arc<Mutex<HashMap<String, (Vec<u8>, String)>>>;
+
+/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
+struct HttpServer {
+    port: u16,
+    uploads: Uploads,
+}
+
+impl HttpServer {
+    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let uploads: Uploads = Arc::new(Mutex::new(HashMap::new()));
+        let stored = Arc::clone(&uploads);
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let url = request.url().to_string();
+                match request.method() {
+                    tiny_http::Method::Put if url.starts_with("/results/") => {
+                        let mut body = Vec::new();
+                        std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
+                        let worker = request
+                            .headers()
+                            .iter()
+                            .find(|h| h.field.equiv("X-Edgepool-Worker"))
+                            .map(|h| h.value.to_string())
+                            .unwrap_or_default();
+                        stored.lock().unwrap().insert(url, (body, worker));
+                        let _ = request.respond(tiny_http::Response::empty(201));
+                    }
+                    _ => match files.get(url.trim_start_matches('/')) {
+                        Some(bytes) => {
+                            let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
+                        }
+                        None => {
+                            let _ = request.respond(tiny_http::Response::empty(404));
+                        }
+                    },
+                }
+            }
+        });
+        HttpServer { port, uploads }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+struct Agent {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    address: Address,
+}
+
+impl Agent {
+    fn start(broker: &str, scheduler: Address) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw\n").unwrap();
+        let config = dir.path().join("agent.toml");
+        let out = bin()
+            .args(["init", "--json", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
+            .arg(scheduler.to_string())
+            .arg("--password-file")
+            .arg(&password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let log = dir.path().join("agent.log");
+        let child = bin()
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
+            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
+            .env("EDGEPOOL_AGENT_SLOTS", "2")
+            .env("EDGEPOOL_FETCH_RETRIES", "0")
+            .env("EDGEPOOL_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Agent {
+            child,
+            log,
+            _dir: dir,
+            config,
+            address,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn tasks(&self) -> serde_json::Value {
+        let out = bin()
+            .args(["tasks", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn topic(worker: Address, channel: &str) -> String {
+    format!(
+        "edgepool/v1/{}/workers/{}/{channel}",
+        POOL.to_lowercase(),
+        worker.to_string().to_lowercase()
+    )
+}
+
+/// The scheduler side: the simulator's state machine on a real MQTT connection.
+struct Driver {
+    scheduler: Scheduler,
+    signer: Signer,
+    client: Client,
+    incoming: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    seq: u64,
+    /// Every message received from workers, in order.
+    seen: Vec<Message>,
+}
+
+impl Driver {
+    fn connect(port: u16) -> Driver {
+        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
+        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = Client::new(options, 64);
+        client
+            .subscribe(
+                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
+                QoS::AtLeastOnce,
+            )
+            .unwrap();
+        let (tx, incoming) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Driver {
+            scheduler: Scheduler::new(signer.clone()),
+            signer,
+            client,
+            incoming,
+            seq: 0,
+            seen: Vec::new(),
+        }
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let mut rest = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send { worker, message } => {
+                    self.seq += 1;
+                    let inbox = topic(worker, "inbox");
+                    let bytes =
+                        Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message).unwrap();
+                    self.client
+                        .publish(inbox, QoS::AtLeastOnce, false, bytes)
+                        .unwrap();
+                }
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    /// Waits until the worker's capacity is seen (the agent is up).
+    fn wait_online(&mut self, worker: Address, agent: &Agent) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((t, _)) = self.incoming.recv_timeout(Duration::from_millis(100)) {
+                if t == topic(worker, "capacity") {
+                    return;
+                }
+            }
+        }
+        panic!("agent never advertised; log:\n{}", agent.log());
+    }
+
+    /// Feeds outbox messages to the scheduler until `done` says so.
+    fn run_until(&mut self, agent: &Agent, mut done: impl FnMut(&Action) -> bool) -> Action {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Ok((t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            if !t.ends_with("/outbox") {
+                continue;
+            }
+            let opened = Envelope::open(&payload, &t).unwrap();
+            self.seen.push(opened.message.clone());
+            let actions = self
+                .scheduler
+                .handle(opened.sender, &opened.message, now_ms())
+                .unwrap_or_else(|e| panic!("scheduler refused {:?}: {e}", opened.message));
+            for action in self.perform(actions) {
+                if done(&action) {
+                    return action;
+                }
+            }
+        }
+        panic!("the task did not finish; log:\n{}", agent.log());
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn deal(
+    server: &HttpServer,
+    app: &str,
+    app_bytes: &[u8],
+    inputs: Vec<String>,
+    args: &str,
+    seed: u8,
+) -> DealSummary {
+    DealSummary {
+        deal_id: DealId::from([seed; 32]),
+        app: AppRef {
+            address: Address([0xa1; 20]),
+            url: server.url(app),
+            checksum: Digest(sha256(app_bytes)),
+            size_bytes: Some(app_bytes.len() as u64),
+        },
+        dataset: None,
+        input_files: inputs,
+        args: args.into(),
+        tag: Tag::NONE,
+        trust: 1,
+        category: 0,
+        time_ref_seconds: 60,
+        start_time_ms: now_ms(),
+        requester: Address([0x51; 20]),
+        beneficiary: Address([0x52; 20]),
+        callback: Address::ZERO,
+        result_encryption: false,
+        result_storage_provider: "http".into(),
+        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
+        bot_first: 0,
+        bot_size: 1,
+    }
+}
+
+#[test]
+fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the_consensus() {
+    let hello = std::fs::read(repo().join("apps/hello/hello.wasm")).unwrap();
+    let mut files = HashMap::new();
+    files.insert("hello.wasm".to_string(), hello.clone());
+    files.insert(
+        "greeting.txt".to_string(),
+        b"hello from the input file\n".to_vec(),
+    );
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port());
+    let agent = Agent::start(&broker.url(), driver.scheduler.address());
+    driver.wait_online(agent.address, &agent);
+
+    let d = deal(
+        &server,
+        "hello.wasm",
+        &hello,
+        vec![server.url("greeting.txt")],
+        "Alice \"Bob the builder\"",
+        7,
+    );
+    let task_id = poco::task_id(&d.deal_id, 0);
+    let actions = driver
+        .scheduler
+        .assign(
+            &d,
+            0,
+            agent.address,
+            TaskLimits::default(),
+            Address::ZERO,
+            now_ms(),
+        )
+        .unwrap();
+    driver.perform(actions);
+    let finalized = driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
+    let Action::Finalized {
+        result_hash,
+        result_link,
+        ..
+    } = finalized
+    else {
+        unreachable!()
+    };
+
+    // The uploaded archive is the result: its digest is the one the consensus was reached on.
+    let uploads = server.uploads.lock().unwrap();
+    let path = format!("/results/{task_id}");
+    let (zip, uploader) = uploads
+        .get(&path)
+        .unwrap_or_else(|| panic!("no upload at {path}"));
+    assert!(result_link.ends_with(&path));
+    assert_eq!(
+        uploader.to_lowercase(),
+        agent.address.to_string().to_lowercase()
+    );
+    let tree = unzip_to_tree(zip, &ExtractLimits::default()).unwrap();
+    let digest = result_digest(&tree, "").unwrap();
+    assert_eq!(poco::result_hash(&task_id, &digest), result_hash);
+    let result = String::from_utf8(tree.read("result.txt").unwrap().to_vec()).unwrap();
+    assert!(result.contains("Bob the builder"), "{result}");
+    assert!(result.contains("greeting.txt"), "{result}");
+
+    // Every step was reported, in order.
+    let statuses: Vec<ReplicateStatus> = driver
+        .seen
+        .iter()
+        .filter_map(|m| match m {
+            Message::StatusUpdate(u) if u.task_id == task_id => Some(u.status),
+            _ => None,
+        })
+        .collect();
+    for step in [
+        ReplicateStatus::AppDownloading,
+        ReplicateStatus::AppDownloaded,
+        ReplicateStatus::DataDownloading,
+        ReplicateStatus::DataDownloaded,
+        ReplicateStatus::Computing,
+        ReplicateStatus::Computed,
+    ] {
+        assert!(statuses.contains(&step), "{step} missing from {statuses:?}");
+    }
+    assert!(driver
+        .seen
+        .iter()
+        .any(|m| matches!(m, Message::Accept(a) if a.task_id == task_id)));
+
+    // The journal ends the task as COMPLETED.
+    let ok = support::poll_until(Duration::from_secs(10), || {
+        agent.tasks().as_array().is_some_and(|tasks| {
+            tasks
+                .iter()
+                .any(|t| t["task_id"] == task_id.to_string() && t["state"] == "COMPLETED")
+        })
+    });
+    assert!(ok, "{}\n{}", agent.tasks(), agent.log());
+}
+
+#[test]
+fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_is_declined() {
+    let looping = br#"(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $forever (br $forever))))"#
+        .to_vec();
+    let mut files = HashMap::new();
+    files.insert("loop.wat".to_string(), looping.clone());
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port());
+    let agent = Agent::start(&broker.url(), driver.scheduler.address());
+    driver.wait_online(agent.address, &agent);
+
+    let d = deal(&server, "loop.wat", &looping, Vec::new(), "", 9);
+    let task_id: TaskId = poco::task_id(&d.deal_id, 0);
+    let limits = TaskLimits {
+        fuel: 2_000_000,
+        ..TaskLimits::default()
+    };
+    let actions = driver
+        .scheduler
+        .assign(&d, 0, agent.address, limits, Address::ZERO, now_ms())
+        .unwrap();
+    driver.perform(actions);
+    driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
+    let failed = driver.seen.iter().find_map(|m| match m {
+        Message::StatusUpdate(u)
+            if u.task_id == task_id && u.status == ReplicateStatus::ComputeFailed =>
+        {
+            u.cause
+        }
+        _ => None,
+    });
+    assert_eq!(
+        failed,
+        Some(ReplicateStatusCause::OutOfFuel),
+        "{:?}",
+        driver.seen
+    );
+    let contribution = driver
+        .seen
+        .iter()
+        .find_map(|m| match m {
+            Message::Contribution(c) if c.task_id == task_id => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // Out of fuel: all but the last instruction's cost of the budget was used.
+    assert!(
+        contribution.fuel_used > 1_900_000 && contribution.fuel_used <= 2_000_000,
+        "{}",
+        contribution.fuel_used
+    );
+    // The error result is deterministic: it names only the cause.
+    let expected = result_digest(
+        &edgepool_agent::pipeline::job::error_tree(ReplicateStatusCause::OutOfFuel),
+        "",
+    )
+    .unwrap();
+    assert_eq!(contribution.result_digest, expected);
+
+    // An assignment asking for more than the worker allows is declined with its cause.
+    let greedy = deal(&server, "loop.wat", &looping, Vec::new(), "", 10);
+    let too_much = TaskLimits {
+        fuel: u64::MAX,
+        ..TaskLimits::default()
+    };
+    let actions = driver
+        .scheduler
+        .assign(&greedy, 0, agent.address, too_much, Address::ZERO, now_ms())
+        .unwrap();
+    driver.perform(actions);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let greedy_id = poco::task_id(&greedy.deal_id, 0);
+    while Instant::now() < deadline
+        && !driver
+            .seen
+            .iter()
+            .any(|m| matches!(m, Message::Decline(x) if x.task_id == greedy_id))
+    {
+        if let Ok((t, payload)) = driver.incoming.recv_timeout(Duration::from_millis(100)) {
+            if t.ends_with("/outbox") {
+                driver
+                    .seen
+                    .push(Envelope::open(&payload, &t).unwrap().message);
+            }
+        }
+    }
+    let decline = driver.seen.iter().find_map(|m| match m {
+        Message::Decline(x) if x.task_id == greedy_id => Some(x.cause),
+        _ => None,
+    });
+    assert_eq!(
+        decline,
+        Some(ReplicateStatusCause::InsufficientResources),
+        "{}",
+        agent.log()
+    );
+}
