@@ -91,13 +91,19 @@ impl HttpServer {
 struct Agent {
     child: Child,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     config: PathBuf,
     address: Address,
+    slots: u32,
+    runs: u32,
 }
 
 impl Agent {
     fn start(broker: &str, scheduler: Address) -> Agent {
+        Agent::start_with_slots(broker, scheduler, 2)
+    }
+
+    fn start_with_slots(broker: &str, scheduler: Address, slots: u32) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let password = dir.path().join("password");
         std::fs::write(&password, "pw\n").unwrap();
@@ -120,27 +126,42 @@ impl Agent {
         );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let address = report["address"].as_str().unwrap().parse().unwrap();
-        let log = dir.path().join("agent.log");
-        let child = bin()
+        let log = dir.path().join("agent-0.log");
+        let child = Agent::spawn(dir.path(), &config, &log, slots);
+        Agent {
+            child,
+            log,
+            dir,
+            config,
+            address,
+            slots,
+            runs: 1,
+        }
+    }
+
+    fn spawn(dir: &Path, config: &Path, log: &Path, slots: u32) -> Child {
+        bin()
             .args(["run", "--config"])
-            .arg(&config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
+            .arg(config)
+            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
             .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
-            .env("EDGEPOOL_AGENT_SLOTS", "2")
+            .env("EDGEPOOL_AGENT_SLOTS", slots.to_string())
             .env("EDGEPOOL_FETCH_RETRIES", "0")
             .env("EDGEPOOL_LOG", "debug")
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
-            .unwrap();
-        Agent {
-            child,
-            log,
-            _dir: dir,
-            config,
-            address,
-        }
+            .unwrap()
+    }
+
+    /// `kill -9`, then a new process on the same state directory.
+    fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log = self.dir.path().join(format!("agent-{}.log", self.runs));
+        self.runs += 1;
+        self.child = Agent::spawn(self.dir.path(), &self.config, &self.log, self.slots);
     }
 
     fn log(&self) -> String {
@@ -249,6 +270,30 @@ impl Driver {
             }
         }
         panic!("agent never advertised; log:\n{}", agent.log());
+    }
+
+    /// Feeds outbox messages to the scheduler until a worker's message matches `seen`.
+    fn run_until_seen(&mut self, agent: &Agent, seen: impl Fn(&Message) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Ok((t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            if !t.ends_with("/outbox") {
+                continue;
+            }
+            let opened = Envelope::open(&payload, &t).unwrap();
+            self.seen.push(opened.message.clone());
+            let actions = self
+                .scheduler
+                .handle(opened.sender, &opened.message, now_ms())
+                .unwrap_or_else(|e| panic!("scheduler refused {:?}: {e}", opened.message));
+            self.perform(actions);
+            if seen(&opened.message) {
+                return;
+            }
+        }
+        panic!("the awaited message never came; log:\n{}", agent.log());
     }
 
     /// Feeds outbox messages to the scheduler until `done` says so.
@@ -517,4 +562,107 @@ fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_i
         "{}",
         agent.log()
     );
+}
+
+fn mandelbrot_deal(server: &HttpServer, app: &[u8], seed: u8) -> DealSummary {
+    deal(server, "mandelbrot.wasm", app, Vec::new(), "400 1000", seed)
+}
+
+fn contributions_of(seen: &[Message], task_id: TaskId) -> Vec<Digest> {
+    seen.iter()
+        .filter_map(|m| match m {
+            Message::Contribution(c) if c.task_id == task_id => Some(c.result_digest),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_killed_mid_compute_is_computed_again_after_restart_and_never_contributed_twice_differently(
+) {
+    let app = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
+    let mut files = HashMap::new();
+    files.insert("mandelbrot.wasm".to_string(), app.clone());
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port());
+    let mut agent = Agent::start(&broker.url(), driver.scheduler.address());
+    driver.wait_online(agent.address, &agent);
+
+    let d = mandelbrot_deal(&server, &app, 21);
+    let task_id = poco::task_id(&d.deal_id, 0);
+    let actions = driver
+        .scheduler
+        .assign(
+            &d,
+            0,
+            agent.address,
+            TaskLimits::default(),
+            Address::ZERO,
+            now_ms(),
+        )
+        .unwrap();
+    driver.perform(actions);
+    // Kill the agent as soon as it reports COMPUTING.
+    driver.run_until_seen(&agent, |m| {
+        matches!(m, Message::StatusUpdate(u) if u.task_id == task_id && u.status == ReplicateStatus::Computing)
+    });
+    let computing = driver.seen.iter().any(|m| {
+        matches!(m, Message::StatusUpdate(u) if u.task_id == task_id && u.status == ReplicateStatus::Computing)
+    });
+    assert!(computing, "{:?}", driver.seen);
+    assert!(
+        contributions_of(&driver.seen, task_id).is_empty(),
+        "killed too late for this test"
+    );
+    agent.kill9_and_restart();
+    driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
+    let contributions = contributions_of(&driver.seen, task_id);
+    assert!(!contributions.is_empty());
+    assert!(
+        contributions.windows(2).all(|w| w[0] == w[1]),
+        "two different contributions: {contributions:?}"
+    );
+    assert!(agent.log().contains("resuming task"), "{}", agent.log());
+}
+
+#[test]
+fn with_every_slot_busy_a_new_assignment_is_declined() {
+    let app = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
+    let mut files = HashMap::new();
+    files.insert("mandelbrot.wasm".to_string(), app.clone());
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port());
+    let agent = Agent::start_with_slots(&broker.url(), driver.scheduler.address(), 1);
+    driver.wait_online(agent.address, &agent);
+    let first = mandelbrot_deal(&server, &app, 31);
+    let second = mandelbrot_deal(&server, &app, 32);
+    for d in [&first, &second] {
+        let actions = driver
+            .scheduler
+            .assign(
+                d,
+                0,
+                agent.address,
+                TaskLimits::default(),
+                Address::ZERO,
+                now_ms(),
+            )
+            .unwrap();
+        driver.perform(actions);
+    }
+    let second_id = poco::task_id(&second.deal_id, 0);
+    let declined = driver.run_until(
+        &agent,
+        |a| matches!(a, Action::Failed { task_id, .. } if *task_id == second_id),
+    );
+    assert!(matches!(declined, Action::Failed { .. }));
+    let cause = driver.seen.iter().find_map(|m| match m {
+        Message::Decline(x) if x.task_id == second_id => Some(x.cause),
+        _ => None,
+    });
+    assert_eq!(cause, Some(ReplicateStatusCause::NoFreeSlot));
+    // The first task still completes.
+    driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
 }
