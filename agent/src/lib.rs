@@ -1,14 +1,24 @@
-//! `edgepool-agent`: the edgepool worker agent and its command line.
+//! `edgepool-agent`: the edgepool worker agent (a daemon run by systemd) and its command line,
+//! including the iExec-compatible tools (`dataset`, `result`, `tag`, `poco`).
 //!
-//! For now the crate holds the iExec-compatible tools (`dataset`, `result`, `tag`, `poco`) that
-//! operators, app developers and scripts use; the daemon (MQTT link, journal, task pipeline) grows
-//! here next, as adapters around a task state machine.
+//! The daemon is a shell of adapters around one event loop: it advertises the machine's capacity
+//! over MQTT, accepts tasks from the configured scheduler, fetches and runs them in a wasm
+//! sandbox, and reports every step through a journal-backed outbox.
 //!
 //! # Layout
 //!
-//! - [`cli`]: clap definitions of every command.
-//! - [`tools`]: the tools behind `dataset|result|tag|poco`, with exit codes.
-//! - [`dir_tree`]: the protocol's `FileTree` over a real directory.
+//! - [`cli`]: clap definitions of every command; [`ops`]: the daemon commands (`run`, `init`,
+//!   `doctor`, `capacity`, `status`, `tasks`); [`tools`]: the iExec tools, with exit codes.
+//! - [`config`]: the TOML configuration and its `EDGEPOOL_*` overrides.
+//! - [`identity`]: the encrypted keystore and the password sources.
+//! - [`capacity`]: CPU, memory, disk, cgroup limits, GPUs, TEE devices, tags, the fuel benchmark.
+//! - [`store`]: the SQLite journal (the only module with SQL).
+//! - [`link`]: MQTT options, TLS, publish tracking, error classification, backoff.
+//! - [`daemon`]: the event loop (connection, heartbeat, inbox, tasks, drain).
+//! - [`pipeline`]: admission, the per-task job (fetch → sandbox → digest), the upload.
+//! - [`fetch`]: http(s)/file/IPFS downloads into a content-addressed cache.
+//! - [`sandbox`]: wasmi with an in-memory, deterministic WASI (the iExec app contract).
+//! - [`systemd`], [`logging`], [`dir_tree`] (the protocol's `FileTree` over a real directory).
 
 pub mod capacity;
 pub mod cli;
