@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::messages::{AppRef, DatasetRef, DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
 use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
 use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
@@ -373,13 +373,15 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
         "greeting.txt".to_string(),
         b"hello from the input file\n".to_vec(),
     );
+    let dataset = b"city,temp\nParis,11.5\nLyon,12\n".to_vec();
+    files.insert("weather.csv".to_string(), dataset.clone());
     let server = HttpServer::start(files);
     let broker = EmbeddedBroker::start();
     let mut driver = Driver::connect(broker.port());
     let agent = Agent::start(&broker.url(), driver.scheduler.address());
     driver.wait_online(agent.address, &agent);
 
-    let d = deal(
+    let mut d = deal(
         &server,
         "hello.wasm",
         &hello,
@@ -387,6 +389,14 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
         "Alice \"Bob the builder\"",
         7,
     );
+    // A standard task's dataset is given to the app as it is, after its checksum is verified.
+    d.dataset = Some(DatasetRef {
+        address: Address([0xd1; 20]),
+        url: server.url("weather.csv"),
+        checksum: Digest(sha256(&dataset)),
+        filename: "weather.csv".into(),
+        size_bytes: Some(dataset.len() as u64),
+    });
     let task_id = poco::task_id(&d.deal_id, 0);
     let actions = driver
         .scheduler
@@ -427,6 +437,7 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
     let result = String::from_utf8(tree.read("result.txt").unwrap().to_vec()).unwrap();
     assert!(result.contains("Bob the builder"), "{result}");
     assert!(result.contains("greeting.txt"), "{result}");
+    assert!(result.contains("weather.csv"), "{result}");
 
     // Every step was reported, in order.
     let statuses: Vec<ReplicateStatus> = driver

@@ -80,6 +80,10 @@ pub enum Refusal {
     /// A TEE task, but no attester works here (the attestation issue).
     #[error("the task needs a TEE and this worker has no working attester")]
     TeeNotSupported,
+    /// The deal asks for an encrypted result, but the beneficiary's key is only released by the
+    /// SMS to an attested TEE task: the result would have to be uploaded in clear.
+    #[error("the deal asks for result encryption, which needs a TEE task and the SMS")]
+    ResultEncryptionUnavailable,
 }
 
 impl Refusal {
@@ -102,7 +106,9 @@ impl Refusal {
                 ReplicateStatusCause::InsufficientResources
             }
             Refusal::TagMismatch { .. } => ReplicateStatusCause::TagMismatch,
-            Refusal::TeeNotSupported => ReplicateStatusCause::TeeNotSupported,
+            Refusal::TeeNotSupported | Refusal::ResultEncryptionUnavailable => {
+                ReplicateStatusCause::TeeNotSupported
+            }
         }
     }
 }
@@ -131,6 +137,10 @@ pub fn admit(assignment: &Assignment, resources: &Resources) -> Result<(), Refus
             needed: tag_names(assignment.deal.tag),
             ours: tag_names(resources.tags),
         });
+    }
+    if assignment.deal.result_encryption {
+        // Never upload in clear what the requester asked to be encrypted.
+        return Err(Refusal::ResultEncryptionUnavailable);
     }
     if let Some((field, requested, allowed)) =
         assignment.limits.first_exceeding(&resources.max_limits)
