@@ -127,7 +127,7 @@ impl Daemon {
         let topics = WorkerTopics::new(&config, signer.address())?;
         let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
         let advertiser = Advertiser::detect(&config, signer.address(), &store.lock())?;
-        let (runner, job_events) = Self::task_runner(&config, &store)?;
+        let (runner, job_events) = Self::task_runner(&config);
         let mut daemon = Self {
             runner,
             job_events: Some(job_events),
@@ -154,44 +154,20 @@ impl Daemon {
 
     fn task_runner(
         config: &Config,
-        store: &SharedStore,
-    ) -> Result<
-        (
-            tasks::TaskRunner,
-            tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>,
-        ),
-        DaemonError,
-    > {
-        let state_dir = &config.agent.state_dir;
-        // file:// URLs may only name files under <state_dir>/files: a task must not be able to
-        // read the agent's own keystore or journal.
-        let fetcher = crate::fetch::Fetcher::new(&config.fetch, &state_dir.join("cache"), None)
-            .map_err(|e| DaemonError::Capacity(format!("fetcher: {e}")))?
-            .with_file_root(state_dir.join("files"));
-        let swept = fetcher
-            .sweep(store.index())
-            .map_err(|e| DaemonError::Capacity(format!("cache sweep: {e}")))?;
-        if swept > 0 {
-            tracing::info!(removed = swept, "cache swept");
-        }
-        let http = crate::fetch::build_client(None, Duration::from_secs(config.fetch.timeout_secs))
-            .map_err(|e| DaemonError::Capacity(format!("http client: {e}")))?;
+    ) -> (
+        tasks::TaskRunner,
+        tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>,
+    ) {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let jobs = crate::pipeline::JobContext {
-            fetcher: std::sync::Arc::new(fetcher),
-            store: store.clone(),
-            results_dir: state_dir.join("results"),
-            events: events.clone(),
-        };
-        Ok((
+        (
             tasks::TaskRunner {
-                jobs,
                 running: std::collections::HashSet::new(),
-                http,
-                uploads: events,
+                events,
+                results_dir: config.agent.state_dir.join("results"),
+                tools: None,
             },
             receiver,
-        ))
+        )
     }
 
     /// Restarts the job of every task that was accepted but not yet contributed: a task killed
@@ -216,7 +192,7 @@ impl Daemon {
             match Envelope::open(&record.assignment, &self.topics.inbox).map(|o| o.message) {
                 Ok(Message::Assignment(assignment)) => {
                     tracing::info!(task_id = %record.task_id, state = %record.state, "resuming task");
-                    self.start_job(assignment);
+                    self.start_job(assignment)?;
                 }
                 _ => {
                     tracing::error!(task_id = %record.task_id, "stored assignment does not open: task left as is")
@@ -332,6 +308,8 @@ impl Daemon {
                                 startup_ms = self.started.elapsed().as_millis() as u64,
                                 "ready: connected and advertised"
                             );
+                            // Now that READY is out, build what tasks need.
+                            self.tools()?;
                         }
                     }
                     Some(Tracked::Presence) | None => {}

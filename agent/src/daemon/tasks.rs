@@ -16,19 +16,66 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{now_ms, Daemon, DaemonError};
 use crate::pipeline::{self, job, JobContext, JobEvent, JobOutcome, Resources};
+
+impl Daemon {
+    /// The fetcher and HTTP client, built the first time a task needs them.
+    pub(super) fn tools(&mut self) -> Result<&RunnerTools, DaemonError> {
+        if self.runner.tools.is_none() {
+            let state_dir = &self.config.agent.state_dir;
+            // file:// URLs may only name files under <state_dir>/files: a task must not be able
+            // to read the agent's own keystore or journal.
+            let fetcher =
+                crate::fetch::Fetcher::new(&self.config.fetch, &state_dir.join("cache"), None)
+                    .map_err(|e| DaemonError::Capacity(format!("fetcher: {e}")))?
+                    .with_file_root(state_dir.join("files"));
+            let swept = fetcher
+                .sweep(self.store.index())
+                .map_err(|e| DaemonError::Capacity(format!("cache sweep: {e}")))?;
+            if swept > 0 {
+                tracing::info!(removed = swept, "cache swept");
+            }
+            let http = crate::fetch::build_client(
+                None,
+                std::time::Duration::from_secs(self.config.fetch.timeout_secs),
+            )
+            .map_err(|e| DaemonError::Capacity(format!("http client: {e}")))?;
+            let jobs = JobContext {
+                fetcher: Arc::new(fetcher),
+                store: self.store.clone(),
+                results_dir: self.runner.results_dir.clone(),
+                events: self.runner.events.clone(),
+            };
+            self.runner.tools = Some(RunnerTools { jobs, http });
+        }
+        match &self.runner.tools {
+            Some(tools) => Ok(tools),
+            None => unreachable!("built above"),
+        }
+    }
+}
 use crate::store::{NewTask, StoreError, TaskOutputs, Tx};
 
 /// What the task side of the daemon holds.
 #[derive(Debug)]
 pub struct TaskRunner {
-    /// Shared with every job.
-    pub jobs: JobContext,
     /// Tasks whose job is running.
     pub running: HashSet<TaskId>,
+    /// Where jobs and uploads report back.
+    pub events: UnboundedSender<JobEvent>,
+    /// Where result archives are kept.
+    pub results_dir: std::path::PathBuf,
+    /// The fetcher and the HTTP client, built on first use: loading the system's CA roots takes
+    /// tens of milliseconds that READY should not wait for.
+    pub tools: Option<RunnerTools>,
+}
+
+/// The parts of the task side that are costly to build.
+#[derive(Debug)]
+pub struct RunnerTools {
+    /// Shared with every job.
+    pub jobs: JobContext,
     /// For uploads to the result store.
     pub http: reqwest::Client,
-    /// Where uploads report back.
-    pub uploads: UnboundedSender<JobEvent>,
 }
 
 /// Seals `message` with our next sequence number and adds it to the outbox, inside `tx`.
@@ -136,14 +183,15 @@ impl Daemon {
             )
         })?;
         tracing::info!(%task_id, "assignment accepted");
-        self.start_job(assignment);
-        Ok(())
+        self.start_job(assignment)
     }
 
-    pub(super) fn start_job(&mut self, assignment: Assignment) {
+    pub(super) fn start_job(&mut self, assignment: Assignment) -> Result<(), DaemonError> {
+        let jobs = self.tools()?.jobs.clone();
         self.runner.running.insert(assignment.task_id);
-        tokio::spawn(job::run(self.runner.jobs.clone(), assignment));
+        tokio::spawn(job::run(jobs, assignment));
         self.update_status();
+        Ok(())
     }
 
     /// A job's progress or outcome, or an upload's result.
@@ -317,9 +365,9 @@ impl Daemon {
                         status_update(task_id, ReplicateStatus::ResultUploading, None, now);
                     enqueue_in(tx, &signer, &topic, &update, now)
                 })?;
-                let client = self.runner.http.clone();
-                let events = self.runner.uploads.clone();
-                let archive = job::archive_path(&self.runner.jobs.results_dir, &task_id);
+                let client = self.tools()?.http.clone();
+                let events = self.runner.events.clone();
+                let archive = job::archive_path(&self.runner.results_dir, &task_id);
                 let signer = Arc::new(self.signer.clone());
                 tokio::spawn(async move {
                     let proxy = assignment.deal.result_storage_proxy.as_deref();
@@ -369,10 +417,7 @@ impl Daemon {
                     )
                 })?;
                 // The task's material is dropped; its journal row stays.
-                let _ = std::fs::remove_file(job::archive_path(
-                    &self.runner.jobs.results_dir,
-                    &task_id,
-                ));
+                let _ = std::fs::remove_file(job::archive_path(&self.runner.results_dir, &task_id));
                 tracing::info!(%task_id, %status, "task ended");
             }
             other => tracing::debug!(%task_id, kind = %other, "notification not acted on"),
