@@ -38,12 +38,26 @@ def target_dir():
     return json.loads(out)["target_directory"]
 
 
-def build():
+# The workspace's release profile builds everything at opt-level "s" except the packages it lists;
+# wasmi's own sibling crates (its IR, its value and float helpers, its collections) are not listed.
+# The variant builds bench_sandbox with them at opt-level 3 too, in a target dir of its own.
+WASMI_O3 = [f"profile.release.package.{p}.opt-level=3" for p in ("wasmi_core", "wasmi_ir", "wasmi_collections")]
+
+
+def variant_dir(tdir):
+    return os.path.join(tdir, "bench-wasmi-o3")
+
+
+def build(tdir, variant):
     # The agent binary as shipped (no dev-dependencies), then the examples (which need them).
     cargo = ["cargo", "build", "--release", "-q", "-p", "edgepool-agent"]
     subprocess.run(cargo + ["--bin", "edgepool-agent"], cwd=ROOT, check=True)
     subprocess.run(cargo + ["--example", "bench_pipeline", "--example", "bench_sandbox"],
                    cwd=ROOT, check=True)
+    if variant:
+        config = [x for c in WASMI_O3 for x in ("--config", c)]
+        subprocess.run(cargo + ["--example", "bench_sandbox"] + config, cwd=ROOT, check=True,
+                       env=dict(os.environ, CARGO_TARGET_DIR=variant_dir(tdir)))
 
 
 def timed(cmd, cwd=None, env=None):
@@ -85,18 +99,70 @@ def machine():
     }
 
 
+EATMYDATA = "/usr/lib/x86_64-linux-gnu/libeatmydata.so"  # apt-get install -y eatmydata
+
+# (key, broker, app, share of --tasks/--fresh, extra agent environment): the first is the headline
+# figure. The last is a diagnostic, not a configuration to ship: fsync made a no-op, to measure
+# what the journal's durability costs per task.
+PIPELINE_RUNS = [
+    ("read-mosquitto", "mosquitto", "read", 1.0, []),
+    ("hello-mosquitto", "mosquitto", "hello", 0.5, []),
+    ("read-rumqttd", "rumqttd", "read", 0.5, []),
+    ("read-mosquitto-nofsync", "mosquitto", "read", 0.5, [f"LD_PRELOAD={EATMYDATA}"]),
+]
+
+
+def cpu_idle(seconds=2.0):
+    """Fraction of the machine's CPU time that was idle over the next `seconds`."""
+    def sample():
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+    i0, t0 = sample()
+    time.sleep(seconds)
+    i1, t1 = sample()
+    return (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_idle(limit_s, want=0.8):
+    """Waits up to limit_s for a quiet machine (other builds skew every figure); returns the idle
+    fraction seen last."""
+    end = time.time() + limit_s
+    idle = cpu_idle()
+    while idle < want and time.time() < end:
+        print(f"  machine busy (idle {idle:.0%}), waiting…", file=sys.stderr)
+        time.sleep(10)
+        idle = cpu_idle()
+    return round(idle, 2)
+
+
 def pipeline(tdir, args):
     exe = os.path.join(tdir, "release", "examples", "bench_pipeline")
     agent = os.path.join(tdir, "release", "edgepool-agent")
-    out = subprocess.run([exe, "--agent", agent, "--tasks", str(args.tasks), "--fresh", str(args.fresh)],
-                         cwd=ROOT, check=True, stdout=subprocess.PIPE).stdout.decode()
-    return json.loads(out.strip().splitlines()[-1])
+    results = {}
+    for key, broker, app, share, env in PIPELINE_RUNS:
+        if broker == "mosquitto" and not os.path.exists("/usr/sbin/mosquitto"):
+            print(f"  {key}: skipped, mosquitto not installed (apt-get install -y mosquitto)", file=sys.stderr)
+            continue
+        if any(EATMYDATA in e for e in env) and not os.path.exists(EATMYDATA):
+            print(f"  {key}: skipped, libeatmydata not installed (apt-get install -y eatmydata)", file=sys.stderr)
+            continue
+        idle = wait_idle(args.wait_idle)
+        tasks, fresh = max(1, int(args.tasks * share)), int(args.fresh * share)
+        print(f"  {key}: {tasks} cached + {fresh} new-dataset tasks (idle before: {idle:.0%})", file=sys.stderr)
+        out = subprocess.run([exe, "--agent", agent, "--tasks", str(tasks), "--fresh", str(fresh),
+                              "--broker", broker, "--app", app] + [f"--agent-env={e}" for e in env],
+                             cwd=ROOT, check=True, stdout=subprocess.PIPE).stdout.decode()
+        results[key] = json.loads(out.strip().splitlines()[-1])
+        results[key]["cpu_idle_before"] = idle
+    return results
 
 
 def sandbox(tdir, args):
     if not shutil.which("wasmi"):
         sys.exit("wasmi CLI not found: cargo install wasmi_cli --version 2.0.0")
     exe = os.path.join(tdir, "release", "examples", "bench_sandbox")
+    variant = os.path.join(variant_dir(tdir), "release", "examples", "bench_sandbox")
+    kinds = ["native", "cli", "sandbox"] + (["sandbox_o3"] if not args.no_variant and os.path.exists(variant) else [])
     work = tempfile.mkdtemp(prefix="edgepool-bench-sandbox-")
     results = {}
     try:
@@ -108,7 +174,7 @@ def sandbox(tdir, args):
             native = os.path.join(work, f"{name}-native")
             subprocess.run([os.path.join(ROOT, "apps", "native.sh"), name, native], check=True,
                            stdout=subprocess.DEVNULL)
-            outs = {k: os.path.join(work, f"out-{name}-{k}") for k in ("native", "cli", "sandbox")}
+            outs = {k: os.path.join(work, f"out-{name}-{k}") for k in kinds}
             env_in = {"IEXEC_INPUT_FILES_NUMBER": "1", "IEXEC_INPUT_FILE_NAME_1": "mib.bin"} if uses_input else {}
             native_env = dict(os.environ, IEXEC_IN=os.path.join(work, "iexec_in"), IEXEC_OUT=outs["native"], **env_in)
             # wasmi's CLI pre-opens host folders under their own (relative) names: run it from a
@@ -122,25 +188,28 @@ def sandbox(tdir, args):
             for k, v in env_in.items():
                 cli += ["--env", f"{k}={v}"]
             cli += [os.path.join(ROOT, wasm)] + wargs
-            sbx = [exe, "--module", os.path.join(ROOT, wasm), "--args", " ".join(wargs), "--runs", "1",
-                   "--out", outs["sandbox"]] + (["--input", mib] if uses_input else [])
-            runs = {"native": [], "cli": [], "sandbox": []}
+            sbx = lambda binary, out: [binary, "--module", os.path.join(ROOT, wasm), "--args", " ".join(wargs),
+                                       "--runs", "1", "--out", out] + (["--input", mib] if uses_input else [])
+            runs = {k: [] for k in kinds}
             in_process_ms, fuel = [], None
             meter = ChildCpu()  # leaves out gcc's time above
+            idle = wait_idle(args.wait_idle)
             for r in range(args.runs):
                 os.makedirs(outs["native"], exist_ok=True)
                 runs["native"].append(meter.run([native] + wargs, env=native_env)[:2])
                 runs["cli"].append(meter.run(cli, cwd=cli_dir)[:2])
-                wall, cpu, out = meter.run(sbx)
+                wall, cpu, out = meter.run(sbx(exe, outs["sandbox"]))
                 runs["sandbox"].append((wall, cpu))
                 report = json.loads(out)
                 in_process_ms.append(report["run_ms"][0])
                 fuel = report["fuel_used"]
+                if "sandbox_o3" in kinds:
+                    runs["sandbox_o3"].append(meter.run(sbx(variant, outs["sandbox_o3"]))[:2])
                 print(f"  {name} round {r + 1}: " + ", ".join(
                     f"{k} {v[-1][0]:.2f} s" for k, v in runs.items()), file=sys.stderr)
             outputs = {}
-            for k, d in (("native", outs["native"]), ("cli", os.path.join(cli_dir, "iexec_out")),
-                         ("sandbox", outs["sandbox"])):
+            for k in kinds:
+                d = os.path.join(cli_dir, "iexec_out") if k == "cli" else outs[k]
                 outputs[k] = open(os.path.join(d, result_file), "rb").read()
             identical = len(set(outputs.values())) == 1
             med = lambda k, i: statistics.median(x[i] for x in runs[k])
@@ -149,6 +218,7 @@ def sandbox(tdir, args):
                 "outputs_identical": identical, "fuel_used": fuel, "runs": args.runs,
                 "wall_s": {k: med(k, 0) for k in runs}, "cpu_s": {k: med(k, 1) for k in runs},
                 "all_wall_s": {k: [round(x[0], 3) for x in v] for k, v in runs.items()},
+                "cpu_idle_before": idle,
                 "sandbox_in_process_run_s": statistics.median(in_process_ms) / 1000,
                 "result": outputs["sandbox"].decode(errors="replace").strip()[:200],
             }
@@ -166,6 +236,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="rounds of each sandbox workload")
     ap.add_argument("--only", choices=["pipeline", "sandbox"])
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--wait-idle", type=float, default=600,
+                    help="wait up to this many seconds for a quiet machine before each part")
+    ap.add_argument("--no-variant", action="store_true",
+                    help="skip the sandbox built with opt-level 3 for wasmi's sibling crates")
     ap.add_argument("--quick", action="store_true", help="small work sizes: a smoke test, figures not written")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
@@ -174,9 +248,9 @@ def main():
         WORKLOADS[1] = WORKLOADS[1][:2] + (["3"],) + WORKLOADS[1][3:]
         args.tasks, args.fresh, args.runs = min(args.tasks, 10), min(args.fresh, 3), 1
         args.write = False
-    if not args.skip_build:
-        build()
     tdir = target_dir()
+    if not args.skip_build:
+        build(tdir, not args.no_variant)
     result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(["scripts/bench_pipeline.py"] + sys.argv[1:])}
     if args.only in (None, "pipeline"):
         print("pipeline benchmark…", file=sys.stderr)

@@ -106,6 +106,10 @@ struct Args {
     /// The broker: `mosquitto` (with TCP_NODELAY) or `rumqttd` (embedded, Nagle on).
     #[arg(long, default_value = "mosquitto")]
     broker: String,
+    /// Extra `NAME=VALUE` environment for the agent's `run` (e.g. an `LD_PRELOAD` for a
+    /// diagnostic run).
+    #[arg(long)]
+    agent_env: Vec<String>,
     /// The app: `read` (reads the dataset, no compute) or `hello` (apps/hello: CRC-32 of it).
     #[arg(long, default_value = "read")]
     app: String,
@@ -158,7 +162,7 @@ fn main() -> Result<()> {
     let mut cached_cpu_ms = (0.0, 0.0);
     let total = 1 + args.tasks + args.fresh;
     for i in 0..total {
-        let k = if i <= args.tasks { 0 } else { i - args.tasks };
+        let k = i.saturating_sub(args.tasks);
         let deal = deal(&server, (app_name, &app), k, i);
         if i == 1 {
             cached_cpu_ms.0 = agent.cpu_ms();
@@ -195,6 +199,7 @@ fn main() -> Result<()> {
         "dataset_bytes": DATASET_BYTES,
         "app": app_path,
         "broker": args.broker,
+        "agent_env": args.agent_env,
         "agent_log_level": args.log,
         "end_to_end_ms": {
             "cold": Summary::of(&cold.iter().map(|t| t.total_ms).collect::<Vec<_>>()),

@@ -57,7 +57,14 @@ impl Agent {
             .parse()?;
         let log = std::env::var_os("BENCH_AGENT_LOG")
             .map_or_else(|| dir.path().join("agent.log"), PathBuf::from);
-        let child = Command::new(&args.agent)
+        let mut run = Command::new(&args.agent);
+        for pair in &args.agent_env {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--agent-env {pair:?}: expected NAME=VALUE"))?;
+            run.env(name, value);
+        }
+        let child = run
             .args(["run", "--config"])
             .arg(&config)
             .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
