@@ -1,0 +1,297 @@
+//! The two ends of the pipeline benchmark: the agent process under test, and the scheduler side
+//! (the simulator's state machine on a real MQTT connection) that times each task.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use edgepool_protocol::envelope::Envelope;
+use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
+use edgepool_protocol::poco;
+use edgepool_protocol::primitives::{Address, Digest, TaskId};
+use edgepool_protocol::signature::Signer;
+use edgepool_protocol::status::ReplicateStatus;
+use edgepool_simulator::scheduler::{Action, Scheduler};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+use crate::stats::Summary;
+use crate::{ms, nodelay, now_ms, Args, POOL, SCHEDULER_KEY, TASK_TIMEOUT};
+
+/// A real agent process with its own state directory; killed when dropped.
+pub struct Agent {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    /// The agent's wallet address.
+    pub address: Address,
+}
+
+impl Agent {
+    /// Creates a wallet and config with `init`, then starts `run` (stderr to a log file).
+    pub fn start(args: &Args, broker: &str, scheduler: Address) -> Result<Agent> {
+        let dir = tempfile::tempdir()?;
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw\n")?;
+        let config = dir.path().join("agent.toml");
+        let out = Command::new(&args.agent)
+            .args(["init", "--json", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
+            .arg(scheduler.to_string())
+            .arg("--password-file")
+            .arg(&password)
+            .output()
+            .with_context(|| format!("running {}", args.agent.display()))?;
+        if !out.status.success() {
+            bail!("agent init: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let address = report["address"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no address in the init report"))?
+            .parse()?;
+        let log = std::env::var_os("BENCH_AGENT_LOG")
+            .map_or_else(|| dir.path().join("agent.log"), PathBuf::from);
+        let mut run = Command::new(&args.agent);
+        for pair in &args.agent_env {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--agent-env {pair:?}: expected NAME=VALUE"))?;
+            run.env(name, value);
+        }
+        let child = run
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
+            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
+            .env("EDGEPOOL_FETCH_RETRIES", "0")
+            .env("EDGEPOOL_LOG", &args.log)
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(Agent {
+            child,
+            log,
+            _dir: dir,
+            address,
+        })
+    }
+
+    /// CPU time (user + system) the agent process used so far, in ms (10 ms resolution), from
+    /// `/proc/PID/stat`; 0 where there is no procfs.
+    pub fn cpu_ms(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at its closing ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15 of the line: indices 11 and 12 after the `)`.
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(user), Some(system)) => (user + system) * 10.0,
+            _ => 0.0,
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn topic(worker: Address, channel: &str) -> String {
+    format!(
+        "edgepool/v1/{}/workers/{}/{channel}",
+        POOL.to_lowercase(),
+        worker.to_string().to_lowercase()
+    )
+}
+
+/// When each step of one task was seen on the scheduler's side.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Assignment publish → contribution receipt.
+    pub total_ms: f64,
+    /// (step, ms since the assignment publish), in order of receipt.
+    pub steps: Vec<(String, f64)>,
+    /// The contributed result digest.
+    pub digest: Digest,
+}
+
+impl Timing {
+    /// The median time between consecutive steps, by step name.
+    pub fn phase_medians(timings: &[Timing]) -> serde_json::Value {
+        let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
+        for t in timings {
+            let mut previous = ("assignment published".to_string(), 0.0);
+            for (step, at) in &t.steps {
+                let name = format!("{} -> {step}", previous.0);
+                match phases.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => v.push(at - previous.1),
+                    None => phases.push((name, vec![at - previous.1])),
+                }
+                previous = (step.clone(), *at);
+            }
+        }
+        serde_json::Value::Array(
+            phases
+                .into_iter()
+                .map(|(name, v)| json!({"phase": name, "median_ms": Summary::of(&v).median}))
+                .collect(),
+        )
+    }
+}
+
+/// The scheduler side: the simulator's state machine on a real MQTT connection.
+pub struct Driver {
+    /// The scheduler state machine.
+    pub scheduler: Scheduler,
+    signer: Signer,
+    client: Client,
+    incoming: Receiver<(Instant, String, Vec<u8>)>,
+    seq: u64,
+}
+
+impl Driver {
+    /// Connects as the scheduler and subscribes to every worker's topics.
+    pub fn connect(port: u16) -> Result<Driver> {
+        let signer = Signer::from_bytes(&SCHEDULER_KEY)?;
+        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = Client::new(options, 64);
+        nodelay(&mut connection);
+        client.subscribe(
+            format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
+            QoS::AtLeastOnce,
+        )?;
+        let (tx, incoming) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let at = Instant::now();
+                        if tx.send((at, p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Ok(Driver {
+            scheduler: Scheduler::new(signer.clone()),
+            signer,
+            client,
+            incoming,
+            seq: 0,
+        })
+    }
+
+    /// Publishes the `Send` actions; returns the time of the last publish.
+    fn perform(&mut self, actions: Vec<Action>) -> Result<Instant> {
+        let mut at = Instant::now();
+        for action in actions {
+            if let Action::Send { worker, message } = action {
+                self.seq += 1;
+                let inbox = topic(worker, "inbox");
+                let bytes = Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message)?;
+                at = Instant::now();
+                self.client.publish(inbox, QoS::AtLeastOnce, false, bytes)?;
+            }
+        }
+        Ok(at)
+    }
+
+    /// Waits for the agent's capacity advertisement.
+    pub fn wait_online(&mut self, agent: &Agent) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((_, t, _)) = self.incoming.recv_timeout(Duration::from_millis(100)) {
+                if t == topic(agent.address, "capacity") {
+                    return Ok(());
+                }
+            }
+        }
+        bail!("the agent never advertised; log:\n{}", agent.log())
+    }
+
+    /// Assigns task 0 of `deal` and plays the scheduler until the agent reports COMPLETED.
+    pub fn run_task(&mut self, deal: &DealSummary, agent: &Agent) -> Result<Timing> {
+        let task_id: TaskId = poco::task_id(&deal.deal_id, 0);
+        let actions = self.scheduler.assign(
+            deal,
+            0,
+            agent.address,
+            TaskLimits::default(),
+            Address::ZERO,
+            now_ms(),
+        )?;
+        let published = self.perform(actions)?;
+        let mut steps = Vec::new();
+        let mut contribution = None;
+        let deadline = Instant::now() + TASK_TIMEOUT;
+        while Instant::now() < deadline {
+            let Ok((at, t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100))
+            else {
+                continue;
+            };
+            if !t.ends_with("/outbox") {
+                continue;
+            }
+            let opened = Envelope::open(&payload, &t)?;
+            let since = ms(at.saturating_duration_since(published));
+            let mut completed = false;
+            match &opened.message {
+                Message::Accept(a) if a.task_id == task_id => {
+                    steps.push(("accept".to_string(), since));
+                }
+                Message::StatusUpdate(u) if u.task_id == task_id => {
+                    if u.cause.is_some() {
+                        bail!("the task failed: {u:?}\n{}", agent.log());
+                    }
+                    completed = u.status == ReplicateStatus::Completed;
+                    if contribution.is_none() {
+                        steps.push((u.status.to_string(), since));
+                    }
+                }
+                Message::Contribution(c) if c.task_id == task_id => {
+                    steps.push(("contribution".to_string(), since));
+                    contribution = Some((since, c.result_digest));
+                }
+                _ => {}
+            }
+            let actions = self
+                .scheduler
+                .handle(opened.sender, &opened.message, now_ms())
+                .map_err(|e| anyhow!("scheduler refused {:?}: {e}", opened.message))?;
+            self.perform(actions)?;
+            if completed {
+                let (total_ms, digest) =
+                    contribution.ok_or_else(|| anyhow!("completed without a contribution"))?;
+                return Ok(Timing {
+                    total_ms,
+                    steps,
+                    digest,
+                });
+            }
+        }
+        bail!("task {task_id} did not complete; log:\n{}", agent.log())
+    }
+}
