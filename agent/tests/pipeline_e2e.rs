@@ -272,48 +272,45 @@ impl Driver {
         panic!("agent never advertised; log:\n{}", agent.log());
     }
 
-    /// Feeds outbox messages to the scheduler until a worker's message matches `seen`.
+    /// Waits up to 100 ms for the next outbox message; feeds it to the scheduler and performs
+    /// the sends. Returns the message and the scheduler's other actions.
+    fn step(&mut self) -> Option<(Message, Vec<Action>)> {
+        let (t, payload) = self
+            .incoming
+            .recv_timeout(Duration::from_millis(100))
+            .ok()?;
+        if !t.ends_with("/outbox") {
+            return None;
+        }
+        let opened = Envelope::open(&payload, &t).unwrap();
+        self.seen.push(opened.message.clone());
+        let actions = self
+            .scheduler
+            .handle(opened.sender, &opened.message, now_ms())
+            .unwrap_or_else(|e| panic!("scheduler refused {:?}: {e}", opened.message));
+        let rest = self.perform(actions);
+        Some((opened.message, rest))
+    }
+
+    /// Drives the task until a worker's message matches `seen`.
     fn run_until_seen(&mut self, agent: &Agent, seen: impl Fn(&Message) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            let Ok((t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            if !t.ends_with("/outbox") {
-                continue;
-            }
-            let opened = Envelope::open(&payload, &t).unwrap();
-            self.seen.push(opened.message.clone());
-            let actions = self
-                .scheduler
-                .handle(opened.sender, &opened.message, now_ms())
-                .unwrap_or_else(|e| panic!("scheduler refused {:?}: {e}", opened.message));
-            self.perform(actions);
-            if seen(&opened.message) {
-                return;
+            if let Some((message, _)) = self.step() {
+                if seen(&message) {
+                    return;
+                }
             }
         }
         panic!("the awaited message never came; log:\n{}", agent.log());
     }
 
-    /// Feeds outbox messages to the scheduler until `done` says so.
+    /// Drives the task until the scheduler produces an action `done` accepts.
     fn run_until(&mut self, agent: &Agent, mut done: impl FnMut(&Action) -> bool) -> Action {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            let Ok((t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            if !t.ends_with("/outbox") {
-                continue;
-            }
-            let opened = Envelope::open(&payload, &t).unwrap();
-            self.seen.push(opened.message.clone());
-            let actions = self
-                .scheduler
-                .handle(opened.sender, &opened.message, now_ms())
-                .unwrap_or_else(|e| panic!("scheduler refused {:?}: {e}", opened.message));
-            for action in self.perform(actions) {
-                if done(&action) {
+            if let Some((_, actions)) = self.step() {
+                if let Some(action) = actions.into_iter().find(|a| done(a)) {
                     return action;
                 }
             }
