@@ -122,7 +122,7 @@ def sandbox_section(r):
         "interleaved round-robin; figures are medians. The result files of the three were compared byte "
         "for byte. **Speed ratio = CLI time / sandbox time** (above 1: the sandbox is faster).",
         "",
-        "| workload | native | wasmi CLI (eager, fuel) | sandbox (process) | sandbox `run` in-process | speed sandbox / CLI | sandbox / native time | sandbox, wasmi crates at opt-level 3 | its speed / CLI | same output |",
+        "| workload | native | wasmi CLI (eager, fuel) | sandbox (process) | sandbox `run` in-process | speed sandbox / CLI | sandbox / native time | sandbox, whole build at opt-level 3 | its speed / CLI | same output |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
