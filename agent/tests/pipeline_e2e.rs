@@ -38,7 +38,7 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Uploaded archives by path, with the uploading worker's header.
+/// Uploaded archives by path, with the upload signature header.
 type Uploads = Arc<Mutex<HashMap<String, (Vec<u8>, String)>>>;
 
 /// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
@@ -60,13 +60,13 @@ impl HttpServer {
                     tiny_http::Method::Put if url.starts_with("/results/") => {
                         let mut body = Vec::new();
                         std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                        let worker = request
+                        let signature = request
                             .headers()
                             .iter()
-                            .find(|h| h.field.equiv("X-Edgepool-Worker"))
+                            .find(|h| h.field.equiv("X-Edgepool-Signature"))
                             .map(|h| h.value.to_string())
                             .unwrap_or_default();
-                        stored.lock().unwrap().insert(url, (body, worker));
+                        stored.lock().unwrap().insert(url, (body, signature));
                         let _ = request.respond(tiny_http::Response::empty(201));
                     }
                     _ => match files.get(url.trim_start_matches('/')) {
@@ -420,13 +420,17 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
     // The uploaded archive is the result: its digest is the one the consensus was reached on.
     let uploads = server.uploads.lock().unwrap();
     let path = format!("/results/{task_id}");
-    let (zip, uploader) = uploads
+    let (zip, signature) = uploads
         .get(&path)
         .unwrap_or_else(|| panic!("no upload at {path}"));
     assert!(result_link.ends_with(&path));
+    // The upload token is the worker's signature over the task and the archive's hash.
+    let signed =
+        edgepool_protocol::hash::keccak256_concat(&[task_id.as_bytes(), sha256(zip).as_bytes()]);
+    let signature: edgepool_protocol::signature::Signature = signature.parse().unwrap();
     assert_eq!(
-        uploader.to_lowercase(),
-        agent.address.to_string().to_lowercase()
+        signature.recover_personal(signed.as_bytes()).unwrap(),
+        agent.address
     );
     let tree = unzip_to_tree(zip, &ExtractLimits::default()).unwrap();
     let digest = result_digest(&tree, "").unwrap();

@@ -52,19 +52,17 @@ pub fn open(
     Ok(opened)
 }
 
-/// Acts on an accepted message. The task pipeline (assignments, notifications, SMS replies) is
-/// not part of this build: such messages are logged and left to the scheduler's timeouts.
-pub fn dispatch(opened: &Opened) {
+/// Logs an accepted message the daemon does not act on (assignments and notifications go to
+/// the task side). SMS replies wait for the attestation issue.
+pub fn ignore(opened: &Opened) {
     let kind = opened.message.kind();
     match &opened.message {
-        Message::Assignment(_) | Message::Notification(_) | Message::SecretResponse(_) => {
-            tracing::warn!(
-                kind = kind.as_str(),
-                task_id = ?opened.message.task_id(),
-                seq = opened.seq,
-                "accepted a task message, but this build has no task pipeline: ignored"
-            );
-        }
-        _ => tracing::debug!(kind = kind.as_str(), "accepted"),
+        Message::SecretResponse(_) => tracing::warn!(
+            kind = kind.as_str(),
+            task_id = ?opened.message.task_id(),
+            seq = opened.seq,
+            "accepted an SMS reply, but this build runs no TEE task: ignored"
+        ),
+        _ => tracing::debug!(kind = kind.as_str(), "accepted, nothing to do"),
     }
 }

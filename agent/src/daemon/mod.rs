@@ -345,7 +345,7 @@ impl Daemon {
                 match opened.message {
                     Message::Assignment(assignment) => self.on_assignment(assignment, payload)?,
                     Message::Notification(notification) => self.on_notification(&notification)?,
-                    _ => inbox::dispatch(&opened),
+                    _ => inbox::ignore(&opened),
                 }
             }
             Err(e) => {
@@ -458,17 +458,9 @@ impl Daemon {
         let topic = self.topics.outbox.clone();
         let signer = &self.signer;
         let now = now_ms();
-        self.store.lock().transaction(|tx| {
-            let seq = tx.next_own_seq()?;
-            let bytes = Envelope::seal(signer, &topic, seq, now, &message).map_err(|e| {
-                StoreError::Corrupt {
-                    what: "outgoing message".into(),
-                    reason: e.to_string(),
-                }
-            })?;
-            tx.enqueue(&topic, &bytes, false, now)?;
-            Ok(())
-        })?;
+        self.store
+            .lock()
+            .transaction(|tx| tasks::enqueue_in(tx, signer, &topic, &message, now))?;
         Ok(())
     }
 

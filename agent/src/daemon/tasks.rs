@@ -96,6 +96,26 @@ pub(super) fn enqueue_in(
     Ok(())
 }
 
+/// Moves a task to `status` and reports it with a `StatusUpdate`, inside `tx`.
+fn report_state(
+    tx: &mut Tx<'_>,
+    signer: &edgepool_protocol::signature::Signer,
+    topic: &str,
+    task_id: TaskId,
+    status: ReplicateStatus,
+    cause: Option<ReplicateStatusCause>,
+    now: u64,
+) -> Result<(), StoreError> {
+    tx.set_task_state(task_id, status, cause, now)?;
+    enqueue_in(
+        tx,
+        signer,
+        topic,
+        &status_update(task_id, status, cause, now),
+        now,
+    )
+}
+
 fn status_update(
     task_id: TaskId,
     status: ReplicateStatus,
@@ -202,14 +222,7 @@ impl Daemon {
         match event {
             JobEvent::Progress { task_id, status } => {
                 self.store.lock().transaction(|tx| {
-                    tx.set_task_state(task_id, status, None, now)?;
-                    enqueue_in(
-                        tx,
-                        &signer,
-                        &topic,
-                        &status_update(task_id, status, None, now),
-                        now,
-                    )
+                    report_state(tx, &signer, &topic, task_id, status, None, now)
                 })?;
             }
             JobEvent::Done { task_id, outcome } => {
@@ -243,10 +256,15 @@ impl Daemon {
                 tracing::warn!(%task_id, %detail, "result upload failed");
                 let cause = Some(ReplicateStatusCause::ResultLinkMissing);
                 self.store.lock().transaction(|tx| {
-                    tx.set_task_state(task_id, ReplicateStatus::ResultUploadFailed, cause, now)?;
-                    let update =
-                        status_update(task_id, ReplicateStatus::ResultUploadFailed, cause, now);
-                    enqueue_in(tx, &signer, &topic, &update, now)
+                    report_state(
+                        tx,
+                        &signer,
+                        &topic,
+                        task_id,
+                        ReplicateStatus::ResultUploadFailed,
+                        cause,
+                        now,
+                    )
                 })?;
             }
         }
@@ -263,9 +281,7 @@ impl Daemon {
             Contribution::standard(worker, task_id, outcome.digest, outcome.fuel_used);
         self.store.lock().transaction(|tx| {
             if let Some((status, cause, _)) = &outcome.failure {
-                tx.set_task_state(task_id, *status, Some(*cause), now)?;
-                let update = status_update(task_id, *status, Some(*cause), now);
-                enqueue_in(tx, &signer, &topic, &update, now)?;
+                report_state(tx, &signer, &topic, task_id, *status, Some(*cause), now)?;
             }
             tx.set_task_outputs(
                 task_id,
@@ -323,10 +339,15 @@ impl Daemon {
                 if notification.deadline_ms.is_some_and(|d| now > d) {
                     let cause = Some(ReplicateStatusCause::RevealTimeout);
                     self.store.lock().transaction(|tx| {
-                        tx.set_task_state(task_id, ReplicateStatus::RevealFailed, cause, now)?;
-                        let update =
-                            status_update(task_id, ReplicateStatus::RevealFailed, cause, now);
-                        enqueue_in(tx, &signer, &topic, &update, now)
+                        report_state(
+                            tx,
+                            &signer,
+                            &topic,
+                            task_id,
+                            ReplicateStatus::RevealFailed,
+                            cause,
+                            now,
+                        )
                     })?;
                     return Ok(());
                 }
@@ -360,10 +381,15 @@ impl Daemon {
                     }));
                 };
                 self.store.lock().transaction(|tx| {
-                    tx.set_task_state(task_id, ReplicateStatus::ResultUploading, None, now)?;
-                    let update =
-                        status_update(task_id, ReplicateStatus::ResultUploading, None, now);
-                    enqueue_in(tx, &signer, &topic, &update, now)
+                    report_state(
+                        tx,
+                        &signer,
+                        &topic,
+                        task_id,
+                        ReplicateStatus::ResultUploading,
+                        None,
+                        now,
+                    )
                 })?;
                 let client = self.tools()?.http.clone();
                 let events = self.runner.events.clone();
@@ -407,14 +433,7 @@ impl Daemon {
                     return Ok(());
                 }
                 self.store.lock().transaction(|tx| {
-                    tx.set_task_state(task_id, status, cause, now)?;
-                    enqueue_in(
-                        tx,
-                        &signer,
-                        &topic,
-                        &status_update(task_id, status, cause, now),
-                        now,
-                    )
+                    report_state(tx, &signer, &topic, task_id, status, cause, now)
                 })?;
                 // The task's material is dropped; its journal row stays.
                 let _ = std::fs::remove_file(job::archive_path(&self.runner.results_dir, &task_id));
