@@ -110,7 +110,7 @@ impl Advertiser {
     }
 
     /// Free disk of the state directory, as last detected.
-    pub fn disk_free_bytes(&self, _config: &Config) -> u64 {
+    pub fn disk_free_bytes(&self) -> u64 {
         self.detected.disk_free_bytes
     }
 

@@ -446,7 +446,7 @@ impl Daemon {
             free_memory_bytes: crate::capacity::available_memory_bytes(
                 &self.config.agent.system_root,
             ),
-            free_disk_bytes: self.advertiser.disk_free_bytes(&self.config),
+            free_disk_bytes: self.advertiser.disk_free_bytes(),
             accepting: !self.draining,
         };
         self.enqueue(Message::Heartbeat(heartbeat))

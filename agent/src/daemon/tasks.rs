@@ -148,10 +148,7 @@ impl Daemon {
             free_memory_bytes: crate::capacity::available_memory_bytes(
                 &self.config.agent.system_root,
             ),
-            free_disk_bytes: self
-                .advertiser
-                .disk_free_bytes(&self.config)
-                .saturating_sub(reserve),
+            free_disk_bytes: self.advertiser.disk_free_bytes().saturating_sub(reserve),
             tags: self.advertiser.advertisement().tags,
             max_limits: self.config.limits.to_task_limits(),
             draining: self.draining,
