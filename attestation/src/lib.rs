@@ -1,10 +1,59 @@
 //! `edgepool-attestation`: TEE evidence (AMD SEV-SNP, Intel TDX and SGX, software) and its
 //! verification under a policy.
 //!
-//! Not built yet: this crate holds only what the workspace needs to build. The attestation issue
-//! fills it with evidence types, configfs-tsm and software attesters, verifiers that are pure over
-//! bytes with pinned trust anchors and an injected "now", and the policy.
+//! Verification is pure over bytes: the trust anchors are pinned in the crate and "now" is an
+//! argument, so the same evidence gives the same verdict on every machine and in every test.
 //!
 //! # Layout
 //!
-//! (empty)
+//! - [`claims`]: what a verified piece of evidence says ([`Claims`], [`TeeKind`], [`Tcb`]).
+//! - [`snp`]: AMD SEV-SNP reports, the VCEK/VLEK → ASK/ASVK → ARK chain, the certificate table.
+//! - [`dcap`]: Intel DCAP quotes (TDX v4/v5, SGX v3) with their collateral and TCB evaluation.
+//! - [`software`]: the software attester and its verifier (no hardware guarantee).
+//! - [`tsm`]: the configfs-tsm attester (`/sys/kernel/config/tsm/report`).
+//! - [`policy`]: what a relying party accepts.
+//!
+//! [`verify`] dispatches on the evidence kind.
+
+pub mod claims;
+pub mod dcap;
+pub mod policy;
+pub mod snp;
+pub mod software;
+pub mod tsm;
+
+pub use claims::{Claims, Tcb, TeeKind};
+pub use edgepool_protocol::messages::{Evidence, EvidenceKind};
+
+/// Why evidence was refused by a verifier (before any policy).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// An SEV-SNP report or its certificates.
+    #[error("SEV-SNP: {0}")]
+    Snp(#[from] snp::SnpError),
+    /// A DCAP quote or its collateral.
+    #[error("DCAP: {0}")]
+    Dcap(#[from] dcap::DcapError),
+    /// Software evidence.
+    #[error("software evidence: {0}")]
+    Software(#[from] software::SoftwareError),
+}
+
+/// Verifies `evidence` at `now_unix` (seconds since the epoch) against the pinned trust anchors
+/// and returns what it claims. Says nothing about whether the claims are acceptable: that is
+/// [`policy::Policy::check`].
+///
+/// # Errors
+/// [`VerifyError`] saying which check failed.
+pub fn verify(evidence: &Evidence, now_unix: u64) -> Result<Claims, VerifyError> {
+    match evidence.kind {
+        EvidenceKind::SevSnp => Ok(snp::verify(&evidence.report, &evidence.aux, now_unix)?),
+        EvidenceKind::Tdx | EvidenceKind::Sgx => Ok(dcap::verify(
+            evidence.kind,
+            &evidence.report,
+            &evidence.aux,
+            now_unix,
+        )?),
+        EvidenceKind::Software => Ok(software::verify(&evidence.report, &evidence.aux)?),
+    }
+}

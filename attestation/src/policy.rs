@@ -1,0 +1,1 @@
+//! What a relying party accepts (filled by the attestation issue).

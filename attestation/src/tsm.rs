@@ -1,0 +1,1 @@
+//! The configfs-tsm attester (`/sys/kernel/config/tsm/report`), filled by the attestation issue.
