@@ -57,3 +57,35 @@ pub fn verify(evidence: &Evidence, now_unix: u64) -> Result<Claims, VerifyError>
         EvidenceKind::Software => Ok(software::verify(&evidence.report, &evidence.aux)?),
     }
 }
+
+/// Why an attester could not produce evidence.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// This machine has no such attester (no configfs-tsm, no TEE, no device key…).
+    #[error("attester unavailable: {0}")]
+    Unavailable(String),
+    /// Reading or writing the attester's files failed.
+    #[error("attester I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The attester answered, but not as expected (a concurrent writer, a short blob, …).
+    #[error("attester failed: {0}")]
+    Failed(String),
+}
+
+/// Something that produces evidence binding 64 bytes of report data: configfs-tsm on SEV-SNP or
+/// TDX hardware ([`tsm`]), or the software attester ([`software`]).
+pub trait Attester: Send + Sync + std::fmt::Debug {
+    /// What kind of evidence it produces.
+    fn kind(&self) -> EvidenceKind;
+    /// Evidence whose report data is `report_data`.
+    ///
+    /// # Errors
+    /// [`AttestError`].
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, AttestError>;
+}
