@@ -71,6 +71,11 @@ pub enum TcbStatus {
     OutOfDateConfigurationNeeded,
     /// Revoked.
     Revoked,
+    /// TD 1.5 only: launched with an out-of-date TCB whose current TCB (after a TD-preserving
+    /// module update) is no longer out of date; relaunch the TD.
+    TDRelaunchAdvised,
+    /// As [`TcbStatus::TDRelaunchAdvised`], and the platform also needs configuration.
+    TDRelaunchAdvisedConfigurationNeeded,
 }
 
 /// What verified evidence says about the machine and the workload.
