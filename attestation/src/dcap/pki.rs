@@ -217,3 +217,181 @@ pub(crate) fn issuer_of<'a>(leaf: &Cert, chain: &'a [Cert], root: &'a Cert) -> &
         .find(|c| c.cert.tbs_certificate().subject() == issuer && leaf.is_signed_by(c))
         .unwrap_or(root)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams,
+        DnType, IsCa, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
+    };
+
+    /// 2026-01-01: inside every synthetic certificate's validity.
+    const NOW: u64 = 1_767_225_600;
+
+    struct Pki {
+        root: Cert,
+        ca: Cert,
+        leaf: Cert,
+        ca_params: CertificateParams,
+        ca_key: KeyPair,
+        root_params: CertificateParams,
+        root_key: KeyPair,
+    }
+
+    fn params(cn: &str, serial: u64, ca: bool) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.serial_number = Some(SerialNumber::from(serial));
+        p.not_before = date_time_ymd(2025, 1, 1);
+        p.not_after = date_time_ymd(2030, 1, 1);
+        if ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        p
+    }
+
+    fn cert(c: &rcgen::Certificate) -> Cert {
+        Cert::from_der(c.der().to_vec()).expect("parses")
+    }
+
+    fn pki(root_cn: &str) -> Pki {
+        let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let root_key = KeyPair::generate_for(alg).expect("key");
+        let root_params = params(root_cn, 1, true);
+        let root = root_params.self_signed(&root_key).expect("root");
+        let ca_key = KeyPair::generate_for(alg).expect("key");
+        let ca_params = params("Test PCK CA", 2, true);
+        let ca = ca_params
+            .signed_by(
+                &ca_key,
+                &rcgen::Issuer::from_params(&root_params, &root_key),
+            )
+            .expect("ca");
+        let leaf_key = KeyPair::generate_for(alg).expect("key");
+        let leaf = params("Test PCK", 0x4242, false)
+            .signed_by(&leaf_key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+            .expect("leaf");
+        Pki {
+            root: cert(&root),
+            ca: cert(&ca),
+            leaf: cert(&leaf),
+            ca_params,
+            ca_key,
+            root_params,
+            root_key,
+        }
+    }
+
+    fn crl(issuer_params: &CertificateParams, key: &KeyPair, revoked: &[u64]) -> Crl {
+        let list = CertificateRevocationListParams {
+            this_update: date_time_ymd(2025, 12, 1),
+            next_update: date_time_ymd(2026, 2, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|&s| RevokedCertParams {
+                    serial_number: SerialNumber::from(s),
+                    revocation_time: date_time_ymd(2025, 11, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&rcgen::Issuer::from_params(issuer_params, key))
+        .expect("crl");
+        Crl::from_der(list.der()).expect("parses")
+    }
+
+    fn chain(p: &Pki) -> Vec<Cert> {
+        vec![
+            Cert::from_der(p.leaf.der.clone()).expect("leaf"),
+            Cert::from_der(p.ca.der.clone()).expect("ca"),
+            Cert::from_der(p.root.der.clone()).expect("root"),
+        ]
+    }
+
+    #[test]
+    fn a_chain_to_the_given_root_with_empty_crls_passes() {
+        let p = pki("Test Root");
+        let root_crl = crl(&p.root_params, &p.root_key, &[]);
+        let pck_crl = crl(&p.ca_params, &p.ca_key, &[]);
+        assert!(root_crl.is_signed_by(&p.root) && pck_crl.is_signed_by(&p.ca));
+        assert!(!pck_crl.is_signed_by(&p.root));
+        assert!(pck_crl.is_current(NOW) && !pck_crl.is_current(NOW + 86_400 * 60));
+        check_chain(
+            ChainKind::Pck,
+            &chain(&p),
+            &p.root,
+            &[&root_crl, &pck_crl],
+            NOW,
+        )
+        .expect("valid");
+        // The root may be left out of the chain.
+        check_chain(ChainKind::Pck, &chain(&p)[..2], &p.root, &[&pck_crl], NOW).expect("valid");
+    }
+
+    #[test]
+    fn a_leaf_on_the_pck_crl_is_revoked() {
+        let p = pki("Test Root");
+        let pck_crl = crl(&p.ca_params, &p.ca_key, &[7, 0x4242]);
+        let r = check_chain(ChainKind::Pck, &chain(&p), &p.root, &[&pck_crl], NOW);
+        assert!(
+            matches!(&r, Err(DcapError::Revoked { which: ChainKind::Pck, serial, .. }) if serial == "4242"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_ca_on_the_root_crl_is_revoked() {
+        let p = pki("Test Root");
+        let root_crl = crl(&p.root_params, &p.root_key, &[2]);
+        let r = check_chain(ChainKind::Pck, &chain(&p), &p.root, &[&root_crl], NOW);
+        assert!(matches!(r, Err(DcapError::Revoked { .. })), "{r:?}");
+        // The same serial on the PCK CA's own CRL does not revoke the CA (wrong issuer).
+        let pck_crl = crl(&p.ca_params, &p.ca_key, &[2]);
+        check_chain(ChainKind::Pck, &chain(&p), &p.root, &[&pck_crl], NOW).expect("valid");
+    }
+
+    #[test]
+    fn a_chain_to_another_root_is_unpinned() {
+        let p = pki("Test Root");
+        let other = pki("Another Root");
+        let r = check_chain(ChainKind::Pck, &chain(&p), &other.root, &[], NOW);
+        assert!(
+            matches!(&r, Err(DcapError::UnpinnedRoot { subject, .. }) if subject.contains("Test Root")),
+            "{r:?}"
+        );
+        // Without the root in the chain: the top CA is not signed by the pinned root.
+        let r = check_chain(ChainKind::Pck, &chain(&p)[..2], &other.root, &[], NOW);
+        assert!(matches!(r, Err(DcapError::UnpinnedRoot { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_chain_outside_its_validity_is_refused() {
+        let p = pki("Test Root");
+        let r = check_chain(ChainKind::Pck, &chain(&p), &p.root, &[], 1_000_000_000);
+        assert!(matches!(r, Err(DcapError::Chain { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_chain_with_a_foreign_intermediate_is_refused() {
+        let p = pki("Test Root");
+        let q = pki("Test Root");
+        let mixed = vec![
+            Cert::from_der(p.leaf.der.clone()).expect("leaf"),
+            Cert::from_der(q.ca.der.clone()).expect("ca"),
+        ];
+        let r = check_chain(ChainKind::Pck, &mixed, &q.root, &[], NOW);
+        assert!(matches!(r, Err(DcapError::Chain { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn the_pinned_roots_key_checks_a_raw_p256_signature_of_the_right_shape_only() {
+        let root = pinned_root().expect("root");
+        assert!(!verify_p256(root.public_key(), b"x", &[0u8; 64]));
+        assert!(!verify_p256(&[], b"x", &[]));
+    }
+}
