@@ -12,13 +12,15 @@
 //! 2. the quote signature (ECDSA P-256 by the attestation key over header and body);
 //! 3. the QE report signature by the PCK leaf, and the QE report data binding
 //!    `SHA-256(attestation key ‖ QE auth data) ‖ 0³²`;
-//! 4. the root CRL (signed by the pinned root) and the PCK CRL (signed by the PCK CA), both
-//!    current; the PCK chain (PCK → Platform/Processor CA → pinned root) valid at "now", no
-//!    serial on a CRL;
-//! 5. the TCB info and the QE identity: signed by the TCB Signing certificate over their exact
+//! 4. the collateral is for this TEE type (`TDX`/`TD_QE` or `SGX`/`QE`) and its FMSPC is the
+//!    PCK certificate's;
+//! 5. the root CRL is signed by the pinned root and the PCK CRL by the PCK CA;
+//! 6. the TCB info and the QE identity: signed by the TCB Signing certificate over their exact
 //!    JSON text, that certificate chained to the pinned root and not revoked, and "now" inside
 //!    `issueDate..=nextUpdate` ([`collateral`]);
-//! 6. dcap-qvl: all of the above again (webpki path building with CRLs), QE identity
+//! 7. both CRLs current at "now"; the PCK chain (PCK → Platform/Processor CA → pinned root)
+//!    valid at "now", no serial on the CRL of its issuer;
+//! 8. dcap-qvl: all of the above again (webpki path building with CRLs), QE identity
 //!    (MRSIGNER, ISVPRODID, MISCSELECT/ATTRIBUTES masks, QE TCB level), FMSPC and TCB type
 //!    match, platform TCB level (CPUSVN components, PCESVN, for TDX `tdxtcbcomponents`), the TDX
 //!    module identity and module TCB level, the converged status and advisories; `Revoked` and
@@ -377,7 +379,8 @@ pub fn verify(
     Ok(claims(&q, verdict))
 }
 
-/// The QE report data must be `SHA-256(attestation key ‖ QE auth data) ‖ 0³²`.
+/// The QE report data must be `SHA-256(attestation key ‖ QE auth data) ‖ 0³²`. (dcap-qvl 0.7.1
+/// compares only the first half; Intel's QVL also requires the zeros.)
 fn check_qe_binding(q: &quote::ParsedQuote<'_>) -> Result<(), DcapError> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(q.attestation_key);
@@ -460,6 +463,23 @@ mod tests {
         );
         let root = pki::pinned_root().expect("parses");
         assert!(root.public_key().len() == 65);
+    }
+
+    #[test]
+    fn the_qe_binding_requires_the_upper_half_of_the_qe_report_data_to_be_zero() {
+        let raw = include_bytes!("../../tests/data/intel/dcap-qvl_tdx_quote");
+        let q = quote::parse(raw).expect("parses");
+        check_qe_binding(&q).expect("the real quote binds");
+        let mut qe_report = q.qe_report.to_vec();
+        qe_report[sgx::REPORT_DATA.end - 1] ^= 1;
+        let tampered = quote::ParsedQuote {
+            qe_report: &qe_report,
+            ..q
+        };
+        assert_eq!(
+            check_qe_binding(&tampered),
+            Err(DcapError::QeBindingMismatch)
+        );
     }
 
     #[test]
