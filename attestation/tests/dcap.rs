@@ -431,13 +431,18 @@ proptest! {
     #[test]
     fn verify_never_panics_on_mutated_collateral(
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        tdx_collateral in any::<bool>(),
     ) {
-        let mut col = SGX_COLLATERAL.to_vec();
+        let (quote, mut col, kind) = if tdx_collateral {
+            (TDX_QUOTE, TDX_COLLATERAL.to_vec(), EvidenceKind::Tdx)
+        } else {
+            (SGX_QUOTE, SGX_COLLATERAL.to_vec(), EvidenceKind::Sgx)
+        };
         for (i, b) in &edits {
             let i = i.index(col.len());
             col[i] = *b;
         }
-        let _ = sgx(SGX_QUOTE, &col, NOW);
+        let _ = dcap::verify(kind, quote, &col, NOW);
     }
 }
 

@@ -84,12 +84,22 @@ pub(crate) fn verify_p256(public_key: &[u8], message: &[u8], sig_rs: &[u8]) -> b
         .is_ok()
 }
 
+/// Intel's chains are leaf, CA, root; anything much longer is an attempt to make us spend
+/// signature checks (dcap-qvl allows at most 4 intermediates).
+const MAX_CHAIN_LEN: usize = 6;
+
 /// The certificates of a PEM bundle, in order.
 pub(crate) fn pem_chain(pem_bytes: &[u8]) -> Result<Vec<Cert>, String> {
     // A PCK chain from a quote may end with a NUL; PEM ignores surrounding bytes.
     let pems = pem::parse_many(pem_bytes).map_err(|e| format!("bad PEM: {e}"))?;
     if pems.is_empty() {
         return Err("no certificate in the PEM bundle".into());
+    }
+    if pems.len() > MAX_CHAIN_LEN {
+        return Err(format!(
+            "{} certificates in the bundle, at most {MAX_CHAIN_LEN} expected",
+            pems.len()
+        ));
     }
     pems.into_iter()
         .map(|p| Cert::from_der(p.into_contents()))
@@ -386,6 +396,18 @@ mod tests {
         ];
         let r = check_chain(ChainKind::Pck, &mixed, &q.root, &[], NOW);
         assert!(matches!(r, Err(DcapError::Chain { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_pem_bundle_longer_than_any_intel_chain_is_refused() {
+        let p = pki("Test Root");
+        let one = pem::encode(&pem::Pem::new("CERTIFICATE", p.ca.der.clone()));
+        assert_eq!(
+            pem_chain(one.repeat(MAX_CHAIN_LEN).as_bytes()).map(|c| c.len()),
+            Ok(6)
+        );
+        assert!(pem_chain(one.repeat(MAX_CHAIN_LEN + 1).as_bytes()).is_err());
+        assert!(pem_chain(b"no PEM here").is_err());
     }
 
     #[test]
