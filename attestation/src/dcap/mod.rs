@@ -32,7 +32,7 @@
 //! # Layout
 //!
 //! - [`quote`]: the quote layout, read by offset.
-//! - [`pki`]: PEM chains, signatures, CRLs, the chain to the pinned root.
+//! - `pki`: PEM chains, signatures, CRLs, the chain to the pinned root.
 //! - [`collateral`]: the collateral JSON and its validity windows.
 //! - `upstream`: the dcap-qvl call and the mapping of its errors.
 
