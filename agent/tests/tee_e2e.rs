@@ -99,7 +99,9 @@ struct Agent {
     child: Child,
     log: PathBuf,
     dir: tempfile::TempDir,
+    config: PathBuf,
     address: Address,
+    runs: u32,
 }
 
 impl Agent {
@@ -125,14 +127,23 @@ impl Agent {
         );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let address = report["address"].as_str().unwrap().parse().unwrap();
-        let log = dir.path().join("agent.log");
-        let child = bin()
+        let log = dir.path().join("agent-0.log");
+        let child = Agent::spawn(dir.path(), &config, &log);
+        Agent {
+            child,
+            log,
+            dir,
+            config,
+            address,
+            runs: 1,
+        }
+    }
+
+    fn spawn(dir: &Path, config: &Path, log: &Path) -> Child {
+        bin()
             .args(["run", "--config"])
-            .arg(&config)
-            .env(
-                "EDGEPOOL_IDENTITY_PASSWORD_FILE",
-                dir.path().join("password"),
-            )
+            .arg(config)
+            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
             .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
             .env("EDGEPOOL_AGENT_SLOTS", "2")
             .env("EDGEPOOL_AGENT_ATTESTATION", "software")
@@ -142,15 +153,18 @@ impl Agent {
             .env("EDGEPOOL_LOG", "trace")
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
-            .unwrap();
-        Agent {
-            child,
-            log,
-            dir,
-            address,
-        }
+            .unwrap()
+    }
+
+    /// `kill -9`, then a new process on the same state directory.
+    fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log = self.dir.path().join(format!("agent-{}.log", self.runs));
+        self.runs += 1;
+        self.child = Agent::spawn(self.dir.path(), &self.config, &self.log);
     }
 
     fn log(&self) -> String {
@@ -185,6 +199,9 @@ struct Driver {
     seq: u64,
     seen: Vec<Message>,
     tamper: Option<Tamper>,
+    /// While set, secret requests are kept here instead of going to the SMS.
+    hold: bool,
+    held: Vec<(Address, Message)>,
 }
 
 impl Driver {
@@ -222,6 +239,8 @@ impl Driver {
             seq: 0,
             seen: Vec::new(),
             tamper: None,
+            hold: false,
+            held: Vec::new(),
         }
     }
 
@@ -272,6 +291,10 @@ impl Driver {
             tamper(request);
         }
         self.seen.push(message.clone());
+        if self.hold && matches!(message, Message::SecretRequest(_)) {
+            self.held.push((opened.sender, message.clone()));
+            return Some((message, Vec::new()));
+        }
         let actions = self
             .scheduler
             .handle(opened.sender, &message, now_ms())
@@ -307,6 +330,15 @@ impl Driver {
             _ => false,
         });
         found.unwrap()
+    }
+
+    /// Hands the held secret requests to the scheduler, oldest first, and sends the answers.
+    fn release_held(&mut self) {
+        self.hold = false;
+        for (sender, message) in std::mem::take(&mut self.held) {
+            let actions = self.scheduler.handle(sender, &message, now_ms()).unwrap();
+            self.perform(actions);
+        }
     }
 
     fn contributed(&self, task_id: TaskId) -> bool {
@@ -644,4 +676,51 @@ fn a_standard_task_with_an_encrypted_dataset_is_declined() {
         _ => false,
     });
     assert_eq!(cause, Some(ReplicateStatusCause::EncryptedDatasetNeedsTee));
+}
+
+#[test]
+fn a_tee_task_killed_while_waiting_for_its_secrets_asks_again_and_ignores_the_stale_answer() {
+    let (server, _broker, mut driver, mut agent, app, data) = setup(Policy::simulator());
+    driver.wait_online(&agent);
+    let deal = tee_deal(&server, &app, &data, 31);
+    driver.hold = true;
+    let task_id = assign(&mut driver, &agent, &deal);
+    driver.run_until(&agent, |m, _| matches!(m, Message::SecretRequest(_)));
+    // The agent dies while its request is in flight; the resumed task asks again with a new key.
+    agent.kill9_and_restart();
+    // The journaled request may be flushed again after the restart (same bytes, same key);
+    // the resumed job's own request has a fresh key.
+    let first = match &driver.held[0].1 {
+        Message::SecretRequest(r) => r.ephemeral_public_key,
+        _ => unreachable!(),
+    };
+    driver.run_until(
+        &agent,
+        |m, _| matches!(m, Message::SecretRequest(r) if r.ephemeral_public_key != first),
+    );
+    assert!(driver.held.len() >= 2, "{:?}", driver.held);
+    // Both are answered, the stale one first: the agent must use the answer to its live request.
+    driver.release_held();
+    driver.run_until(&agent, |_, actions| {
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
+    });
+    let contribution = driver
+        .seen
+        .iter()
+        .find_map(|m| match m {
+            Message::Contribution(c) if c.task_id == task_id => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        contribution.enclave_challenge,
+        driver.scheduler.task(&task_id).unwrap().enclave_challenge
+    );
+    assert!(
+        agent.log().contains("stale or duplicate"),
+        "{}",
+        agent.log()
+    );
 }

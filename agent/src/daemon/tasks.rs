@@ -74,8 +74,17 @@ pub struct TaskRunner {
     pub tools: Option<RunnerTools>,
     /// The attester proven at start (TEE tasks), if any.
     pub attester: Option<Arc<dyn edgepool_attestation::Attester>>,
-    /// TEE jobs waiting for the SMS's answer, by task.
-    pub secret_waiters: HashMap<TaskId, tokio::sync::oneshot::Sender<SecretResponse>>,
+    /// TEE jobs waiting for the SMS's answer, by task, with their request's ephemeral key.
+    pub secret_waiters: HashMap<TaskId, SecretWaiter>,
+}
+
+/// A TEE job waiting for the answer to its secret request.
+#[derive(Debug)]
+pub struct SecretWaiter {
+    /// The request's ephemeral public key: only the answer to this request opens.
+    pub ephemeral_public_key: [u8; 32],
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<SecretResponse>,
 }
 
 /// The parts of the task side that are costly to build.
@@ -265,11 +274,18 @@ impl Daemon {
             } => {
                 // The request carries evidence and a public key, no secret: it is journaled
                 // like every other message. Only the answer's waiter lives in memory.
+                let ephemeral_public_key = request.ephemeral_public_key;
                 let message = Message::SecretRequest(*request);
                 self.store
                     .lock()
                     .transaction(|tx| enqueue_in(tx, &signer, &topic, &message, now))?;
-                self.runner.secret_waiters.insert(task_id, reply);
+                self.runner.secret_waiters.insert(
+                    task_id,
+                    SecretWaiter {
+                        ephemeral_public_key,
+                        reply,
+                    },
+                );
                 tracing::info!(%task_id, "secret request sent");
             }
             JobEvent::UploadFailed { task_id, detail } => {
@@ -366,16 +382,23 @@ impl Daemon {
     }
 
     /// The SMS's answer to one of our secret requests: handed to the waiting job. An answer
-    /// nobody waits for (a duplicate, or the job gave up) is dropped.
+    /// nobody waits for (a duplicate, the job gave up, or the answer to a request sent before a
+    /// restart, whose private key is gone) is dropped.
     pub(super) fn on_secret_response(&mut self, response: SecretResponse) {
         let task_id = response.task_id;
-        match self.runner.secret_waiters.remove(&task_id) {
-            Some(waiter) => {
-                if waiter.send(response).is_err() {
-                    tracing::debug!(%task_id, "secret response after the job gave up: dropped");
-                }
+        let matches = self
+            .runner
+            .secret_waiters
+            .get(&task_id)
+            .is_some_and(|w| w.ephemeral_public_key == response.ephemeral_public_key);
+        if !matches {
+            tracing::info!(%task_id, "secret response for no pending request (stale or duplicate): dropped");
+            return;
+        }
+        if let Some(waiter) = self.runner.secret_waiters.remove(&task_id) {
+            if waiter.reply.send(response).is_err() {
+                tracing::debug!(%task_id, "secret response after the job gave up: dropped");
             }
-            None => tracing::debug!(%task_id, "secret response nobody waits for: dropped"),
         }
     }
 

@@ -126,6 +126,7 @@ pub(crate) fn secret_request() -> SecretRequest {
 pub(crate) fn secret_response() -> SecretResponse {
     SecretResponse {
         task_id: task_id(),
+        ephemeral_public_key: [0x3e; 32],
         result: SecretResult::Sealed {
             sender_public_key: [0x5f; 32],
             nonce: [7; 12],

@@ -272,6 +272,7 @@ impl Sms {
         };
         SecretResponse {
             task_id: request.task_id,
+            ephemeral_public_key: request.ephemeral_public_key,
             result,
         }
     }
