@@ -136,6 +136,12 @@ impl Daemon {
                 runner.attester = Some(proven.attester);
             }
             Ok(None) => tracing::info!("attestation disabled: tee not advertised"),
+            // `auto` on a machine without a usable TEE is the common case, not a fault.
+            Err(e @ crate::attest::SelfAttestError::Unavailable(_))
+                if config.agent.attestation == crate::config::AttestationMode::Auto =>
+            {
+                tracing::info!(reason = %e, "no attester: tee not advertised")
+            }
             Err(e) => tracing::warn!(error = %e, "self-attestation failed: tee not advertised"),
         }
         let mut daemon = Self {
