@@ -259,6 +259,7 @@ fn deal(server: &http::Server, (name, app): (&str, &[u8]), k: usize, i: usize) -
             checksum: Digest(sha256(&data)),
             filename: "dataset.bin".into(),
             size_bytes: Some(data.len() as u64),
+            encrypted: false,
         }),
         input_files: Vec::new(),
         args: String::new(),

@@ -11,6 +11,7 @@
 //!   `doctor`, `capacity`, `status`, `tasks`); [`tools`]: the iExec tools, with exit codes.
 //! - [`config`]: the TOML configuration and its `EDGEPOOL_*` overrides.
 //! - [`identity`]: the encrypted keystore and the password sources.
+//! - [`attest`]: the configured attester and the self-attestation that gates `tee`.
 //! - [`capacity`]: CPU, memory, disk, cgroup limits, GPUs, TEE devices, tags, the fuel benchmark.
 //! - [`store`]: the SQLite journal (the only module with SQL).
 //! - [`link`]: MQTT options, TLS, publish tracking, error classification, backoff.
@@ -20,6 +21,7 @@
 //! - [`sandbox`]: wasmi with an in-memory, deterministic WASI (the iExec app contract).
 //! - [`systemd`], [`logging`], [`dir_tree`] (the protocol's `FileTree` over a real directory).
 
+pub mod attest;
 pub mod capacity;
 pub mod cli;
 pub mod config;

@@ -127,6 +127,8 @@ fn override_for(key: &str) -> (&'static str, toml::Value) {
         "agent.slots" => n("4", 4),
         "agent.heartbeat_secs" => n(" 20 ", 20),
         "agent.attestation" => s("software"),
+        "agent.software_key" => s("/srv/edgepool/device.key"),
+        "agent.secret_timeout_secs" => n("30", 30),
         "agent.system_root" => s("/tmp/fake-root"),
         "agent.min_free_disk_mb" => n("0", 0),
         "limits.fuel" => n("5000", 5000),

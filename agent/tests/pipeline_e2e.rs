@@ -393,6 +393,7 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
         checksum: Digest(sha256(&dataset)),
         filename: "weather.csv".into(),
         size_bytes: Some(dataset.len() as u64),
+        encrypted: false,
     });
     let task_id = poco::task_id(&d.deal_id, 0);
     let actions = driver

@@ -20,6 +20,8 @@
 //! - [`messages`]: protocol v1 message bodies.
 //! - [`envelope`]: the signed envelope every MQTT payload travels in, and replay protection.
 //! - [`topics`]: MQTT topic builders and parsers.
+//! - [`sms`]: the web3 secret challenge and the sealed release of TEE secrets (X25519 → HKDF →
+//!   AES-256-GCM).
 //!
 //! # Example
 //!
@@ -49,6 +51,7 @@ pub mod poco;
 pub mod primitives;
 pub mod result_archive;
 pub mod signature;
+pub mod sms;
 pub mod status;
 pub mod tags;
 pub mod topics;

@@ -339,6 +339,11 @@ iexec_enum!(
         StorageUnavailable = "EDGEPOOL_STORAGE_UNAVAILABLE",
         /// edgepool: attestation evidence could not be produced.
         AttestationFailed = "EDGEPOOL_ATTESTATION_FAILED",
+        /// edgepool: the SMS refused the evidence (verification, policy or binding).
+        AttestationRefused = "EDGEPOOL_ATTESTATION_REFUSED",
+        /// edgepool: a standard (non-TEE) task names an encrypted dataset, whose key only an
+        /// attested TEE task can obtain.
+        EncryptedDatasetNeedsTee = "EDGEPOOL_ENCRYPTED_DATASET_NEEDS_TEE",
     }
 );
 

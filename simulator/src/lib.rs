@@ -9,5 +9,8 @@
 //!
 //! - [`scheduler`]: assignment, contributions, consensus, reveal, upload, completion and deadlines,
 //!   as a sans-IO state machine (time is an argument; calls return the messages to send).
+//! - [`sms`]: the secret management service, sans-IO: pushed secrets, per-task enclave keys,
+//!   attested and bound secret release under an attestation policy.
 
 pub mod scheduler;
+pub mod sms;

@@ -243,6 +243,7 @@ impl Detected {
                 })
                 .collect(),
             tee: self.tee,
+            tee_measurement: Vec::new(),
             tags: self.tags,
             slots,
             limits,

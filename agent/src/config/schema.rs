@@ -71,6 +71,8 @@ pub const KEYS: &[(&str, KeyKind)] = &[
     ("agent.slots", int(1, 1024)),
     ("agent.heartbeat_secs", int(1, 3600)),
     ("agent.attestation", KeyKind::Choice(ATTESTATION_MODES)),
+    ("agent.software_key", KeyKind::Path),
+    ("agent.secret_timeout_secs", int(1, 3600)),
     ("agent.system_root", KeyKind::Path),
     ("agent.min_free_disk_mb", int(0, MAX_MIB)),
     ("limits.fuel", int(1, i64::MAX as u64)),
@@ -263,6 +265,12 @@ pub struct AgentSection {
     pub heartbeat_secs: u64,
     /// Attester selection. Default `auto`.
     pub attestation: AttestationMode,
+    /// The software attester's device key (Ed25519 PKCS#8, created 0600 on first use). Default
+    /// `<state_dir>/attestation/software.key`.
+    pub software_key: Option<PathBuf>,
+    /// How long a TEE task waits for the SMS's answer to its secret request (1–3600 s; never
+    /// past the contribution deadline). Default 120.
+    pub secret_timeout_secs: u64,
     /// Filesystem root for hardware detection (`/sys`, `/proc`, `/dev`); tests point it at fake
     /// trees. Default `/`.
     pub system_root: PathBuf,
@@ -279,6 +287,8 @@ impl Default for AgentSection {
             slots: 1,
             heartbeat_secs: 10,
             attestation: AttestationMode::Auto,
+            software_key: None,
+            secret_timeout_secs: 120,
             system_root: "/".into(),
             min_free_disk_mb: 512,
         }
@@ -427,6 +437,7 @@ mod tests {
         b.client_key = Some("/key".into());
         config.identity.keystore = Some("/ks".into());
         config.identity.password_file = Some("/pw".into());
+        config.agent.software_key = Some("/sk".into());
         config
     }
 

@@ -195,6 +195,7 @@ impl Config {
         }
         range("agent.slots", u64::from(a.slots))?;
         range("agent.heartbeat_secs", a.heartbeat_secs)?;
+        range("agent.secret_timeout_secs", a.secret_timeout_secs)?;
         range("agent.min_free_disk_mb", a.min_free_disk_mb)
     }
 

@@ -9,9 +9,10 @@
 
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{CapacityAdvertisement, Message};
+use edgepool_protocol::messages::{CapacityAdvertisement, Message, TeeKind};
 use edgepool_protocol::primitives::Address;
 use edgepool_protocol::signature::Signer;
+use edgepool_protocol::tags::Tag;
 
 use super::{now_ms, DaemonError};
 use crate::capacity::{self, DetectOptions, Detected};
@@ -30,6 +31,8 @@ const META_ENVELOPE: &str = "capacity.envelope";
 pub struct Advertiser {
     worker: Address,
     detected: Detected,
+    /// The kind and measurement the self-attestation proved, if it did.
+    tee: Option<(TeeKind, Vec<u8>)>,
     fuel_per_second: u64,
     current: CapacityAdvertisement,
     sealed: Vec<u8>,
@@ -65,6 +68,7 @@ impl Advertiser {
         Ok(Self {
             worker,
             detected,
+            tee: None,
             fuel_per_second,
             current,
             sealed: Vec::new(),
@@ -84,7 +88,26 @@ impl Advertiser {
             config.limits.to_task_limits(),
             self.fuel_per_second,
         );
+        self.apply_tee();
         Ok(())
+    }
+
+    /// Claims `tee` (and the framework tag of `kind`), the kind and the measurement: only after
+    /// a successful self-attestation ([`crate::attest::self_attest`]).
+    pub fn set_tee(&mut self, kind: TeeKind, measurement: Vec<u8>) {
+        self.tee = Some((kind, measurement));
+        self.apply_tee();
+    }
+
+    fn apply_tee(&mut self) {
+        let Some((kind, measurement)) = &self.tee else {
+            return;
+        };
+        self.current.tee = Some(*kind);
+        self.current.tee_measurement = measurement.clone();
+        if let Ok(tags) = Tag::encode(crate::attest::tee_tags(*kind)) {
+            self.current.tags = self.current.tags.union(tags);
+        }
     }
 
     /// Takes a new benchmark figure; returns whether the advertisement changed (the figure moved

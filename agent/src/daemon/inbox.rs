@@ -5,7 +5,6 @@
 use edgepool_protocol::envelope::{
     check_sender_for_topic, Envelope, EnvelopeError, Opened, SequenceTracker,
 };
-use edgepool_protocol::messages::Message;
 use edgepool_protocol::primitives::Address;
 use edgepool_protocol::topics::{Topic, TopicPrefix};
 
@@ -52,17 +51,9 @@ pub fn open(
     Ok(opened)
 }
 
-/// Logs an accepted message the daemon does not act on (assignments and notifications go to
-/// the task side). SMS replies wait for the attestation issue.
+/// Logs an accepted message the daemon does not act on (assignments, notifications and SMS
+/// answers go to the task side).
 pub fn ignore(opened: &Opened) {
     let kind = opened.message.kind();
-    match &opened.message {
-        Message::SecretResponse(_) => tracing::warn!(
-            kind = kind.as_str(),
-            task_id = ?opened.message.task_id(),
-            seq = opened.seq,
-            "accepted an SMS reply, but this build runs no TEE task: ignored"
-        ),
-        _ => tracing::debug!(kind = kind.as_str(), "accepted, nothing to do"),
-    }
+    tracing::debug!(kind = kind.as_str(), "accepted, nothing to do");
 }

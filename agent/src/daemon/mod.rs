@@ -126,8 +126,24 @@ impl Daemon {
         let store = SharedStore::new(Store::open(&config.agent.state_dir)?);
         let topics = WorkerTopics::new(&config, signer.address())?;
         let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
-        let advertiser = Advertiser::detect(&config, signer.address(), &store.lock())?;
-        let (runner, job_events) = Self::task_runner(&config);
+        let mut advertiser = Advertiser::detect(&config, signer.address(), &store.lock())?;
+        let (mut runner, job_events) = Self::task_runner(&config);
+        // `tee` is claimed only after our own verifier accepted the attester's evidence.
+        match crate::attest::self_attest(&config, &signer.address(), now_ms() / 1000) {
+            Ok(Some(proven)) => {
+                tracing::info!(kind = proven.kind.as_str(), measurement = %hex::encode(&proven.measurement), "self-attestation succeeded: tee advertised");
+                advertiser.set_tee(proven.kind, proven.measurement.clone());
+                runner.attester = Some(proven.attester);
+            }
+            Ok(None) => tracing::info!("attestation disabled: tee not advertised"),
+            // `auto` on a machine without a usable TEE is the common case, not a fault.
+            Err(e @ crate::attest::SelfAttestError::Unavailable(_))
+                if config.agent.attestation == crate::config::AttestationMode::Auto =>
+            {
+                tracing::info!(reason = %e, "no attester: tee not advertised")
+            }
+            Err(e) => tracing::warn!(error = %e, "self-attestation failed: tee not advertised"),
+        }
         let mut daemon = Self {
             runner,
             job_events: Some(job_events),
@@ -165,6 +181,8 @@ impl Daemon {
                 events,
                 results_dir: config.agent.state_dir.join("results"),
                 tools: None,
+                attester: None,
+                secret_waiters: std::collections::HashMap::new(),
             },
             receiver,
         )
@@ -345,6 +363,7 @@ impl Daemon {
                 match opened.message {
                     Message::Assignment(assignment) => self.on_assignment(assignment, payload)?,
                     Message::Notification(notification) => self.on_notification(&notification)?,
+                    Message::SecretResponse(response) => self.on_secret_response(response),
                     _ => inbox::ignore(&opened),
                 }
             }

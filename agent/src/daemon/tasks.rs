@@ -2,20 +2,20 @@
 //! and the scheduler's notifications (reveal, upload, complete, abort). Every step is a journal
 //! transition committed in the same transaction as the message that reports it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::messages::{
     Accept, Assignment, Contribution, Decline, Message, Notification, ResultUploaded, Reveal,
-    StatusUpdate,
+    SecretResponse, StatusUpdate,
 };
 use edgepool_protocol::primitives::TaskId;
 use edgepool_protocol::status::{NotificationType, ReplicateStatus, ReplicateStatusCause};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{now_ms, Daemon, DaemonError};
-use crate::pipeline::{self, job, JobContext, JobEvent, JobOutcome, Resources};
+use crate::pipeline::{self, job, Enclave, JobContext, JobEvent, JobOutcome, Resources};
 
 impl Daemon {
     /// The fetcher and HTTP client, built the first time a task needs them.
@@ -44,6 +44,11 @@ impl Daemon {
                 store: self.store.clone(),
                 results_dir: self.runner.results_dir.clone(),
                 events: self.runner.events.clone(),
+                worker: self.signer.address(),
+                attester: self.runner.attester.clone(),
+                secret_timeout: std::time::Duration::from_secs(
+                    self.config.agent.secret_timeout_secs,
+                ),
             };
             self.runner.tools = Some(RunnerTools { jobs, http });
         }
@@ -67,6 +72,19 @@ pub struct TaskRunner {
     /// The fetcher and the HTTP client, built on first use: loading the system's CA roots takes
     /// tens of milliseconds that READY should not wait for.
     pub tools: Option<RunnerTools>,
+    /// The attester proven at start (TEE tasks), if any.
+    pub attester: Option<Arc<dyn edgepool_attestation::Attester>>,
+    /// TEE jobs waiting for the SMS's answer, by task, with their request's ephemeral key.
+    pub secret_waiters: HashMap<TaskId, SecretWaiter>,
+}
+
+/// A TEE job waiting for the answer to its secret request.
+#[derive(Debug)]
+pub struct SecretWaiter {
+    /// The request's ephemeral public key: only the answer to this request opens.
+    pub ephemeral_public_key: [u8; 32],
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<SecretResponse>,
 }
 
 /// The parts of the task side that are costly to build.
@@ -249,6 +267,27 @@ impl Daemon {
                 })?;
                 tracing::info!(%task_id, %result_link, "result uploaded");
             }
+            JobEvent::SecretRequest {
+                task_id,
+                request,
+                reply,
+            } => {
+                // The request carries evidence and a public key, no secret: it is journaled
+                // like every other message. Only the answer's waiter lives in memory.
+                let ephemeral_public_key = request.ephemeral_public_key;
+                let message = Message::SecretRequest(*request);
+                self.store
+                    .lock()
+                    .transaction(|tx| enqueue_in(tx, &signer, &topic, &message, now))?;
+                self.runner.secret_waiters.insert(
+                    task_id,
+                    SecretWaiter {
+                        ephemeral_public_key,
+                        reply,
+                    },
+                );
+                tracing::info!(%task_id, "secret request sent");
+            }
             JobEvent::UploadFailed { task_id, detail } => {
                 tracing::warn!(%task_id, %detail, "result upload failed");
                 let cause = Some(ReplicateStatusCause::ResultLinkMissing);
@@ -274,8 +313,39 @@ impl Daemon {
         let signer = self.signer.clone();
         let worker = self.worker();
         let now = now_ms();
-        let contribution =
+        let mut contribution =
             Contribution::standard(worker, task_id, outcome.digest, outcome.fuel_used);
+        match &outcome.enclave {
+            Enclave::Standard => {}
+            Enclave::Signed {
+                challenge,
+                signature,
+            } => {
+                contribution.enclave_challenge = *challenge;
+                contribution.enclave_signature = signature.clone();
+            }
+            Enclave::Missing => {
+                // No enclave key, no contribution the chain would accept: report why and stop.
+                let (status, cause, detail) = outcome.failure.clone().unwrap_or((
+                    ReplicateStatus::ComputeFailed,
+                    ReplicateStatusCause::EnclaveSignatureNotFound,
+                    "no enclave key".into(),
+                ));
+                let update = Message::StatusUpdate(StatusUpdate {
+                    task_id,
+                    status,
+                    cause: Some(cause),
+                    detail: Some(detail.chars().take(400).collect()),
+                    at_ms: now,
+                });
+                self.store.lock().transaction(|tx| {
+                    tx.set_task_state(task_id, status, Some(cause), now)?;
+                    enqueue_in(tx, &signer, &topic, &update, now)
+                })?;
+                tracing::warn!(%task_id, %status, %cause, %detail, "TEE task failed before its secrets: not contributed");
+                return Ok(());
+            }
+        }
         self.store.lock().transaction(|tx| {
             if let Some((status, cause, _)) = &outcome.failure {
                 report_state(tx, &signer, &topic, task_id, *status, Some(*cause), now)?;
@@ -309,6 +379,27 @@ impl Daemon {
             ),
         }
         Ok(())
+    }
+
+    /// The SMS's answer to one of our secret requests: handed to the waiting job. An answer
+    /// nobody waits for (a duplicate, the job gave up, or the answer to a request sent before a
+    /// restart, whose private key is gone) is dropped.
+    pub(super) fn on_secret_response(&mut self, response: SecretResponse) {
+        let task_id = response.task_id;
+        let matches = self
+            .runner
+            .secret_waiters
+            .get(&task_id)
+            .is_some_and(|w| w.ephemeral_public_key == response.ephemeral_public_key);
+        if !matches {
+            tracing::info!(%task_id, "secret response for no pending request (stale or duplicate): dropped");
+            return;
+        }
+        if let Some(waiter) = self.runner.secret_waiters.remove(&task_id) {
+            if waiter.reply.send(response).is_err() {
+                tracing::debug!(%task_id, "secret response after the job gave up: dropped");
+            }
+        }
     }
 
     /// A notification from the scheduler about one of our tasks.

@@ -84,6 +84,10 @@ pub enum Refusal {
     /// SMS to an attested TEE task: the result would have to be uploaded in clear.
     #[error("the deal asks for result encryption, which needs a TEE task and the SMS")]
     ResultEncryptionUnavailable,
+    /// A standard task with an encrypted dataset: its key only goes to an attested TEE task, so
+    /// the app would get ciphertext (iExec gives datasets to standard tasks as they are).
+    #[error("the dataset is encrypted and the task is not a TEE task: its key is released only to an attested enclave")]
+    EncryptedDatasetNeedsTee,
 }
 
 impl Refusal {
@@ -109,6 +113,7 @@ impl Refusal {
             Refusal::TeeNotSupported | Refusal::ResultEncryptionUnavailable => {
                 ReplicateStatusCause::TeeNotSupported
             }
+            Refusal::EncryptedDatasetNeedsTee => ReplicateStatusCause::EncryptedDatasetNeedsTee,
         }
     }
 }
@@ -137,6 +142,15 @@ pub fn admit(assignment: &Assignment, resources: &Resources) -> Result<(), Refus
             needed: tag_names(assignment.deal.tag),
             ours: tag_names(resources.tags),
         });
+    }
+    if !assignment.is_tee()
+        && assignment
+            .deal
+            .dataset
+            .as_ref()
+            .is_some_and(|d| d.encrypted)
+    {
+        return Err(Refusal::EncryptedDatasetNeedsTee);
     }
     if assignment.deal.result_encryption {
         // Never upload in clear what the requester asked to be encrypted.
@@ -353,6 +367,48 @@ mod tests {
             admit(&wrong_id, &resources()).unwrap_err().cause(),
             ReplicateStatusCause::TaskIdMismatch
         );
+    }
+
+    #[test]
+    fn an_encrypted_dataset_needs_a_tee_task() {
+        let mut a = assignment(Tag::NONE);
+        a.deal.dataset = Some(edgepool_protocol::messages::DatasetRef {
+            address: Address([0xd1; 20]),
+            url: "http://127.0.0.1:1/data".into(),
+            checksum: Digest::from([2; 32]),
+            filename: "data.csv".into(),
+            size_bytes: Some(10),
+            encrypted: true,
+        });
+        let refusal = admit(&a, &resources()).unwrap_err();
+        assert_eq!(refusal, Refusal::EncryptedDatasetNeedsTee);
+        assert_eq!(
+            refusal.cause(),
+            ReplicateStatusCause::EncryptedDatasetNeedsTee
+        );
+        if let Some(d) = a.deal.dataset.as_mut() {
+            d.encrypted = false;
+        }
+        admit(&a, &resources()).unwrap();
+
+        // The same dataset in a TEE task, on a worker whose attester works: admitted.
+        let (scheduler, worker) = keys();
+        let mut tee = a.clone();
+        tee.deal.tag = Tag::encode(&["tee"]).unwrap();
+        if let Some(d) = tee.deal.dataset.as_mut() {
+            d.encrypted = true;
+        }
+        tee.authorization = WorkerpoolAuthorization::sign(
+            &scheduler,
+            worker.address(),
+            tee.task_id,
+            Address([5; 20]),
+        );
+        let attested = Resources {
+            tags: Tag::encode(&["tee", "gpu"]).unwrap(),
+            ..resources()
+        };
+        admit(&tee, &attested).unwrap();
     }
 
     #[test]

@@ -9,10 +9,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use edgepool_attestation::Attester;
+use edgepool_protocol::dataset::{decrypt_checked, DatasetKey};
 use edgepool_protocol::digest::{result_digest, DigestError};
-use edgepool_protocol::messages::Assignment;
-use edgepool_protocol::primitives::{Digest, TaskId};
+use edgepool_protocol::messages::{Assignment, Contribution, SecretRequest, SecretResponse};
+use edgepool_protocol::primitives::{Address, Digest, TaskId};
 use edgepool_protocol::result_archive::zip_tree;
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tree::MemTree;
@@ -54,6 +57,32 @@ pub enum JobEvent {
         /// Why.
         detail: String,
     },
+    /// A TEE task asks the SMS for its secrets: the loop journals and publishes the request and
+    /// hands the answer back on `reply`.
+    SecretRequest {
+        /// The task.
+        task_id: TaskId,
+        /// The attested request.
+        request: Box<SecretRequest>,
+        /// Where the SMS's answer goes.
+        reply: tokio::sync::oneshot::Sender<SecretResponse>,
+    },
+}
+
+/// What a contribution carries for the enclave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enclave {
+    /// A standard task: the zero challenge and 32 zero bytes.
+    Standard,
+    /// A TEE task signed by its enclave key.
+    Signed {
+        /// The enclave challenge (the key's address).
+        challenge: Address,
+        /// The 65-byte signature of `keccak256(resultHash ‖ resultSeal)`.
+        signature: Vec<u8>,
+    },
+    /// A TEE task that never obtained its enclave key: it cannot contribute.
+    Missing,
 }
 
 /// A job's result: always a digest to contribute, possibly of a failure.
@@ -67,6 +96,8 @@ pub struct JobOutcome {
     pub failure: Option<(ReplicateStatus, ReplicateStatusCause, String)>,
     /// The `iexec_out.zip` kept for the upload.
     pub archive: PathBuf,
+    /// The enclave part of the contribution.
+    pub enclave: Enclave,
 }
 
 /// What every job shares.
@@ -80,6 +111,12 @@ pub struct JobContext {
     pub results_dir: PathBuf,
     /// Where the job reports.
     pub events: UnboundedSender<JobEvent>,
+    /// Our address (the result seal of a TEE contribution is signed in the job).
+    pub worker: Address,
+    /// The attester proven at start, if any.
+    pub attester: Option<Arc<dyn Attester>>,
+    /// How long a TEE task waits for the SMS.
+    pub secret_timeout: Duration,
 }
 
 /// The archive of a task's result.
@@ -91,17 +128,44 @@ pub fn archive_path(results_dir: &Path, task_id: &TaskId) -> PathBuf {
 /// while keeping the archive is reported as a failure with the storage cause.
 pub async fn run(ctx: JobContext, assignment: Assignment) {
     let task_id = assignment.task_id;
-    let outcome = match work(&ctx, &assignment).await {
+    // A TEE task's enclave key, once the SMS released it; dropped (and zeroized) at the end.
+    let mut enclave = None;
+    let mut outcome = match work(&ctx, &assignment, &mut enclave).await {
         Ok(outcome) => outcome,
         Err(failure) => failed_outcome(&ctx, &assignment, failure),
     };
+    outcome.enclave = match (assignment.is_tee(), &enclave) {
+        (false, _) => Enclave::Standard,
+        (true, None) => Enclave::Missing,
+        (true, Some(key)) => {
+            let signed =
+                Contribution::tee(ctx.worker, task_id, outcome.digest, key, outcome.fuel_used);
+            Enclave::Signed {
+                challenge: signed.enclave_challenge,
+                signature: signed.enclave_signature,
+            }
+        }
+    };
+    drop(enclave);
     let _ = ctx.events.send(JobEvent::Done { task_id, outcome });
 }
 
-/// A failed step: the status to report, its cause and a detail for the logs.
-type StepFailure = (ReplicateStatus, ReplicateStatusCause, String, u64);
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
-async fn work(ctx: &JobContext, assignment: &Assignment) -> Result<JobOutcome, StepFailure> {
+/// A failed step: the status to report, its cause and a detail for the logs.
+pub(crate) type StepFailure = (ReplicateStatus, ReplicateStatusCause, String, u64);
+
+async fn work(
+    ctx: &JobContext,
+    assignment: &Assignment,
+    enclave: &mut Option<edgepool_protocol::signature::Signer>,
+) -> Result<JobOutcome, StepFailure> {
     let task_id = assignment.task_id;
     let deal = &assignment.deal;
     let limits = assignment.limits;
@@ -149,8 +213,8 @@ async fn work(ctx: &JobContext, assignment: &Assignment) -> Result<JobOutcome, S
                 .map_err(|e| {
                     fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
                 })?;
-            // A standard task's dataset is given as it is; TEE datasets are decrypted with the
-            // key the SMS releases (the attestation issue), and TEE tasks are not admitted yet.
+            // A standard task's dataset is given as it is (admission refused an encrypted
+            // one); a TEE task's is decrypted below, in memory, with the key the SMS releases.
             let content = read(&fetched.path).map_err(|e| {
                 (
                     ReplicateStatus::DataDownloadFailed,
@@ -190,6 +254,32 @@ async fn work(ctx: &JobContext, assignment: &Assignment) -> Result<JobOutcome, S
     progress(ReplicateStatus::DataDownloaded);
 
     progress(ReplicateStatus::Computing);
+    let mut dataset = dataset;
+    if assignment.is_tee() {
+        let secrets = super::tee::obtain_secrets(ctx, assignment).await?;
+        if let (Some(input), Some(reference)) = (dataset.as_mut(), deal.dataset.as_ref()) {
+            let Some(key) = secrets.released.dataset_key else {
+                return Err((
+                    ReplicateStatus::ComputeFailed,
+                    ReplicateStatusCause::GetDatasetSecretFailed,
+                    "the SMS released no dataset key".into(),
+                    0,
+                ));
+            };
+            let key = DatasetKey::from_bytes(key);
+            let plain =
+                decrypt_checked(&key, &reference.checksum, &input.content).map_err(|e| {
+                    (
+                        ReplicateStatus::ComputeFailed,
+                        ReplicateStatusCause::DatasetFileDecryptionFailed,
+                        e.to_string(),
+                        0,
+                    )
+                })?;
+            input.content = Zeroizing::new(plain);
+        }
+        *enclave = Some(secrets.enclave);
+    }
     let spec = RunSpec {
         app_name: "app".into(),
         args: deal.args.clone(),
@@ -258,6 +348,7 @@ async fn work(ctx: &JobContext, assignment: &Assignment) -> Result<JobOutcome, S
         fuel_used,
         failure: None,
         archive,
+        enclave: Enclave::Standard,
     })
 }
 
@@ -311,6 +402,7 @@ fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailur
         fuel_used,
         failure: Some((status, cause, detail)),
         archive,
+        enclave: Enclave::Standard,
     }
 }
 

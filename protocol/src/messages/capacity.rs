@@ -24,6 +24,10 @@ pub struct CapacityAdvertisement {
     pub gpus: Vec<GpuInfo>,
     /// The trusted-execution technology this worker can attest with, if any.
     pub tee: Option<TeeKind>,
+    /// The platform measurement the self-attestation at start reported (SNP `measurement`, TDX
+    /// `MRTD`, SGX `MRENCLAVE`, software: sha256 of the device key); empty without `tee`. At most
+    /// [`MAX_MEASUREMENT_BYTES`].
+    pub tee_measurement: Vec<u8>,
     /// What the worker can do, as an iExec tag (`tee`, `gpu`, …).
     pub tags: Tag,
     /// How many tasks it runs at once.
@@ -44,6 +48,11 @@ impl CapacityAdvertisement {
         check_text("capacity.cpu.model", &self.cpu.model)?;
         check_text("capacity.cpu.arch", &self.cpu.arch)?;
         check_count("capacity.gpus", self.gpus.len(), MAX_GPUS)?;
+        check_count(
+            "capacity.tee_measurement",
+            self.tee_measurement.len(),
+            MAX_MEASUREMENT_BYTES,
+        )?;
         for gpu in &self.gpus {
             check_text("capacity.gpus.vendor", &gpu.vendor)?;
             check_text("capacity.gpus.model", &gpu.model)?;
@@ -51,6 +60,9 @@ impl CapacityAdvertisement {
         Ok(())
     }
 }
+
+/// The longest platform measurement an advertisement may carry (SNP and TDX use 48 bytes).
+pub const MAX_MEASUREMENT_BYTES: usize = 64;
 
 /// A CPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

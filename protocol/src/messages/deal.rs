@@ -155,6 +155,11 @@ pub struct DatasetRef {
     pub filename: String,
     /// The encrypted file's size when known.
     pub size_bytes: Option<u64>,
+    /// Whether the file is iExec-encrypted (its key is in the SMS, which the scheduler asks): only
+    /// an attested TEE task can obtain the key, so a standard task with such a dataset is refused
+    /// (`EDGEPOOL_ENCRYPTED_DATASET_NEEDS_TEE`). A plain dataset is given to a standard task as it
+    /// is, after its checksum is verified (iExec's `downloadStandardDataset`).
+    pub encrypted: bool,
 }
 
 #[cfg(test)]

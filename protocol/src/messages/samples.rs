@@ -47,6 +47,7 @@ pub(crate) fn capacity() -> CapacityAdvertisement {
             memory_bytes: Some(24 << 30),
         }],
         tee: Some(TeeKind::SevSnp),
+        tee_measurement: vec![0x5e; 48],
         tags: Tag::encode(&["tee", "gpu"]).unwrap(),
         slots: 4,
         limits: TaskLimits::default(),
@@ -71,6 +72,7 @@ pub(crate) fn assignment() -> Assignment {
                 checksum: Digest::from([0xc2; 32]),
                 filename: "set.bin".into(),
                 size_bytes: None,
+                encrypted: true,
             }),
             input_files: vec!["https://data.example/in1.txt".into()],
             args: "--greeting 'hello world'".into(),
@@ -124,6 +126,7 @@ pub(crate) fn secret_request() -> SecretRequest {
 pub(crate) fn secret_response() -> SecretResponse {
     SecretResponse {
         task_id: task_id(),
+        ephemeral_public_key: [0x3e; 32],
         result: SecretResult::Sealed {
             sender_public_key: [0x5f; 32],
             nonce: [7; 12],

@@ -141,6 +141,10 @@ pub enum EvidenceKind {
 pub struct SecretResponse {
     /// The task.
     pub task_id: TaskId,
+    /// The ephemeral public key of the request answered: a worker that asked twice for the same
+    /// task (a restart while a request was in flight) matches the answer to the request whose
+    /// private key it still holds, and drops the stale one.
+    pub ephemeral_public_key: [u8; 32],
     /// The sealed secrets, or why not.
     pub result: SecretResult,
 }
@@ -283,6 +287,7 @@ mod tests {
     fn a_ciphertext_shorter_than_the_tag_is_invalid() {
         let response = SecretResponse {
             task_id: TaskId::default(),
+            ephemeral_public_key: [0; 32],
             result: SecretResult::Sealed {
                 sender_public_key: [1; 32],
                 nonce: [2; 12],

@@ -17,6 +17,11 @@
 //!    `PLEASE_COMPLETE`.
 //! 5. [`Scheduler::tick`] enforces the contribution and reveal deadlines (`PLEASE_ABORT_*`).
 //!
+//! TEE deals (tag `tee`): with an SMS attached ([`Scheduler::with_sms`]), `assign` takes the
+//! task's enclave challenge from the SMS, a worker's `SecretRequest` is answered by the SMS (the
+//! `SecretResponse` is an [`Action::Send`]), and a contribution must carry that challenge and an
+//! enclave signature that recovers to it.
+//!
 //! A duplicate message (QoS 1 redelivery, or a worker re-sending after a restart) changes nothing;
 //! a conflicting one (a second, different contribution) is refused with a typed error.
 
@@ -24,13 +29,17 @@ mod task;
 
 use std::collections::BTreeMap;
 
-use edgepool_protocol::messages::{Assignment, DealSummary, Message, Notification, TaskLimits};
+use edgepool_protocol::messages::{
+    Assignment, DealSummary, Message, Notification, SecretRequest, TaskLimits,
+};
 use edgepool_protocol::poco::{self, WorkerpoolAuthorization};
-use edgepool_protocol::primitives::{Address, Bytes32, TaskId};
+use edgepool_protocol::primitives::{Address, Bytes32, DealId, TaskId};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::NotificationType;
 
 pub use task::{Phase, ReplicaState, TaskRun};
+
+use crate::sms::{DatasetRestrictions, Sms, TaskContext};
 
 /// What the scheduler wants done.
 // Most actions are `Send`s of a message; boxing it would cost an allocation per action for no gain.
@@ -122,6 +131,12 @@ pub enum SchedulerError {
     /// A message kind a worker never sends to the scheduler.
     #[error("a {0} message is not for the scheduler")]
     NotForScheduler(&'static str),
+    /// A TEE deal or a secret request, and no SMS is attached.
+    #[error("task {0} needs the SMS and none is attached")]
+    NoSms(TaskId),
+    /// The SMS could not make the enclave key.
+    #[error("the SMS failed: {0}")]
+    Sms(String),
 }
 
 /// The scheduler of one workerpool.
@@ -129,6 +144,9 @@ pub enum SchedulerError {
 pub struct Scheduler {
     signer: Signer,
     tasks: BTreeMap<TaskId, TaskRun>,
+    sms: Option<Sms>,
+    workerpool: Address,
+    restrictions: BTreeMap<DealId, DatasetRestrictions>,
 }
 
 impl Scheduler {
@@ -137,7 +155,33 @@ impl Scheduler {
         Self {
             signer,
             tasks: BTreeMap::new(),
+            sms: None,
+            workerpool: Address::ZERO,
+            restrictions: BTreeMap::new(),
         }
+    }
+
+    /// This scheduler with `sms` serving the TEE deals of `workerpool`.
+    #[must_use]
+    pub fn with_sms(mut self, sms: Sms, workerpool: Address) -> Self {
+        self.sms = Some(sms);
+        self.workerpool = workerpool;
+        self
+    }
+
+    /// The SMS, if attached.
+    pub fn sms(&self) -> Option<&Sms> {
+        self.sms.as_ref()
+    }
+
+    /// The SMS, if attached, to push secrets or change its policy.
+    pub fn sms_mut(&mut self) -> Option<&mut Sms> {
+        self.sms.as_mut()
+    }
+
+    /// Records the restrictions of the dataset order `deal` matched (none = any).
+    pub fn restrict_dataset(&mut self, deal: DealId, restrictions: DatasetRestrictions) {
+        self.restrictions.insert(deal, restrictions);
     }
 
     /// The scheduler's address (what agents are configured to trust).
@@ -156,10 +200,12 @@ impl Scheduler {
     }
 
     /// Assigns task `task_index` of `deal` to `worker`. `enclave_challenge` is the zero address
-    /// for a standard task.
+    /// for a standard task; for a TEE deal with an SMS attached it is ignored and the SMS's
+    /// challenge for the task is used.
     ///
     /// # Errors
-    /// [`SchedulerError::IndexOutsideDeal`], [`SchedulerError::AlreadyAssigned`].
+    /// [`SchedulerError::IndexOutsideDeal`], [`SchedulerError::AlreadyAssigned`],
+    /// [`SchedulerError::Sms`].
     pub fn assign(
         &mut self,
         deal: &DealSummary,
@@ -180,13 +226,22 @@ impl Scheduler {
             });
         }
         let task_id = poco::task_id(&deal.deal_id, task_index);
-        let run = self
+        if self
             .tasks
-            .entry(task_id)
-            .or_insert_with(|| TaskRun::new(task_id, deal.clone(), task_index, now_ms));
-        if run.replicas.contains_key(&worker) {
+            .get(&task_id)
+            .is_some_and(|run| run.replicas.contains_key(&worker))
+        {
             return Err(SchedulerError::AlreadyAssigned { task_id, worker });
         }
+        let enclave_challenge = match &mut self.sms {
+            Some(sms) if deal.tag.is_tee() => sms
+                .enclave_challenge(task_id)
+                .map_err(|e| SchedulerError::Sms(e.to_string()))?,
+            _ => enclave_challenge,
+        };
+        let run = self.tasks.entry(task_id).or_insert_with(|| {
+            TaskRun::new(task_id, deal.clone(), task_index, enclave_challenge, now_ms)
+        });
         run.replicas.insert(worker, task::Replica::new(now_ms));
         let authorization =
             WorkerpoolAuthorization::sign(&self.signer, worker, task_id, enclave_challenge);
@@ -219,11 +274,54 @@ impl Scheduler {
                 other => Err(SchedulerError::NotForScheduler(other.kind().as_str())),
             };
         };
+        if let Message::SecretRequest(request) = message {
+            return self.on_secret_request(worker, request, now_ms);
+        }
         let run = self
             .tasks
             .get_mut(&task_id)
             .ok_or(SchedulerError::UnknownTask(task_id))?;
         run.handle(worker, message, now_ms)
+    }
+
+    /// Relays a worker's secret request to the SMS with what the SMS must know about the task,
+    /// and sends its answer back.
+    fn on_secret_request(
+        &mut self,
+        worker: Address,
+        request: &SecretRequest,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, SchedulerError> {
+        let task_id = request.task_id;
+        let run = self
+            .tasks
+            .get(&task_id)
+            .ok_or(SchedulerError::UnknownTask(task_id))?;
+        let state = run
+            .replicas
+            .get(&worker)
+            .map(|r| r.state)
+            .ok_or(SchedulerError::NotAssigned { task_id, worker })?;
+        let sms = self.sms.as_ref().ok_or(SchedulerError::NoSms(task_id))?;
+        let active = matches!(run.phase, Phase::Contributing | Phase::Revealing { .. })
+            && matches!(state, ReplicaState::Assigned | ReplicaState::Accepted)
+            && now_ms < run.deal.contribution_deadline_ms();
+        let ctx = TaskContext {
+            task_id,
+            deal: run.deal.clone(),
+            workerpool: self.workerpool,
+            active,
+            dataset_restrictions: self
+                .restrictions
+                .get(&run.deal.deal_id)
+                .copied()
+                .unwrap_or_default(),
+        };
+        let response = sms.handle(request, worker, &ctx, now_ms / 1000);
+        Ok(vec![Action::Send {
+            worker,
+            message: Message::SecretResponse(response),
+        }])
     }
 
     /// Enforces deadlines at `now_ms`.

@@ -98,10 +98,18 @@ pub struct TaskRun {
     pub phase: Phase,
     /// When it was first assigned.
     pub created_at_ms: u64,
+    /// The enclave challenge of a TEE task (the SMS's enclave address), zero otherwise.
+    pub enclave_challenge: Address,
 }
 
 impl TaskRun {
-    pub(crate) fn new(task_id: TaskId, deal: DealSummary, task_index: u64, now_ms: u64) -> Self {
+    pub(crate) fn new(
+        task_id: TaskId,
+        deal: DealSummary,
+        task_index: u64,
+        enclave_challenge: Address,
+        now_ms: u64,
+    ) -> Self {
         Self {
             task_id,
             deal,
@@ -109,6 +117,7 @@ impl TaskRun {
             replicas: BTreeMap::new(),
             phase: Phase::Contributing,
             created_at_ms: now_ms,
+            enclave_challenge,
         }
     }
 
@@ -253,6 +262,14 @@ impl TaskRun {
         now_ms: u64,
     ) -> Result<Vec<Action>, SchedulerError> {
         let task_id = self.task_id;
+        // A TEE contribution must be signed by this task's enclave key, and a standard task's
+        // must not claim one (the PoCo contract checks the same on `contribute`).
+        if contribution.enclave_challenge != self.enclave_challenge {
+            return Err(SchedulerError::BadContribution(format!(
+                "enclave challenge must be {}, found {}",
+                self.enclave_challenge, contribution.enclave_challenge
+            )));
+        }
         contribution
             .verify_hashes(worker)
             .map_err(|e| SchedulerError::BadContribution(e.to_string()))?;

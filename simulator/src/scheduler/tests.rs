@@ -265,3 +265,239 @@ fn a_task_every_worker_declined_fails() {
     let actions = s.handle(w.address(), &decline, T0).unwrap();
     assert!(matches!(&actions[..], [Action::Failed { .. }]));
 }
+
+mod tee {
+    use edgepool_attestation::policy::Policy;
+    use edgepool_attestation::software::SoftwareAttester;
+    use edgepool_attestation::Attester;
+    use edgepool_protocol::messages::{Evidence, EvidenceKind, SecretRequest, SecretResult};
+    use edgepool_protocol::sms::{ephemeral_key, unseal, RefusalCode};
+
+    use super::*;
+    use crate::sms::Sms;
+
+    fn tee_scheduler() -> Scheduler {
+        let signer = Signer::from_bytes(&[99; 32]).unwrap();
+        let sms = Sms::new(signer.address(), Policy::simulator());
+        Scheduler::new(signer).with_sms(sms, Address([0x11; 20]))
+    }
+
+    fn tee_deal() -> DealSummary {
+        let mut d = deal(1);
+        d.tag = Tag::encode(&["tee"]).unwrap();
+        d
+    }
+
+    /// Assigns, asks the SMS for the secrets and returns the assignment and the enclave key.
+    fn assign_and_release(s: &mut Scheduler, w: &Signer, d: &DealSummary) -> (TaskId, Signer) {
+        let actions = s
+            .assign(d, 0, w.address(), TaskLimits::default(), Address::ZERO, T0)
+            .unwrap();
+        let Some(Action::Send {
+            message: Message::Assignment(assignment),
+            ..
+        }) = actions.into_iter().next()
+        else {
+            panic!("no assignment");
+        };
+        assert!(assignment.authorization.is_tee());
+        assert_eq!(
+            s.task(&assignment.task_id).unwrap().enclave_challenge,
+            assignment.authorization.enclave_challenge
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let attester = SoftwareAttester::open_or_create(&dir.path().join("k")).unwrap();
+        let (private, public) = ephemeral_key(&ring::rand::SystemRandom::new()).unwrap();
+        let mut request = SecretRequest {
+            task_id: assignment.task_id,
+            authorization: assignment.authorization,
+            enclave_challenge: assignment.authorization.enclave_challenge,
+            ephemeral_public_key: public,
+            app_checksum: d.app.checksum,
+            evidence: Evidence {
+                kind: EvidenceKind::Software,
+                report: vec![0],
+                aux: Vec::new(),
+            },
+        };
+        request.evidence = attester.attest(&request.report_data()).unwrap();
+        let actions = s
+            .handle(
+                w.address(),
+                &Message::SecretRequest(request.clone()),
+                T0 + 1,
+            )
+            .unwrap();
+        let [Action::Send {
+            worker,
+            message: Message::SecretResponse(response),
+        }] = &actions[..]
+        else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(*worker, w.address());
+        let secrets = unseal(
+            private,
+            &response.result,
+            &request.task_id,
+            &request.enclave_challenge,
+        )
+        .unwrap();
+        (
+            assignment.task_id,
+            Signer::from_bytes(&secrets.enclave_key).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_tee_task_gets_its_challenge_from_the_sms_and_its_secrets_through_the_scheduler() {
+        let mut s = tee_scheduler();
+        let w = worker(1);
+        let (task_id, enclave) = assign_and_release(&mut s, &w, &tee_deal());
+        assert_eq!(
+            enclave.address(),
+            s.task(&task_id).unwrap().enclave_challenge
+        );
+    }
+
+    #[test]
+    fn a_tee_contribution_must_be_signed_by_the_tasks_enclave_key() {
+        let mut s = tee_scheduler();
+        let w = worker(1);
+        let (task_id, enclave) = assign_and_release(&mut s, &w, &tee_deal());
+        let digest = Digest::from([5; 32]);
+        // Signed by another key: refused, state unchanged.
+        let impostor = Signer::from_bytes(&[0x66; 32]).unwrap();
+        let forged = Contribution::tee(w.address(), task_id, digest, &impostor, 1);
+        assert!(matches!(
+            s.handle(w.address(), &Message::Contribution(forged), T0 + 2),
+            Err(SchedulerError::BadContribution(_))
+        ));
+        // A standard contribution to a TEE task: refused.
+        let standard = Contribution::standard(w.address(), task_id, digest, 1);
+        assert!(matches!(
+            s.handle(w.address(), &Message::Contribution(standard), T0 + 2),
+            Err(SchedulerError::BadContribution(_))
+        ));
+        // The challenge's claimed but the signature is by another key.
+        let mut mismatched = Contribution::tee(w.address(), task_id, digest, &enclave, 1);
+        mismatched.enclave_signature =
+            Contribution::tee(w.address(), task_id, digest, &impostor, 1).enclave_signature;
+        assert!(matches!(
+            s.handle(w.address(), &Message::Contribution(mismatched), T0 + 2),
+            Err(SchedulerError::BadContribution(_))
+        ));
+        let good = Contribution::tee(w.address(), task_id, digest, &enclave, 1);
+        let actions = s
+            .handle(w.address(), &Message::Contribution(good), T0 + 2)
+            .unwrap();
+        assert_eq!(
+            notifications(&actions),
+            vec![(w.address(), NotificationType::PleaseReveal)]
+        );
+    }
+
+    #[test]
+    fn a_secret_request_after_the_contribution_is_refused_as_inactive() {
+        let mut s = tee_scheduler();
+        let w = worker(1);
+        let d = tee_deal();
+        let (task_id, enclave) = assign_and_release(&mut s, &w, &d);
+        let good = Contribution::tee(w.address(), task_id, Digest::from([5; 32]), &enclave, 1);
+        s.handle(w.address(), &Message::Contribution(good), T0 + 2)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let attester = SoftwareAttester::open_or_create(&dir.path().join("k")).unwrap();
+        let run = s.task(&task_id).unwrap();
+        let authorization = WorkerpoolAuthorization::sign(
+            &Signer::from_bytes(&[99; 32]).unwrap(),
+            w.address(),
+            task_id,
+            run.enclave_challenge,
+        );
+        let (_, public) = ephemeral_key(&ring::rand::SystemRandom::new()).unwrap();
+        let mut request = SecretRequest {
+            task_id,
+            authorization,
+            enclave_challenge: run.enclave_challenge,
+            ephemeral_public_key: public,
+            app_checksum: d.app.checksum,
+            evidence: Evidence {
+                kind: EvidenceKind::Software,
+                report: vec![0],
+                aux: Vec::new(),
+            },
+        };
+        request.evidence = attester.attest(&request.report_data()).unwrap();
+        let actions = s
+            .handle(w.address(), &Message::SecretRequest(request), T0 + 3)
+            .unwrap();
+        let [Action::Send {
+            message: Message::SecretResponse(response),
+            ..
+        }] = &actions[..]
+        else {
+            panic!("{actions:?}");
+        };
+        let SecretResult::Refused { reason } = &response.result else {
+            panic!("released after the contribution");
+        };
+        assert_eq!(
+            RefusalCode::of_reason(reason),
+            Some(RefusalCode::TaskNotActive)
+        );
+    }
+
+    #[test]
+    fn a_secret_request_without_an_sms_or_from_an_unassigned_worker_is_an_error() {
+        let mut s = scheduler();
+        let d = tee_deal();
+        let w = worker(1);
+        let task_id = assign_with_challenge(&mut s, &d, &w);
+        let request = edgepool_protocol::messages::SecretRequest {
+            task_id,
+            authorization: WorkerpoolAuthorization::sign(
+                &Signer::from_bytes(&[99; 32]).unwrap(),
+                w.address(),
+                task_id,
+                Address([3; 20]),
+            ),
+            enclave_challenge: Address([3; 20]),
+            ephemeral_public_key: [1; 32],
+            app_checksum: d.app.checksum,
+            evidence: Evidence {
+                kind: EvidenceKind::Software,
+                report: vec![0],
+                aux: Vec::new(),
+            },
+        };
+        assert_eq!(
+            s.handle(w.address(), &Message::SecretRequest(request.clone()), T0),
+            Err(SchedulerError::NoSms(task_id))
+        );
+        assert!(matches!(
+            s.handle(worker(2).address(), &Message::SecretRequest(request), T0),
+            Err(SchedulerError::NotAssigned { .. })
+        ));
+    }
+
+    fn assign_with_challenge(s: &mut Scheduler, d: &DealSummary, w: &Signer) -> TaskId {
+        let actions = s
+            .assign(
+                d,
+                0,
+                w.address(),
+                TaskLimits::default(),
+                Address([3; 20]),
+                T0,
+            )
+            .unwrap();
+        match &actions[..] {
+            [Action::Send {
+                message: Message::Assignment(a),
+                ..
+            }] => a.task_id,
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,726 @@
+//! TEE tasks end to end: a real agent with the software attester, the embedded broker, a loopback
+//! HTTP server (app, encrypted dataset, result store), and the simulator's scheduler with its SMS
+//! (under the simulator's policy, which accepts software evidence) relaying the secret exchange.
+//!
+//! A TEE task with an encrypted dataset completes with an enclave signature that recovers to the
+//! SMS's challenge, and afterwards neither the dataset key nor a plaintext row is anywhere in the
+//! agent's state directory (journal and WAL included) or its log. Refusals (a wrong app checksum,
+//! a dataset order restricted to another app, evidence replayed from another task, software
+//! evidence under the hardware-only policy) are each reported with their typed cause, and no
+//! contribution is made.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgepool_attestation::policy::Policy;
+use edgepool_protocol::dataset::{self, DatasetKey};
+use edgepool_protocol::digest::result_digest;
+use edgepool_protocol::envelope::Envelope;
+use edgepool_protocol::hash::sha256;
+use edgepool_protocol::messages::{
+    AppRef, DatasetRef, DealSummary, Evidence, Message, SecretRequest, TaskLimits,
+};
+use edgepool_protocol::poco;
+use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
+use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
+use edgepool_protocol::signature::Signer;
+use edgepool_protocol::sms::web3_secret_challenge;
+use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
+use edgepool_protocol::tags::Tag;
+use edgepool_simulator::scheduler::{Action, Scheduler};
+use edgepool_simulator::sms::{DatasetRestrictions, Sms};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use support::rumqttd::EmbeddedBroker;
+
+const POOL: &str = "0x1111111111111111111111111111111111111111";
+const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
+const OWNER_KEY: [u8; 32] = [0x0d; 32];
+/// A row no output of csv-stats repeats: if these bytes appear anywhere, plaintext leaked.
+const MARKER: &str = "ZZ-PLAINTEXT-MARKER-7f3a9c";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
+struct HttpServer {
+    port: u16,
+    uploads: std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+impl HttpServer {
+    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let uploads = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let stored = std::sync::Arc::clone(&uploads);
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let url = request.url().to_string();
+                if *request.method() == tiny_http::Method::Put {
+                    let mut body = Vec::new();
+                    std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
+                    stored.lock().unwrap().insert(url, body);
+                    let _ = request.respond(tiny_http::Response::empty(201));
+                    continue;
+                }
+                let _ = match files.get(url.trim_start_matches('/')) {
+                    Some(bytes) => request.respond(tiny_http::Response::from_data(bytes.clone())),
+                    None => request.respond(tiny_http::Response::empty(404)),
+                };
+            }
+        });
+        HttpServer { port, uploads }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+struct Agent {
+    child: Child,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    address: Address,
+    runs: u32,
+}
+
+impl Agent {
+    fn start(broker: &str, scheduler: Address) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("password"), "pw\n").unwrap();
+        let config = dir.path().join("agent.toml");
+        let out = bin()
+            .args(["init", "--json", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
+            .arg(scheduler.to_string())
+            .arg("--password-file")
+            .arg(dir.path().join("password"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let log = dir.path().join("agent-0.log");
+        let child = Agent::spawn(dir.path(), &config, &log);
+        Agent {
+            child,
+            log,
+            dir,
+            config,
+            address,
+            runs: 1,
+        }
+    }
+
+    fn spawn(dir: &Path, config: &Path, log: &Path) -> Child {
+        bin()
+            .args(["run", "--config"])
+            .arg(config)
+            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
+            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
+            .env("EDGEPOOL_AGENT_SLOTS", "2")
+            .env("EDGEPOOL_AGENT_ATTESTATION", "software")
+            .env("EDGEPOOL_AGENT_SECRET_TIMEOUT_SECS", "20")
+            .env("EDGEPOOL_FETCH_RETRIES", "0")
+            // The most verbose level: a secret that reached any log line would be found.
+            .env("EDGEPOOL_LOG", "trace")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `kill -9`, then a new process on the same state directory.
+    fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log = self.dir.path().join(format!("agent-{}.log", self.runs));
+        self.runs += 1;
+        self.child = Agent::spawn(self.dir.path(), &self.config, &self.log);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn topic(worker: Address, channel: &str) -> String {
+    format!(
+        "edgepool/v1/{}/workers/{}/{channel}",
+        POOL.to_lowercase(),
+        worker.to_string().to_lowercase()
+    )
+}
+
+/// Rewrites a worker's secret request before the scheduler sees it (an attacker on the path).
+type Tamper = Box<dyn FnMut(&mut SecretRequest)>;
+
+/// The scheduler and its SMS on a real MQTT connection.
+struct Driver {
+    scheduler: Scheduler,
+    signer: Signer,
+    client: Client,
+    incoming: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    seq: u64,
+    seen: Vec<Message>,
+    tamper: Option<Tamper>,
+    /// While set, secret requests are kept here instead of going to the SMS.
+    hold: bool,
+    held: Vec<(Address, Message)>,
+}
+
+impl Driver {
+    fn connect(port: u16, policy: Policy) -> Driver {
+        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
+        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = Client::new(options, 64);
+        client
+            .subscribe(
+                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
+                QoS::AtLeastOnce,
+            )
+            .unwrap();
+        let (tx, incoming) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        let sms = Sms::new(signer.address(), policy);
+        Driver {
+            scheduler: Scheduler::new(signer.clone()).with_sms(sms, POOL.parse().unwrap()),
+            signer,
+            client,
+            incoming,
+            seq: 0,
+            seen: Vec::new(),
+            tamper: None,
+            hold: false,
+            held: Vec::new(),
+        }
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let mut rest = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send { worker, message } => {
+                    self.seq += 1;
+                    let inbox = topic(worker, "inbox");
+                    let bytes =
+                        Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message).unwrap();
+                    self.client
+                        .publish(inbox, QoS::AtLeastOnce, false, bytes)
+                        .unwrap();
+                }
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    fn wait_online(&mut self, agent: &Agent) -> edgepool_protocol::messages::CapacityAdvertisement {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok((t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) {
+                if t == topic(agent.address, "capacity") {
+                    if let Message::Capacity(c) = Envelope::open(&payload, &t).unwrap().message {
+                        return c;
+                    }
+                }
+            }
+        }
+        panic!("agent never advertised; log:\n{}", agent.log());
+    }
+
+    fn step(&mut self) -> Option<(Message, Vec<Action>)> {
+        let (t, payload) = self
+            .incoming
+            .recv_timeout(Duration::from_millis(100))
+            .ok()?;
+        if !t.ends_with("/outbox") {
+            return None;
+        }
+        let opened = Envelope::open(&payload, &t).unwrap();
+        let mut message = opened.message;
+        if let (Message::SecretRequest(request), Some(tamper)) = (&mut message, &mut self.tamper) {
+            tamper(request);
+        }
+        self.seen.push(message.clone());
+        if self.hold && matches!(message, Message::SecretRequest(_)) {
+            self.held.push((opened.sender, message.clone()));
+            return Some((message, Vec::new()));
+        }
+        let actions = self
+            .scheduler
+            .handle(opened.sender, &message, now_ms())
+            .unwrap_or_else(|e| panic!("scheduler refused {message:?}: {e}"));
+        let rest = self.perform(actions);
+        Some((message, rest))
+    }
+
+    fn run_until(&mut self, agent: &Agent, mut done: impl FnMut(&Message, &[Action]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Some((message, actions)) = self.step() {
+                if done(&message, &actions) {
+                    return;
+                }
+            }
+        }
+        panic!("the awaited event never came; log:\n{}", agent.log());
+    }
+
+    /// Drives until the task's failure is reported; returns its status and cause.
+    fn run_until_failed(
+        &mut self,
+        agent: &Agent,
+        task_id: TaskId,
+    ) -> (ReplicateStatus, ReplicateStatusCause) {
+        let mut found = None;
+        self.run_until(agent, |m, _| match m {
+            Message::StatusUpdate(u) if u.task_id == task_id && u.cause.is_some() => {
+                found = Some((u.status, u.cause.unwrap()));
+                true
+            }
+            _ => false,
+        });
+        found.unwrap()
+    }
+
+    /// Hands the held secret requests to the scheduler, oldest first, and sends the answers.
+    fn release_held(&mut self) {
+        self.hold = false;
+        for (sender, message) in std::mem::take(&mut self.held) {
+            let actions = self.scheduler.handle(sender, &message, now_ms()).unwrap();
+            self.perform(actions);
+        }
+    }
+
+    fn contributed(&self, task_id: TaskId) -> bool {
+        self.seen
+            .iter()
+            .any(|m| matches!(m, Message::Contribution(c) if c.task_id == task_id))
+    }
+}
+
+/// The CSV and its encryption under a fresh key.
+struct EncryptedDataset {
+    key: DatasetKey,
+    encrypted: Vec<u8>,
+}
+
+fn encrypted_dataset() -> EncryptedDataset {
+    let csv = format!("city,temp\nParis,11.5\n{MARKER},12\nLyon,13\n");
+    let key = DatasetKey::generate(&mut rand::thread_rng());
+    let encrypted = dataset::encrypt(&key, [0x42; 16], csv.as_bytes());
+    EncryptedDataset { key, encrypted }
+}
+
+fn tee_deal(server: &HttpServer, app: &[u8], data: &EncryptedDataset, seed: u8) -> DealSummary {
+    DealSummary {
+        deal_id: DealId::from([seed; 32]),
+        app: AppRef {
+            address: Address([0xa1; 20]),
+            url: server.url("csv-stats.wasm"),
+            checksum: Digest(sha256(app)),
+            size_bytes: Some(app.len() as u64),
+        },
+        dataset: Some(DatasetRef {
+            address: Address([0xd1; 20]),
+            url: server.url("weather.csv.enc"),
+            checksum: dataset::checksum(&data.encrypted),
+            filename: "weather.csv".into(),
+            size_bytes: Some(data.encrypted.len() as u64),
+            encrypted: true,
+        }),
+        input_files: Vec::new(),
+        args: "temp".into(),
+        tag: Tag::encode(&["tee"]).unwrap(),
+        trust: 1,
+        category: 0,
+        time_ref_seconds: 60,
+        start_time_ms: now_ms(),
+        requester: Address([0x51; 20]),
+        beneficiary: Address([0x52; 20]),
+        callback: Address::ZERO,
+        result_encryption: false,
+        result_storage_provider: "http".into(),
+        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
+        bot_first: 0,
+        bot_size: 1,
+    }
+}
+
+/// The owner pushes the dataset key to the SMS, signed over iExec's web3 secret challenge.
+fn push_key(driver: &mut Driver, data: &EncryptedDataset) {
+    let owner = Signer::from_bytes(&OWNER_KEY).unwrap();
+    let value = data.key.to_base64();
+    let dataset = Address([0xd1; 20]);
+    let signature = owner.sign_personal(web3_secret_challenge(&dataset, &value).as_bytes());
+    driver
+        .scheduler
+        .sms_mut()
+        .unwrap()
+        .secrets_mut()
+        .push_dataset_secret(dataset, owner.address(), &value, &signature)
+        .unwrap();
+}
+
+fn setup(
+    policy: Policy,
+) -> (
+    HttpServer,
+    EmbeddedBroker,
+    Driver,
+    Agent,
+    Vec<u8>,
+    EncryptedDataset,
+) {
+    let app = std::fs::read(repo().join("apps/csv-stats/csv-stats.wasm")).unwrap();
+    let data = encrypted_dataset();
+    let mut files = HashMap::new();
+    files.insert("csv-stats.wasm".to_string(), app.clone());
+    files.insert("weather.csv.enc".to_string(), data.encrypted.clone());
+    files.insert("wrong.wasm".to_string(), b"\0asm\x01\0\0\0".to_vec());
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port(), policy);
+    push_key(&mut driver, &data);
+    let agent = Agent::start(&broker.url(), driver.scheduler.address());
+    (server, broker, driver, agent, app, data)
+}
+
+fn assign(driver: &mut Driver, agent: &Agent, deal: &DealSummary) -> TaskId {
+    let actions = driver
+        .scheduler
+        .assign(
+            deal,
+            0,
+            agent.address,
+            TaskLimits::default(),
+            Address::ZERO,
+            now_ms(),
+        )
+        .unwrap();
+    driver.perform(actions);
+    poco::task_id(&deal.deal_id, 0)
+}
+
+/// Every file under `dir`, recursively (bounded depth).
+fn files_under(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+    if depth > 16 {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, depth + 1, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_tee_task_with_an_encrypted_dataset_completes_and_leaves_no_secret_behind() {
+    let (server, _broker, mut driver, agent, app, data) = setup(Policy::simulator());
+    let capacity = driver.wait_online(&agent);
+    // tee is advertised after the self-attestation, with the kind and the measurement.
+    assert!(capacity.tags.is_tee(), "{capacity:?}");
+    assert_eq!(
+        capacity.tee,
+        Some(edgepool_protocol::messages::TeeKind::Software)
+    );
+    assert_eq!(capacity.tee_measurement.len(), 32);
+
+    let deal = tee_deal(&server, &app, &data, 1);
+    let task_id = assign(&mut driver, &agent, &deal);
+    let challenge = driver.scheduler.task(&task_id).unwrap().enclave_challenge;
+    assert!(!challenge.is_zero());
+    let mut link = None;
+    driver.run_until(&agent, |_, actions| {
+        actions.iter().any(|a| match a {
+            Action::Finalized { result_link, .. } => {
+                link = Some(result_link.clone());
+                true
+            }
+            _ => false,
+        })
+    });
+
+    // The contribution's enclave signature recovers to the SMS's challenge.
+    let contribution = driver
+        .seen
+        .iter()
+        .find_map(|m| match m {
+            Message::Contribution(c) if c.task_id == task_id => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(contribution.enclave_challenge, challenge);
+    contribution.verify_hashes(agent.address).unwrap();
+    let signature =
+        edgepool_protocol::signature::Signature::from_slice(&contribution.enclave_signature)
+            .unwrap();
+    let message = poco::enclave_message_hash(&contribution.result_hash, &contribution.result_seal);
+    assert_eq!(
+        signature.recover_personal(message.as_bytes()).unwrap(),
+        challenge
+    );
+
+    // The app saw the decrypted CSV: three rows of temperatures.
+    let uploads = server.uploads.lock().unwrap();
+    let zip = uploads.get(&format!("/results/{task_id}")).unwrap();
+    let tree = unzip_to_tree(zip, &ExtractLimits::default()).unwrap();
+    assert_eq!(
+        poco::result_hash(&task_id, &result_digest(&tree, "").unwrap()),
+        contribution.result_hash
+    );
+    let stats = String::from_utf8(tree.read("stats.json").unwrap().to_vec()).unwrap();
+    assert!(
+        stats.contains("\"rows\": 3") || stats.contains("\"rows\":3"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("\"mean\": 12.1") || stats.contains("\"mean\":12.1"),
+        "{stats}"
+    );
+    assert!(link.unwrap().ends_with(&format!("/results/{task_id}")));
+
+    // Nothing secret is left anywhere: journal, WAL, cache, results, key files, the log. The
+    // agent is killed first (as a crash would), so the WAL is left as it was and no file moves
+    // during the search.
+    let mut agent = agent;
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let key = data.key.as_bytes().to_vec();
+    let key_b64 = data.key.to_base64().as_bytes().to_vec();
+    let mut files = Vec::new();
+    files_under(agent.dir.path(), 0, &mut files);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "log")),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().any(|f| f.to_string_lossy().ends_with("-wal")
+            || f.to_string_lossy().ends_with(".sqlite")
+            || f.to_string_lossy().ends_with(".db")),
+        "no journal found among {files:?}"
+    );
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        for (what, needle) in [
+            ("the dataset key", key.as_slice()),
+            ("the dataset key in base64", key_b64.as_slice()),
+            ("a plaintext row", MARKER.as_bytes()),
+        ] {
+            assert!(
+                !contains(&bytes, needle),
+                "{what} found in {}",
+                file.display()
+            );
+        }
+    }
+    // The search can find what it looks for: the ciphertext is in the cache.
+    assert!(files
+        .iter()
+        .any(|f| contains(&std::fs::read(f).unwrap(), &data.encrypted[..64])));
+}
+
+#[test]
+fn refused_secret_requests_are_reported_with_their_typed_cause_and_never_contributed() {
+    let (server, _broker, mut driver, agent, app, data) = setup(Policy::simulator());
+    driver.wait_online(&agent);
+
+    // A wrong app checksum: the served module is not the registered one, so the agent stops
+    // before it ever asks for the secrets.
+    let mut wrong_app = tee_deal(&server, &app, &data, 11);
+    wrong_app.app.url = server.url("wrong.wasm");
+    let task = assign(&mut driver, &agent, &wrong_app);
+    let (status, cause) = driver.run_until_failed(&agent, task);
+    assert_eq!(status, ReplicateStatus::AppDownloadFailed);
+    assert_eq!(cause, ReplicateStatusCause::AppDownloadFailed);
+    assert!(!driver
+        .seen
+        .iter()
+        .any(|m| matches!(m, Message::SecretRequest(r) if r.task_id == task)));
+
+    // A dataset order restricted to another app.
+    let restricted = tee_deal(&server, &app, &data, 12);
+    driver.scheduler.restrict_dataset(
+        restricted.deal_id,
+        DatasetRestrictions {
+            app: Address([0xee; 20]),
+            ..DatasetRestrictions::default()
+        },
+    );
+    let task = assign(&mut driver, &agent, &restricted);
+    assert_eq!(
+        driver.run_until_failed(&agent, task),
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::GetDatasetSecretFailed
+        )
+    );
+    assert!(!driver.contributed(task));
+
+    // Evidence replayed from another task: a relay swaps in the evidence of the first request.
+    let first: Evidence = driver
+        .seen
+        .iter()
+        .find_map(|m| match m {
+            Message::SecretRequest(r) => Some(r.evidence.clone()),
+            _ => None,
+        })
+        .unwrap();
+    driver.tamper = Some(Box::new(move |request| request.evidence = first.clone()));
+    let replayed = tee_deal(&server, &app, &data, 13);
+    let task = assign(&mut driver, &agent, &replayed);
+    assert_eq!(
+        driver.run_until_failed(&agent, task),
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::AttestationRefused
+        )
+    );
+    assert!(!driver.contributed(task));
+    driver.tamper = None;
+
+    // Software evidence under the hardware-only default policy.
+    driver
+        .scheduler
+        .sms_mut()
+        .unwrap()
+        .set_policy(Policy::default());
+    let hardware_only = tee_deal(&server, &app, &data, 14);
+    let task = assign(&mut driver, &agent, &hardware_only);
+    assert_eq!(
+        driver.run_until_failed(&agent, task),
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::AttestationRefused
+        )
+    );
+    assert!(!driver.contributed(task));
+    // The agent's log names the SMS's reasons.
+    let log = agent.log();
+    assert!(log.contains("dataset-restricted"), "{log}");
+    assert!(log.contains("binding"), "{log}");
+    assert!(log.contains("software evidence"), "{log}");
+}
+
+#[test]
+fn a_standard_task_with_an_encrypted_dataset_is_declined() {
+    let (server, _broker, mut driver, agent, app, data) = setup(Policy::simulator());
+    driver.wait_online(&agent);
+    let mut deal = tee_deal(&server, &app, &data, 21);
+    deal.tag = Tag::NONE;
+    let task = assign(&mut driver, &agent, &deal);
+    let mut cause = None;
+    driver.run_until(&agent, |m, _| match m {
+        Message::Decline(d) if d.task_id == task => {
+            cause = Some(d.cause);
+            true
+        }
+        _ => false,
+    });
+    assert_eq!(cause, Some(ReplicateStatusCause::EncryptedDatasetNeedsTee));
+}
+
+#[test]
+fn a_tee_task_killed_while_waiting_for_its_secrets_asks_again_and_ignores_the_stale_answer() {
+    let (server, _broker, mut driver, mut agent, app, data) = setup(Policy::simulator());
+    driver.wait_online(&agent);
+    let deal = tee_deal(&server, &app, &data, 31);
+    driver.hold = true;
+    let task_id = assign(&mut driver, &agent, &deal);
+    driver.run_until(&agent, |m, _| matches!(m, Message::SecretRequest(_)));
+    // The agent dies while its request is in flight; the resumed task asks again with a new key.
+    agent.kill9_and_restart();
+    // The journaled request may be flushed again after the restart (same bytes, same key);
+    // the resumed job's own request has a fresh key.
+    let first = match &driver.held[0].1 {
+        Message::SecretRequest(r) => r.ephemeral_public_key,
+        _ => unreachable!(),
+    };
+    driver.run_until(
+        &agent,
+        |m, _| matches!(m, Message::SecretRequest(r) if r.ephemeral_public_key != first),
+    );
+    assert!(driver.held.len() >= 2, "{:?}", driver.held);
+    // Both are answered, the stale one first: the agent must use the answer to its live request.
+    driver.release_held();
+    driver.run_until(&agent, |_, actions| {
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
+    });
+    let contribution = driver
+        .seen
+        .iter()
+        .find_map(|m| match m {
+            Message::Contribution(c) if c.task_id == task_id => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        contribution.enclave_challenge,
+        driver.scheduler.task(&task_id).unwrap().enclave_challenge
+    );
+    assert!(
+        agent.log().contains("stale or duplicate"),
+        "{}",
+        agent.log()
+    );
+}
