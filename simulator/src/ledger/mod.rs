@@ -24,7 +24,7 @@
 //!
 //! Layout: [`model`] (records), [`orders`] (the four orders and the match checks), `batch`
 //! (state and working set), `market` (`match_orders`), `tasks` (initialize, contribute,
-//! reveal), `settle` (finalize, claim), `store` (SQLite), [`error`].
+//! reveal), `settle` (finalize, claim), `store` (SQLite), [`error`]; `tests/` next to them.
 
 mod batch;
 pub mod error;

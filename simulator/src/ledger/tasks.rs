@@ -85,17 +85,13 @@ fn expect_status(task: &Task, expected: ChainTaskStatus) -> Result<(), LedgerErr
 
 impl Ledger {
     /// Initializes task `index` of a deal (`initialize`): UNSET → ACTIVE, with its deadlines
-    /// from the deal's start and its category's timeref.
+    /// from the deal's start and its category's timeref (so it takes no time argument: the
+    /// contract checks no deadline here either).
     ///
     /// # Errors
     /// [`LedgerError::UnknownDeal`], [`LedgerError::TaskIndexOutOfRange`],
     /// [`LedgerError::AlreadyInitialized`], [`LedgerError::Store`].
-    pub fn initialize(
-        &mut self,
-        deal_id: &DealId,
-        index: u64,
-        _now_ms: u64,
-    ) -> Result<TaskId, LedgerError> {
+    pub fn initialize(&mut self, deal_id: &DealId, index: u64) -> Result<TaskId, LedgerError> {
         let deal = self
             .state
             .deals

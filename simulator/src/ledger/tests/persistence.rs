@@ -1,0 +1,48 @@
+//! Reopening the SQLite file restores the same state.
+
+use super::*;
+
+#[test]
+fn a_reopened_ledger_has_the_same_state_and_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let (task, state) = {
+        let mut w = world_in(Ledger::open(&path).unwrap());
+        let (_, task) = active_task(&mut w, 3);
+        contribute(&mut w, 0, task, digest(1), T0 + 1).unwrap();
+        contribute(&mut w, 3, task, digest(2), T0 + 1).unwrap();
+        contribute(&mut w, 1, task, digest(1), T0 + 2).unwrap();
+        contribute(&mut w, 2, task, digest(1), T0 + 2).unwrap();
+        reveal(&mut w, 0, task, digest(1), T0 + 3).unwrap();
+        (task, w.ledger.state.clone())
+    };
+    let mut reopened = Ledger::open(&path).unwrap();
+    assert_eq!(reopened.state, state);
+    // It carries on where it stopped: the remaining reveals, then finalize.
+    for n in [11u8, 12] {
+        reopened
+            .reveal(signer(n).address(), &task, digest(1), T0 + 4)
+            .unwrap();
+    }
+    let settlement = reopened.finalize(&task, b"done", T0 + 5).unwrap();
+    drop(reopened);
+    let again = Ledger::open(&path).unwrap();
+    assert_eq!(again.settlement(&task), Some(&settlement));
+    assert_eq!(
+        again.task(&task).unwrap().status,
+        ChainTaskStatus::Completed
+    );
+    assert_conserved(&again);
+}
+
+#[test]
+fn a_corrupt_record_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    drop(world_in(Ledger::open(&path).unwrap()));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE record SET value = '{' WHERE kind = 'app'", [])
+        .unwrap();
+    drop(conn);
+    assert!(matches!(Ledger::open(&path), Err(LedgerError::Corrupt { kind, .. }) if kind == "app"));
+}
