@@ -76,6 +76,17 @@ pub fn consensus_reached(group: u128, total: u128, trust: u64) -> bool {
     group.saturating_mul(trust) > total.saturating_mul(trust - 1)
 }
 
+/// How many agreeing contributions of workers with `score` reach consensus at `trust` with no
+/// dissent: what a scheduler hands out at least. At most 64 for any `u64` trust (weights are at
+/// least 2); `None` only as a guard should the tally saturate first.
+///
+/// With fresh workers (weight 2): trust 1 and 2 need 1, trust 3 and 4 need 2, trust 5 to 8
+/// need 3.
+pub fn agreeing_contributions_needed(trust: u64, score: u64) -> Option<u64> {
+    let mut tally = Tally::new();
+    (1..=256).find(|_| tally.contribute(Bytes32::ZERO, score, trust))
+}
+
 /// The running consensus of one task: the weight gathered by each result hash and the total.
 ///
 /// ```
@@ -252,6 +263,33 @@ mod tests {
             (tally.group(&a), tally.group(&b), tally.total()),
             (8, 2, 11)
         );
+    }
+
+    #[test]
+    fn agreeing_contributions_needed_follow_the_tally() {
+        // Weight 2: after n agreeing contributions group = 2^n, total = 2^n + 1.
+        // Consensus when 2^n·t > (2^n + 1)(t − 1), i.e. 2^n > t − 1.
+        for (trust, needed) in [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+            (3, 2),
+            (4, 2),
+            (5, 3),
+            (8, 3),
+            (9, 4),
+        ] {
+            assert_eq!(
+                agreeing_contributions_needed(trust, 0),
+                Some(needed),
+                "trust {trust}"
+            );
+        }
+        // Weight 9 (score 30): 9 > t − 1 up to trust 9.
+        assert_eq!(agreeing_contributions_needed(9, 30), Some(1));
+        assert_eq!(agreeing_contributions_needed(10, 30), Some(2));
+        // The largest trust needs 2^n > 2^64 − 2: 64 contributions, computed without overflow.
+        assert_eq!(agreeing_contributions_needed(u64::MAX, 0), Some(64));
     }
 
     #[test]

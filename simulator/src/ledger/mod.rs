@@ -7,7 +7,7 @@
 //!
 //! Money is `u64` nRLC. [`Ledger::deposit`] and [`Ledger::withdraw`] are the only ways in and
 //! out; every other call moves money between free balances, frozen amounts and the call's pot
-//! ([`batch`]), and is refused if it would leave money in the pot. So at every moment the
+//! (`batch`), and is refused if it would leave money in the pot. So at every moment the
 //! balances plus the frozen amounts (requester escrow, workerpool and worker stakes, the kitty)
 //! add up to [`Ledger::supply`].
 //!
@@ -21,6 +21,13 @@
 //! - Matching follows the contract: three maximum prices in the request (app, dataset,
 //!   workerpool), each at least the order's price — which implies the brief's
 //!   "request max ≥ app + dataset + workerpool price".
+//!
+//! The brief (BRIEF §2) and the contracts agree on every formula used here (weight, tally,
+//! consensus condition, deadlines, stake back plus reward and score + 1 for revealers when the
+//! task was replicated, stake lost and score ×2/3 for the others). Where the brief is silent the
+//! contracts decide: revealers share the pot in proportion to `log2(weight)`, the scheduler keeps
+//! its `schedulerRewardRatio` and the rounding remainders, the workerpool owner stakes 30% of its
+//! price per task, and failed tasks feed the kitty.
 //!
 //! Layout: [`model`] (records), [`orders`] (the four orders and the match checks), `batch`
 //! (state and working set), `market` (`match_orders`), `tasks` (initialize, contribute,

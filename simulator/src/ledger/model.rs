@@ -1,6 +1,7 @@
 //! The ledger's records: accounts, registry entries, categories, deals, tasks and settlements.
 //!
-//! Plain data (serde, persisted as JSON by [`super::store`]); the rules live in [`super::Ledger`].
+//! Plain data (serde, persisted as JSON rows by the ledger's store); the rules live in
+//! [`super::Ledger`].
 
 use edgepool_protocol::messages::DealSummary;
 use edgepool_protocol::poco::consensus::Tally;

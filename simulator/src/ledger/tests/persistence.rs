@@ -90,3 +90,15 @@ fn a_call_the_store_refuses_changes_nothing_in_memory_or_on_disk() {
     reopened.contribute(&call, T0 + 1).unwrap();
     assert_eq!(reopened.account(&worker.address()).frozen, STAKE);
 }
+
+#[test]
+fn the_ledger_file_is_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let _ledger = Ledger::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
