@@ -133,6 +133,97 @@ pub struct RequestOrder {
     pub salt: Bytes32,
 }
 
+impl AppOrder {
+    /// An order for `app` at `price` for `volume` tasks: no tag, no restriction, zero salt.
+    pub fn open(app: Address, price: u64, volume: u64) -> Self {
+        Self {
+            app,
+            price,
+            volume,
+            tag: Tag::NONE,
+            dataset_restrict: Address::ZERO,
+            workerpool_restrict: Address::ZERO,
+            requester_restrict: Address::ZERO,
+            salt: Bytes32::ZERO,
+        }
+    }
+}
+
+impl DatasetOrder {
+    /// An order for `dataset` at `price` for `volume` tasks: no tag, no restriction, zero salt.
+    pub fn open(dataset: Address, price: u64, volume: u64) -> Self {
+        Self {
+            dataset,
+            price,
+            volume,
+            tag: Tag::NONE,
+            app_restrict: Address::ZERO,
+            workerpool_restrict: Address::ZERO,
+            requester_restrict: Address::ZERO,
+            salt: Bytes32::ZERO,
+        }
+    }
+}
+
+impl WorkerpoolOrder {
+    /// An order of `workerpool` at `price` for `volume` tasks of `category`, up to `trust`,
+    /// offering `tag`: no restriction, zero salt.
+    pub fn open(
+        workerpool: Address,
+        price: u64,
+        volume: u64,
+        category: u64,
+        trust: u64,
+        tag: Tag,
+    ) -> Self {
+        Self {
+            workerpool,
+            price,
+            volume,
+            tag,
+            category,
+            trust,
+            app_restrict: Address::ZERO,
+            dataset_restrict: Address::ZERO,
+            requester_restrict: Address::ZERO,
+            salt: Bytes32::ZERO,
+        }
+    }
+}
+
+impl RequestOrder {
+    /// A request by `requester` for `volume` tasks of `app` (with `dataset`, or
+    /// [`Address::ZERO`]) in `category` at `trust`, on any workerpool, accepting any price (the
+    /// escrow locks the orders' prices, not the maximums); the requester is the beneficiary;
+    /// no tag, default params, zero salt.
+    pub fn new(
+        requester: Address,
+        app: Address,
+        dataset: Address,
+        category: u64,
+        trust: u64,
+        volume: u64,
+    ) -> Self {
+        Self {
+            app,
+            app_max_price: u64::MAX,
+            dataset,
+            dataset_max_price: u64::MAX,
+            workerpool: Address::ZERO,
+            workerpool_max_price: u64::MAX,
+            requester,
+            volume,
+            tag: Tag::NONE,
+            category,
+            trust,
+            beneficiary: requester,
+            callback: Address::ZERO,
+            params: RequestParams::default(),
+            salt: Bytes32::ZERO,
+        }
+    }
+}
+
 /// Builds an order hash from typed fields (not EIP-712: the simulator signs no order).
 struct HashInput(Vec<Vec<u8>>);
 

@@ -390,3 +390,26 @@ fn registries_refuse_duplicates_and_bad_arguments() {
     assert_eq!(fresh.category(4).unwrap().time_ref_seconds, 36_000);
     assert!(fresh.category(5).is_none());
 }
+
+#[test]
+fn the_open_order_constructors_match_and_lock_the_order_prices() {
+    let mut w = world();
+    let app = AppOrder::open(w.app, 5, 10);
+    let dataset = DatasetOrder::open(w.dataset, 7, 10);
+    let pool = WorkerpoolOrder::open(w.pool, 100, 10, w.category, 1, Tag::NONE);
+    let mut request = RequestOrder::new(w.requester, w.app, w.dataset, w.category, 1, 3);
+    request.tag = Tag::TEE;
+    // A tee request needs the pool and the app to carry the tag.
+    assert!(matches!(
+        w.ledger
+            .match_orders(&app, Some(&dataset), &pool, &request, T0),
+        Err(LedgerError::Match(MatchError::TagNotOffered { .. }))
+    ));
+    request.tag = Tag::NONE;
+    let deal = w
+        .ledger
+        .match_orders(&app, Some(&dataset), &pool, &request, T0)
+        .unwrap();
+    assert_eq!((deal.volume, deal.summary.beneficiary), (3, w.requester));
+    assert_eq!(w.ledger.account(&w.requester).frozen, 3 * 112);
+}
