@@ -1,5 +1,8 @@
 //! The PoCo (Proof of Contribution) formulas of the iExec contracts, byte for byte:
-//! task ids, result hash and seal, the WorkerpoolAuthorization and the TEE enclave messages.
+//! task ids, result hash and seal, the WorkerpoolAuthorization and the TEE enclave messages;
+//! [`consensus`] holds the consensus, score and reward arithmetic.
+
+pub mod consensus;
 
 use serde::{Deserialize, Serialize};
 
