@@ -58,6 +58,46 @@ impl Cert {
         Ok(Cert { role, der, cert })
     }
 
+    /// Parses a PEM bundle.
+    ///
+    /// # Errors
+    /// [`SnpError::BadCertificate`].
+    pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<Cert>, SnpError> {
+        let certs = Certificate::load_pem_chain(pem).map_err(|e| SnpError::BadCertificate {
+            cert: "chain",
+            reason: e.to_string(),
+        })?;
+        certs
+            .into_iter()
+            .map(|cert| {
+                let der = cert.to_der().map_err(|e| SnpError::BadCertificate {
+                    cert: "chain",
+                    reason: e.to_string(),
+                })?;
+                Ok(Cert {
+                    role: "chain",
+                    der,
+                    cert,
+                })
+            })
+            .collect()
+    }
+
+    /// What AMD's common name says the certificate is: `ARK` (`ARK-Milan`), `ASVK`
+    /// (`SEV-VLEK-Milan`) or `ASK` (`SEV-Milan`).
+    pub fn subject_role(&self) -> Option<&'static str> {
+        let subject = self.cert.tbs_certificate.subject.to_string();
+        if subject.contains("CN=ARK-") {
+            Some("ARK")
+        } else if subject.contains("CN=SEV-VLEK-") {
+            Some("ASVK")
+        } else if subject.contains("CN=SEV-") {
+            Some("ASK")
+        } else {
+            None
+        }
+    }
+
     fn extension(&self, oid: &str) -> Option<&[u8]> {
         self.cert
             .tbs_certificate

@@ -187,6 +187,50 @@ pub fn verify(report: &[u8], aux: &[u8], now_unix: u64) -> Result<Claims, SnpErr
     Ok(claims(&report, key, product))
 }
 
+/// Builds the certificate table for `report` from files as AMD's KDS hands them out: the signing
+/// certificate `leaf` (DER or PEM; a VCEK or a VLEK, as the report's `KEY_INFO` says) and
+/// optionally the KDS `cert_chain` PEM bundle (ASK or ASVK, and ARK; a bundle holding both ASK and
+/// ASVK, like trustee's, is fine: the one matching the signing key is kept).
+///
+/// # Errors
+/// [`SnpError::BadCertificate`] when a certificate does not parse; the report itself is not
+/// checked here (an unreadable report is taken as VCEK-signed and refused by [`verify`]).
+pub fn assemble_cert_table(
+    report: &[u8],
+    leaf: &[u8],
+    chain_pem: Option<&[u8]>,
+) -> Result<Vec<u8>, SnpError> {
+    let key = Report::parse(report)
+        .and_then(|r| r.signing_key())
+        .unwrap_or(SigningKey::Vcek);
+    let (leaf_kind, role) = match key {
+        SigningKey::Vcek => (CertKind::Vcek, "VCEK"),
+        SigningKey::Vlek => (CertKind::Vlek, "VLEK"),
+    };
+    let leaf = chain::Cert::parse(role, leaf)?;
+    let mut inter = None;
+    let mut ark = None;
+    if let Some(pem) = chain_pem {
+        for cert in chain::Cert::parse_pem_bundle(pem)? {
+            match (cert.subject_role(), key) {
+                (Some("ARK"), _) => ark = Some(cert.der),
+                (Some("ASVK"), SigningKey::Vlek) | (Some("ASK"), SigningKey::Vcek) => {
+                    inter = Some(cert.der)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut entries: Vec<(CertKind, &[u8])> = vec![(leaf_kind, &leaf.der)];
+    if let Some(der) = &inter {
+        entries.push((CertKind::Ask, der));
+    }
+    if let Some(der) = &ark {
+        entries.push((CertKind::Ark, der));
+    }
+    Ok(cert_table(&entries))
+}
+
 fn claims(report: &Report<'_>, key: SigningKey, product: Product) -> Claims {
     let spl = report.reported_tcb().spl(product);
     let mut extra = std::collections::BTreeMap::new();
