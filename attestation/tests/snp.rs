@@ -401,3 +401,25 @@ proptest! {
         let _ = snp::verify(&virtee_report(), &aux, NOW);
     }
 }
+
+#[test]
+fn a_table_assembled_from_kds_files_keeps_the_intermediate_of_the_signing_key() {
+    let bundle = data("trustee_milan_ask_ark_asvk.pem");
+    let (ask, ark, asvk) = milan();
+    // VCEK report: the ASK is kept, the ASVK dropped.
+    let report = virtee_report();
+    let aux = snp::assemble_cert_table(&report, &data("virtee-sev_vcek_milan.der"), Some(&bundle))
+        .expect("assembled");
+    let table = snp::parse_cert_table(&aux).expect("table");
+    assert_eq!(table.ask, Some(&ask[..]));
+    assert_eq!(table.ark, Some(&ark[..]));
+    snp::verify(&report, &aux, NOW).expect("valid");
+    // VLEK report: the ASVK goes in the ASK slot.
+    let report = data("trustee_test-vlek-report.bin");
+    let aux = snp::assemble_cert_table(&report, &data("trustee_test-vlek.der"), Some(&bundle))
+        .expect("assembled");
+    let table = snp::parse_cert_table(&aux).expect("table");
+    assert!(table.vlek.is_some());
+    assert_eq!(table.ask, Some(&asvk[..]));
+    snp::verify(&report, &aux, NOW).expect("valid");
+}
