@@ -32,7 +32,7 @@ fn json(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn verify_virtee(evidence: &str, extra: &[&str]) -> Output {
+fn verify_virtee(evidence: &str) -> Output {
     let vcek = data("virtee-sev_vcek_milan.der");
     let chain = data("trustee_milan_ask_ark_asvk.pem");
     let args = vec![
@@ -50,13 +50,12 @@ fn verify_virtee(evidence: &str, extra: &[&str]) -> Output {
         NOW,
         "--json",
     ];
-    args.extend_from_slice(extra);
     run(&args)
 }
 
 #[test]
 fn the_hex_virtee_report_is_valid_and_its_claims_are_printed() {
-    let out = verify_virtee(&data("virtee-sev_report_milan.hex"), &[]);
+    let out = verify_virtee(&data("virtee-sev_report_milan.hex"));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -114,7 +113,7 @@ fn a_tampered_report_is_refused_with_exit_1() {
     bytes[0x90] ^= 1; // one bit of the measurement
     let path = tmp.path().join("tampered.bin");
     std::fs::write(&path, &bytes).unwrap();
-    let out = verify_virtee(path.to_str().unwrap(), &[]);
+    let out = verify_virtee(path.to_str().unwrap());
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
     assert_eq!(v["valid"], false);
@@ -195,7 +194,7 @@ fn the_genoa_chain_and_an_expired_time_are_refused() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(json(&out)["reason"].as_str().unwrap().contains("Genoa"));
-    let out = verify_virtee(&report, &[]);
+    let out = verify_virtee(&report);
     assert_eq!(out.status.code(), Some(0));
     let args = vec![
         "attest",
