@@ -73,6 +73,64 @@ pub enum Command {
     /// PoCo formulas: task ids, contribution hashes.
     #[command(subcommand)]
     Poco(PocoCommand),
+    /// TEE evidence: verify a report or quote, show what this machine produces.
+    #[command(subcommand)]
+    Attest(AttestCommand),
+}
+
+/// The evidence kinds `attest verify` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvidenceKindArg {
+    /// An AMD SEV-SNP report (raw binary or hex text).
+    Snp,
+    /// An Intel TDX quote (DCAP).
+    Tdx,
+    /// An Intel SGX quote (DCAP).
+    Sgx,
+}
+
+/// `attest …`
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Verifies evidence against the pinned roots and the policy; prints the verdict and the
+    /// claims. Exit 0 only if the evidence is valid and the policy accepts it.
+    Verify {
+        /// The report or quote: raw binary, or hex text.
+        #[arg(long, value_name = "FILE")]
+        evidence: PathBuf,
+        /// What the evidence is.
+        #[arg(long, value_enum)]
+        kind: EvidenceKindArg,
+        /// snp: the VCEK or VLEK certificate (DER or PEM).
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// snp: PEM bundle of the ASK or ASVK and the ARK (AMD's cert_chain); the pinned chain of
+        /// the product is used when absent.
+        #[arg(long, value_name = "FILE")]
+        chain: Option<PathBuf>,
+        /// tdx/sgx: the collateral JSON.
+        #[arg(long, value_name = "FILE")]
+        collateral: Option<PathBuf>,
+        /// The time to verify at (RFC 3339, e.g. 2025-06-01T00:00:00Z); default: now.
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The policy file; default: the built-in policy (no debug, no software evidence).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Runs this machine's attester and prints the evidence kind, sizes and its claims, or why
+    /// there is none.
+    Show {
+        /// The configuration file (agent.system_root locates configfs-tsm).
+        #[arg(long, env = "EDGEPOOL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `init …`

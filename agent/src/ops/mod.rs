@@ -1,8 +1,9 @@
-//! The operator commands: `run`, `init`, `doctor`, `capacity`, `status`, `tasks`.
+//! The operator commands: `run`, `init`, `doctor`, `capacity`, `status`, `tasks`, `attest`.
 //!
-//! Exit codes (with the tools' 0–3): 4 the configuration is invalid; 5 the broker refused the
+//! Exit codes (with the tools' 0–3; 2 is also a usage error found after parsing): 4 the configuration is invalid; 5 the broker refused the
 //! credentials or certificates; 6 a `doctor` check failed; 7 the wallet cannot be opened.
 
+mod attest;
 mod doctor;
 mod init;
 mod report;
@@ -30,6 +31,9 @@ pub enum OpsError {
     /// Input refused: exit code 1.
     #[error("{0}")]
     Refused(String),
+    /// The arguments do not fit together: exit code 2.
+    #[error("{0}")]
+    Usage(String),
     /// A file or the journal could not be read or written: exit code 3.
     #[error("{0}")]
     Io(String),
@@ -40,6 +44,7 @@ impl OpsError {
     pub fn exit_code(&self) -> u8 {
         match self {
             OpsError::Refused(_) => 1,
+            OpsError::Usage(_) => 2,
             OpsError::Io(_) => 3,
             OpsError::Config(_) => 4,
             OpsError::Broker(_) => 5,
@@ -71,6 +76,7 @@ pub fn is_ops(command: &Command) -> bool {
             | Command::Capacity { .. }
             | Command::Status { .. }
             | Command::Tasks { .. }
+            | Command::Attest(_)
     )
 }
 
@@ -86,6 +92,7 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), OpsError> {
         Command::Capacity { config, json } => report::capacity(&config, json, stdout),
         Command::Status { config, json } => report::status(&config, json, stdout),
         Command::Tasks { config, json } => report::tasks(&config, json, stdout),
+        Command::Attest(command) => attest::run(command, stdout),
         other => Err(OpsError::Refused(format!(
             "{other:?} is a tool, not a daemon command"
         ))),
