@@ -8,21 +8,22 @@
 //! `agent.attestation`:
 //! - `software`: [`SoftwareAttester`] over `agent.software_key`. **No hardware guarantee**: only an
 //!   SMS whose policy allows software evidence (the simulator's tests and demos) accepts it.
-//! - `auto`, `snp`, `tdx`: the configfs-tsm attester under `<system_root>/sys/kernel/config/tsm`
-//!   (`edgepool_attestation::tsm`); until it is wired in, these find no attester and the agent
-//!   runs without `tee`.
+//! - `auto`, `snp`, `tdx`: the configfs-tsm attester under
+//!   `<system_root>/sys/kernel/config/tsm/report` (`edgepool_attestation::tsm`); `snp` and `tdx`
+//!   also require its provider to be that kind. Without configfs-tsm the agent runs without `tee`.
 //! - `none`: no attester, no `tee`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use edgepool_attestation::software::SoftwareAttester;
-use edgepool_attestation::{Attester, TeeKind as ClaimedKind};
+use edgepool_attestation::tsm::TsmAttester;
+use edgepool_attestation::{Attester, EvidenceKind, TeeKind as ClaimedKind};
 use edgepool_protocol::hash::keccak256_concat;
 use edgepool_protocol::messages::TeeKind;
 use edgepool_protocol::primitives::Address;
 
-use crate::config::{AttestationMode, Config};
+use crate::config::{AgentSection, AttestationMode, Config};
 
 /// The domain of the self-attestation's report data.
 pub const SELF_TEST_DOMAIN: &[u8] = b"edgepool/v1/self-attestation";
@@ -57,12 +58,53 @@ pub enum SelfAttestError {
 
 /// The software attester's key file: `agent.software_key`, else
 /// `<state_dir>/attestation/software.key`.
-pub fn software_key_path(config: &Config) -> PathBuf {
-    config
-        .agent
+pub fn software_key_path(agent: &AgentSection) -> PathBuf {
+    agent
         .software_key
         .clone()
-        .unwrap_or_else(|| config.agent.state_dir.join("attestation/software.key"))
+        .unwrap_or_else(|| agent.state_dir.join("attestation/software.key"))
+}
+
+/// The configfs-tsm report directory: `<system_root>/sys/kernel/config/tsm/report`.
+pub fn tsm_root(agent: &AgentSection) -> PathBuf {
+    agent.system_root.join("sys/kernel/config/tsm/report")
+}
+
+/// The attester `agent.attestation` names, or `Ok(None)` for `"none"`.
+///
+/// # Errors
+/// [`SelfAttestError::Unavailable`] when this machine has no such attester (no configfs-tsm, or a
+/// provider of another kind than `snp`/`tdx` asked for), [`SelfAttestError::Attest`] when the
+/// software key cannot be read or made.
+pub fn build_attester(agent: &AgentSection) -> Result<Option<Arc<dyn Attester>>, SelfAttestError> {
+    let want = match agent.attestation {
+        AttestationMode::None => return Ok(None),
+        AttestationMode::Software => {
+            return Ok(Some(Arc::new(SoftwareAttester::open_or_create(
+                &software_key_path(agent),
+            )?)))
+        }
+        AttestationMode::Auto => None,
+        AttestationMode::Snp => Some(EvidenceKind::SevSnp),
+        AttestationMode::Tdx => Some(EvidenceKind::Tdx),
+    };
+    let root = tsm_root(agent);
+    let attester = TsmAttester::open(&root).map_err(|e| match e {
+        edgepool_attestation::AttestError::Unavailable(why) => {
+            SelfAttestError::Unavailable(format!("configfs-tsm at {}: {why}", root.display()))
+        }
+        other => SelfAttestError::Attest(other),
+    })?;
+    if let Some(want) = want {
+        if attester.kind() != want {
+            return Err(SelfAttestError::Unavailable(format!(
+                "agent.attestation asks for {want:?} but configfs-tsm at {} provides {:?}",
+                root.display(),
+                attester.kind()
+            )));
+        }
+    }
+    Ok(Some(Arc::new(attester)))
 }
 
 /// The report data of the self-attestation of `worker`.
@@ -83,16 +125,8 @@ pub fn self_attest(
     worker: &Address,
     now_unix: u64,
 ) -> Result<Option<SelfAttestation>, SelfAttestError> {
-    let attester: Arc<dyn Attester> = match config.agent.attestation {
-        AttestationMode::None => return Ok(None),
-        AttestationMode::Software => Arc::new(SoftwareAttester::open_or_create(
-            &software_key_path(config),
-        )?),
-        AttestationMode::Auto | AttestationMode::Snp | AttestationMode::Tdx => {
-            return Err(SelfAttestError::Unavailable(
-                "the configfs-tsm attester is not wired into this build".into(),
-            ))
-        }
+    let Some(attester) = build_attester(&config.agent)? else {
+        return Ok(None);
     };
     let report_data = self_test_report_data(worker);
     let evidence = attester.attest(&report_data)?;

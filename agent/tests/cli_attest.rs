@@ -285,3 +285,157 @@ fn show_without_configfs_tsm_says_why() {
         "{v}"
     );
 }
+
+fn intel(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../attestation/tests/data/intel")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The virtee report's measurement (PROVENANCE.md).
+const VIRTEE_MEASUREMENT: &str =
+    "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
+
+fn verify_virtee_with_policy(policy: &str) -> Output {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("policy.toml");
+    std::fs::write(&path, policy).unwrap();
+    let report = data("virtee-sev_report_milan.hex");
+    let vcek = data("virtee-sev_vcek_milan.der");
+    let chain = data("trustee_milan_ask_ark_asvk.pem");
+    run(&[
+        "attest",
+        "verify",
+        "--kind",
+        "snp",
+        "--evidence",
+        &report,
+        "--cert",
+        &vcek,
+        "--chain",
+        &chain,
+        "--now",
+        NOW,
+        "--json",
+        "--policy",
+        path.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_policy_file_decides_the_verdict() {
+    // The report's own measurement on the allow-list: accepted.
+    let out = verify_virtee_with_policy(&format!(
+        "[measurements]\nsev-snp = [\"{VIRTEE_MEASUREMENT}\"]\n"
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    // Another measurement only: refused, and the reason says so.
+    let out = verify_virtee_with_policy(&format!(
+        "[measurements]\nsev-snp = [\"{}\"]\n",
+        "00".repeat(48)
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let reason = json(&out)["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("policy"), "{reason}");
+    // A minimum TCB above the reported one (snp 8): refused.
+    let out = verify_virtee_with_policy(
+        "[min_snp_tcb]\nbootloader = 0\ntee = 0\nsnp = 9\nmicrocode = 0\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", json(&out));
+    // SEV-SNP not among the accepted kinds: refused.
+    let out = verify_virtee_with_policy("accepted_kinds = [\"tdx\"]\n");
+    assert_eq!(out.status.code(), Some(1), "{}", json(&out));
+    // A policy file that is not a policy: a config error (exit 4), not a verdict.
+    let out = verify_virtee_with_policy("allow_debug = true\n");
+    assert_eq!(out.status.code(), Some(4));
+}
+
+#[test]
+fn tdx_and_sgx_quotes_verify_with_their_collateral() {
+    // Inside the collateral window (2025-06-19..07-19).
+    let now = "2025-07-01T00:00:00Z";
+    let out = run(&[
+        "attest",
+        "verify",
+        "--kind",
+        "tdx",
+        "--evidence",
+        &intel("dcap-qvl_tdx_quote"),
+        "--collateral",
+        &intel("dcap-qvl_tdx_quote_collateral.json"),
+        "--now",
+        now,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    let v = json(&out);
+    assert!(
+        v.to_string().contains("91eb2b44d141d4ece09f0c75c2c53d24"),
+        "{v}"
+    );
+    // The SGX quote verifies, but ConfigurationAndSWHardeningNeeded is not accepted by default.
+    let out = run(&[
+        "attest",
+        "verify",
+        "--kind",
+        "sgx",
+        "--evidence",
+        &intel("dcap-qvl_sgx_quote"),
+        "--collateral",
+        &intel("dcap-qvl_sgx_quote_collateral.json"),
+        "--now",
+        now,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", json(&out));
+    assert!(json(&out)["reason"].as_str().unwrap().contains("policy"));
+    // The TDX quote with the SGX collateral: invalid.
+    let out = run(&[
+        "attest",
+        "verify",
+        "--kind",
+        "tdx",
+        "--evidence",
+        &intel("dcap-qvl_tdx_quote"),
+        "--collateral",
+        &intel("dcap-qvl_sgx_quote_collateral.json"),
+        "--now",
+        now,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(json(&out)["reason"].as_str().unwrap().contains("invalid"));
+}
+
+#[test]
+fn show_with_the_software_attester_prints_its_claims_and_the_default_policy_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pool]\naddress = \"0x1111111111111111111111111111111111111111\"\n\
+             scheduler = \"0x2222222222222222222222222222222222222222\"\n\
+             [agent]\nstate_dir = \"{}\"\nattestation = \"software\"\n",
+            tmp.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
+        .args(["attest", "show", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["claims"]["kind"], "software", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("policy"), "{v}");
+}

@@ -359,7 +359,8 @@ fn an_ask_signed_by_another_key_breaks_the_chain() {
 #[test]
 fn pem_certificates_in_the_table_are_accepted() {
     let (ask, ark, _) = milan();
-    let vcek = x509_cert_02::Certificate::from_der(&data("virtee-sev_vcek_milan.der")).expect("der");
+    let vcek =
+        x509_cert_02::Certificate::from_der(&data("virtee-sev_vcek_milan.der")).expect("der");
     let pem = x509_cert_02::der::EncodePem::to_pem(&vcek, Default::default()).expect("pem");
     let aux = full_table(CertKind::Vcek, pem.as_bytes(), &ask, &ark);
     snp::verify(&virtee_report(), &aux, NOW).expect("valid");

@@ -8,13 +8,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use edgepool_attestation::tsm::TsmAttester;
-use edgepool_attestation::{snp, Attester, Claims, Evidence, EvidenceKind, TeeKind};
+use edgepool_attestation::policy::Policy;
+use edgepool_attestation::{snp, Claims, Evidence, EvidenceKind};
 use serde_json::json;
 
 use super::{write_out, OpsError};
 use crate::cli::{AttestCommand, EvidenceKindArg};
-use crate::config::AttestationMode;
 
 /// Runs an `attest` command.
 ///
@@ -43,13 +42,11 @@ pub fn run(command: AttestCommand, stdout: &mut dyn Write) -> Result<(), OpsErro
                 Some(text) => parse_rfc3339(&text)?,
                 None => unix_now(),
             };
-            if let Some(path) = policy {
-                return Err(OpsError::Usage(format!(
-                    "--policy {}: policy files come with the policy module, not merged yet",
-                    path.display()
-                )));
-            }
-            verify(&files, now, json, stdout)
+            let policy = match policy {
+                Some(path) => load_policy(&path)?,
+                None => Policy::default(),
+            };
+            verify(&files, now, &policy, json, stdout)
         }
         AttestCommand::Show { config, json } => show(&config, json, stdout),
     }
@@ -109,14 +106,23 @@ impl EvidenceFiles {
     }
 }
 
+/// Reads a `--policy` file (TOML, see `edgepool_attestation::policy`).
+fn load_policy(path: &Path) -> Result<Policy, OpsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| OpsError::Io(format!("reading {}: {e}", path.display())))?;
+    Policy::from_toml_str(&text)
+        .map_err(|e| OpsError::Config(format!("policy {}: {e}", path.display())))
+}
+
 fn verify(
     files: &EvidenceFiles,
     now: u64,
+    policy: &Policy,
     json: bool,
     stdout: &mut dyn Write,
 ) -> Result<(), OpsError> {
     let evidence = files.load()?;
-    let verdict = Verdict::judge(&evidence, now);
+    let verdict = Verdict::judge(&evidence, now, policy);
     verdict.print(json, stdout)?;
     verdict.into_result()
 }
@@ -134,10 +140,11 @@ struct Verdict {
 }
 
 impl Verdict {
-    fn judge(evidence: &Evidence, now: u64) -> Self {
+    fn judge(evidence: &Evidence, now: u64, policy: &Policy) -> Self {
         let (claims, refusal) = match edgepool_attestation::verify(evidence, now) {
             Ok(claims) => {
-                let refusal = policy_check(&claims)
+                let refusal = policy
+                    .check(&claims)
                     .err()
                     .map(|why| format!("refused by the policy: {why}"));
                 (Some(claims), refusal)
@@ -206,18 +213,6 @@ fn claims_text(c: &Claims) -> String {
     text
 }
 
-/// The policy step. Until `edgepool_attestation::policy::Policy` lands, the minimal rule: debug
-/// guests and software evidence are refused.
-fn policy_check(claims: &Claims) -> Result<(), String> {
-    if claims.kind == TeeKind::Software {
-        return Err("software evidence gives no hardware guarantee".into());
-    }
-    if claims.debug {
-        return Err("the guest or enclave allows debugging".into());
-    }
-    Ok(())
-}
-
 fn show(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<(), OpsError> {
     // Without a configuration file: the defaults, with the system root still overridable by
     // the environment as it is for a configured agent.
@@ -231,17 +226,11 @@ fn show(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<(), Op
         None
     };
     let agent = config.as_ref().map(|c| &c.agent).unwrap_or(&defaults);
-    let root = agent.system_root.join("sys/kernel/config/tsm/report");
-    let attester = match agent.attestation {
-        AttestationMode::None => {
-            Err("attestation is off (agent.attestation = \"none\")".to_owned())
-        }
-        AttestationMode::Software => {
-            Err("the software attester is not wired into `attest show` yet".to_owned())
-        }
-        AttestationMode::Auto | AttestationMode::Snp | AttestationMode::Tdx => {
-            TsmAttester::open(&root).map_err(|e| e.to_string())
-        }
+    let root = crate::attest::tsm_root(agent);
+    let attester = match crate::attest::build_attester(agent) {
+        Ok(Some(attester)) => Ok(attester),
+        Ok(None) => Err("attestation is off (agent.attestation = \"none\")".to_owned()),
+        Err(e) => Err(e.to_string()),
     };
     let attester = match attester {
         Ok(a) => a,
@@ -260,7 +249,7 @@ fn show(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<(), Op
     let evidence = attester
         .attest(&report_data)
         .map_err(|e| OpsError::Refused(e.to_string()))?;
-    let verdict = Verdict::judge(&evidence, unix_now());
+    let verdict = Verdict::judge(&evidence, unix_now(), &Policy::default());
     verdict.print(json, stdout)?;
     verdict.into_result()
 }
@@ -301,6 +290,7 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgepool_attestation::TeeKind;
 
     #[test]
     fn rfc3339_with_an_offset_is_converted_to_utc() {
@@ -316,21 +306,28 @@ mod tests {
     }
 
     #[test]
-    fn the_minimal_policy_refuses_debug_and_software() {
+    fn the_default_policy_refuses_debug_and_software() {
         let mut claims = Claims {
             kind: TeeKind::SevSnp,
             measurement: vec![0; 48],
             extra: Default::default(),
             report_data: vec![0; 64],
-            tcb: edgepool_attestation::Tcb::None,
+            tcb: edgepool_attestation::Tcb::Snp {
+                bootloader: 3,
+                tee: 0,
+                snp: 8,
+                microcode: 115,
+            },
             debug: false,
             platform_id: vec![],
         };
-        assert!(policy_check(&claims).is_ok());
+        let policy = Policy::default();
+        assert!(policy.check(&claims).is_ok());
         claims.debug = true;
-        assert!(policy_check(&claims).is_err());
+        assert!(policy.check(&claims).is_err());
         claims.debug = false;
         claims.kind = TeeKind::Software;
-        assert!(policy_check(&claims).is_err());
+        claims.tcb = edgepool_attestation::Tcb::None;
+        assert!(policy.check(&claims).is_err());
     }
 }
