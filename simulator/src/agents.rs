@@ -2,9 +2,11 @@
 //! directory in a temp dir), `run`, `kill -9`, restart on the same state.
 //!
 //! The binary is found, in order: `$EDGEPOOL_AGENT_BIN`; next to the current executable (or one
-//! level up, for test executables in `deps/`). When the simulator runs under cargo (`cargo run`,
-//! `cargo test` set `$CARGO`), `cargo build -p edgepool-agent` is run first with the same profile,
-//! so a fresh clone needs nothing but `cargo run -p edgepool-simulator -- demo`.
+//! level up, for test executables in `deps/`). When it is not there and the simulator runs under
+//! cargo (`cargo run`, `cargo test` set `$CARGO`), `cargo build -p edgepool-agent` builds it with
+//! the same profile, so a fresh clone needs nothing but `cargo run -p edgepool-simulator -- demo`.
+//! An existing binary is not rebuilt: after changing the agent, `cargo build --workspace` (or
+//! `cargo test --workspace`, which builds every binary before running any test).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,7 +52,17 @@ fn find_or_build() -> Result<PathBuf, AgentError> {
     let exe = std::env::current_exe().map_err(|e| AgentError::Start(e.to_string()))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     let release = dir.ancestors().take(2).any(|d| d.ends_with("release"));
+    let name = format!("edgepool-agent{}", std::env::consts::EXE_SUFFIX);
+    let candidates = [dir.join(&name), dir.join("..").join(&name)];
+    let found = || candidates.iter().find(|c| c.is_file()).cloned();
+    if let Some(bin) = found() {
+        return Ok(bin);
+    }
+    // Not built yet: under cargo, build it with the same profile. (Always building would be
+    // fresher, but `-p edgepool-agent` alone unifies features differently from a workspace
+    // build and would recompile shared dependencies on every run.)
     if let Some(cargo) = std::env::var_os("CARGO") {
+        eprintln!("edgepool-sim: building edgepool-agent (cargo build -p edgepool-agent) ...");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut build = Command::new(cargo);
         build
@@ -66,11 +78,8 @@ fn find_or_build() -> Result<PathBuf, AgentError> {
         if !out.status.success() {
             return Err(AgentError::Build(String::from_utf8_lossy(&out.stderr).into_owned()));
         }
-    }
-    let name = format!("edgepool-agent{}", std::env::consts::EXE_SUFFIX);
-    for candidate in [dir.join(&name), dir.join("..").join(&name)] {
-        if candidate.is_file() {
-            return Ok(candidate);
+        if let Some(bin) = found() {
+            return Ok(bin);
         }
     }
     Err(AgentError::NotFound {

@@ -81,6 +81,10 @@ impl Printer {
 /// When the run cannot be set up (broker, store, agents, files); an outcome with failures when it
 /// ran but did not end as expected.
 pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome> {
+    if scenario.workers.agents > 0 {
+        // Before the clock starts: the first run on a fresh clone builds the agent.
+        crate::agents::agent_binary()?;
+    }
     let start = Instant::now();
     let out = Printer { start, verbose: options.verbose };
     let deadline = start + Duration::from_secs(scenario.timeout_secs);
