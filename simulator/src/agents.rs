@@ -66,7 +66,15 @@ fn find_or_build() -> Result<PathBuf, AgentError> {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut build = Command::new(cargo);
         build
-            .args(["build", "--quiet", "-p", "edgepool-agent", "--bin", "edgepool-agent", "--manifest-path"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "edgepool-agent",
+                "--bin",
+                "edgepool-agent",
+                "--manifest-path",
+            ])
             .arg(&manifest);
         if release {
             build.arg("--release");
@@ -76,7 +84,9 @@ fn find_or_build() -> Result<PathBuf, AgentError> {
             .output()
             .map_err(|e| AgentError::Build(e.to_string()))?;
         if !out.status.success() {
-            return Err(AgentError::Build(String::from_utf8_lossy(&out.stderr).into_owned()));
+            return Err(AgentError::Build(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
         }
         if let Some(bin) = found() {
             return Ok(bin);
@@ -106,13 +116,24 @@ impl AgentProcess {
     ///
     /// # Errors
     /// [`AgentError`].
-    pub fn start(broker: &str, pool: Address, scheduler: Address, slots: u32) -> Result<AgentProcess, AgentError> {
+    pub fn start(
+        broker: &str,
+        pool: Address,
+        scheduler: Address,
+        slots: u32,
+    ) -> Result<AgentProcess, AgentError> {
         let bin = agent_binary()?;
         let dir = tempfile::tempdir().map_err(|e| AgentError::Start(e.to_string()))?;
         let (config, address) = init(&bin, dir.path(), broker, pool, scheduler)?;
         let env = vec![
-            ("EDGEPOOL_IDENTITY_PASSWORD_FILE".to_string(), dir.path().join("password").display().to_string()),
-            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB".to_string(), "1".to_string()),
+            (
+                "EDGEPOOL_IDENTITY_PASSWORD_FILE".to_string(),
+                dir.path().join("password").display().to_string(),
+            ),
+            (
+                "EDGEPOOL_AGENT_MIN_FREE_DISK_MB".to_string(),
+                "1".to_string(),
+            ),
             ("EDGEPOOL_AGENT_SLOTS".to_string(), slots.to_string()),
             ("EDGEPOOL_AGENT_HEARTBEAT_SECS".to_string(), "1".to_string()),
             ("EDGEPOOL_FETCH_RETRIES".to_string(), "1".to_string()),
@@ -156,7 +177,9 @@ impl AgentProcess {
 
     /// Whether the process runs.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// `kill -9`.
@@ -179,7 +202,10 @@ impl AgentProcess {
     /// Every run's log, concatenated.
     pub fn logs(&self) -> String {
         (0..self.runs)
-            .map(|i| std::fs::read_to_string(self.dir.path().join(format!("agent-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("agent-{i}.log")))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n--- restart ---\n")
     }
@@ -195,11 +221,18 @@ impl Drop for AgentProcess {
 ///
 /// # Errors
 /// [`AgentError::Start`] with the agent's stderr.
-pub fn init(bin: &Path, dir: &Path, broker: &str, pool: Address, scheduler: Address) -> Result<(PathBuf, Address), AgentError> {
+pub fn init(
+    bin: &Path,
+    dir: &Path,
+    broker: &str,
+    pool: Address,
+    scheduler: Address,
+) -> Result<(PathBuf, Address), AgentError> {
     let password = dir.join("password");
     if !password.exists() {
         let secret: [u8; 16] = rand::random();
-        std::fs::write(&password, format!("{}\n", hex_string(&secret))).map_err(|e| AgentError::Start(e.to_string()))?;
+        std::fs::write(&password, format!("{}\n", hex_string(&secret)))
+            .map_err(|e| AgentError::Start(e.to_string()))?;
     }
     let config = dir.join("agent.toml");
     let out = Command::new(bin)
@@ -207,17 +240,27 @@ pub fn init(bin: &Path, dir: &Path, broker: &str, pool: Address, scheduler: Addr
         .arg(&config)
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .args(["--broker", broker, "--pool", &pool.to_string(), "--scheduler", &scheduler.to_string()])
+        .args([
+            "--broker",
+            broker,
+            "--pool",
+            &pool.to_string(),
+            "--scheduler",
+            &scheduler.to_string(),
+        ])
         .arg("--password-file")
         .arg(&password)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| AgentError::Start(format!("{}: {e}", bin.display())))?;
     if !out.status.success() {
-        return Err(AgentError::Start(format!("edgepool-agent init: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(AgentError::Start(format!(
+            "edgepool-agent init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| AgentError::Start(format!("edgepool-agent init output: {e}")))?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| AgentError::Start(format!("edgepool-agent init output: {e}")))?;
     let address = report["address"]
         .as_str()
         .and_then(|a| a.parse().ok())

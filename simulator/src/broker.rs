@@ -51,7 +51,9 @@ pub enum BrokerError {
     #[error("starting the broker: {0}")]
     Spawn(String),
     /// Mosquitto is not installed.
-    #[error("mosquitto is not installed ({MOSQUITTO_BIN} is missing): apt-get install -y mosquitto")]
+    #[error(
+        "mosquitto is not installed ({MOSQUITTO_BIN} is missing): apt-get install -y mosquitto"
+    )]
     MosquittoMissing,
 }
 
@@ -218,8 +220,8 @@ impl MosquittoBroker {
             let conf_path = dir.path().join("mosquitto.conf");
             let log_path = dir.path().join(format!("mosquitto-{port}.log"));
             std::fs::write(&conf_path, conf).map_err(|e| BrokerError::Spawn(e.to_string()))?;
-            let log = std::fs::File::create(&log_path)
-                .map_err(|e| BrokerError::Spawn(e.to_string()))?;
+            let log =
+                std::fs::File::create(&log_path).map_err(|e| BrokerError::Spawn(e.to_string()))?;
             let log_err = log
                 .try_clone()
                 .map_err(|e| BrokerError::Spawn(e.to_string()))?;

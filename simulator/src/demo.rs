@@ -91,7 +91,9 @@ pub fn print_summary(outcome: &Outcome) {
             );
         }
         if task.settlement.rewarded.is_empty() && task.settlement.slashed.is_empty() {
-            println!("  ledger:    none yet (agreed workers would be rewarded, the others slashed)");
+            println!(
+                "  ledger:    none yet (agreed workers would be rewarded, the others slashed)"
+            );
         } else {
             for (a, amount) in &task.settlement.rewarded {
                 println!("  rewarded:  {} {amount}", short(&a.to_string()));
@@ -106,7 +108,11 @@ pub fn print_summary(outcome: &Outcome) {
             t.consensus_after_ms.map_or("-".into(), |v| v.to_string()),
             t.final_after_ms.map_or("-".into(), |v| v.to_string())
         );
-        if let Some((_, text)) = outcome.results.iter().find(|(id, _)| *id == task.task_id.to_string()) {
+        if let Some((_, text)) = outcome
+            .results
+            .iter()
+            .find(|(id, _)| *id == task.task_id.to_string())
+        {
             for line in text.lines().take(12) {
                 println!("  | {line}");
             }

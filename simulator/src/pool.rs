@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use crate::hooks::{PocoHooks, Settlement};
 use crate::registry::Registry;
-use crate::report::{Report, ReplicaReport, TaskReport, TaskTimings, WorkerReport};
+use crate::report::{ReplicaReport, Report, TaskReport, TaskTimings, WorkerReport};
 use crate::scheduler::{Action, Phase, ReplicaState, Scheduler, TaskRun};
 use crate::store::StoreHandle;
 
@@ -256,7 +256,9 @@ impl PoolCore {
                 }
                 Err(e) => self.refuse(format!("{topic}: {e}")),
             },
-            Channel::Capacity | Channel::Outbox => self.on_envelope(&parsed, topic, payload, now_ms),
+            Channel::Capacity | Channel::Outbox => {
+                self.on_envelope(&parsed, topic, payload, now_ms)
+            }
             Channel::Inbox => {}
         }
     }
@@ -293,13 +295,17 @@ impl PoolCore {
             _ => self.registry.seen(worker, now_ms),
         }
         if !was_online {
-            self.progress.push(format!("worker {} online", short(&worker)));
+            self.progress
+                .push(format!("worker {} online", short(&worker)));
         }
         let Some(task_id) = message.task_id() else {
             return self.place(now_ms);
         };
         let Some(book) = self.tasks.get(&task_id) else {
-            return self.refuse(format!("{} from {worker} for unknown task {task_id}", message.kind().as_str()));
+            return self.refuse(format!(
+                "{} from {worker} for unknown task {task_id}",
+                message.kind().as_str()
+            ));
         };
         if let Some((why, _)) = book.replicas.get(&worker).and_then(|r| r.lost.clone()) {
             return self.refuse(format!(
@@ -315,16 +321,25 @@ impl PoolCore {
                 _ => Ok(()),
             };
             if let Err(why) = hooked {
-                return self.refuse(format!("ledger refused {} from {worker}: {why}", message.kind().as_str()));
+                return self.refuse(format!(
+                    "ledger refused {} from {worker}: {why}",
+                    message.kind().as_str()
+                ));
             }
         }
         let actions = match self.scheduler.handle(worker, &message, now_ms) {
             Ok(actions) => actions,
-            Err(e) => return self.refuse(format!("{} from {worker}: {e}", message.kind().as_str())),
+            Err(e) => {
+                return self.refuse(format!("{} from {worker}: {e}", message.kind().as_str()))
+            }
         };
         match &message {
             Message::Contribution(c) => {
-                if let Some(r) = self.tasks.get_mut(&task_id).and_then(|b| b.replicas.get_mut(&worker)) {
+                if let Some(r) = self
+                    .tasks
+                    .get_mut(&task_id)
+                    .and_then(|b| b.replicas.get_mut(&worker))
+                {
                     r.contributed_ms.get_or_insert(now_ms);
                 }
                 self.progress.push(format!(
@@ -356,30 +371,45 @@ impl PoolCore {
 
     /// Enforces deadlines, heartbeats and replica timeouts at `now_ms`, then places replicas.
     pub fn tick(&mut self, now_ms: u64) {
-        for worker in self.registry.expire(now_ms, self.settings.heartbeat_limit_ms) {
+        for worker in self
+            .registry
+            .expire(now_ms, self.settings.heartbeat_limit_ms)
+        {
             self.lose_worker(worker, "no heartbeat within the limit", now_ms);
         }
         let mut timed_out = Vec::new();
         for (task_id, book) in &self.tasks {
-            let (Some(timeout), Some(run)) = (book.replica_timeout_ms, self.scheduler.task(task_id)) else {
+            let (Some(timeout), Some(run)) =
+                (book.replica_timeout_ms, self.scheduler.task(task_id))
+            else {
                 continue;
             };
             if run.phase != Phase::Contributing {
                 continue;
             }
             for (worker, r) in &book.replicas {
-                let pending = run
-                    .replicas
-                    .get(worker)
-                    .is_some_and(|s| matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted));
+                let pending = run.replicas.get(worker).is_some_and(|s| {
+                    matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                });
                 if pending && r.lost.is_none() && now_ms.saturating_sub(r.assigned_ms) > timeout {
                     timed_out.push((*task_id, *worker));
                 }
             }
         }
         for (task_id, worker) in timed_out {
-            self.give_up(task_id, worker, "no contribution within the replica timeout".into(), "TIMEOUT", now_ms);
-            self.notify(worker, task_id, NotificationType::PleaseAbortContributionTimeout, now_ms);
+            self.give_up(
+                task_id,
+                worker,
+                "no contribution within the replica timeout".into(),
+                "TIMEOUT",
+                now_ms,
+            );
+            self.notify(
+                worker,
+                task_id,
+                NotificationType::PleaseAbortContributionTimeout,
+                now_ms,
+            );
         }
         let actions = self.scheduler.tick(now_ms);
         self.perform(actions, now_ms);
@@ -388,7 +418,8 @@ impl PoolCore {
 
     fn lose_worker(&mut self, worker: Address, why: &str, now_ms: u64) {
         self.registry.count_lost(worker);
-        self.progress.push(format!("worker {} lost: {why}", short(&worker)));
+        self.progress
+            .push(format!("worker {} lost: {why}", short(&worker)));
         let pending: Vec<TaskId> = self
             .tasks
             .iter()
@@ -409,9 +440,20 @@ impl PoolCore {
         self.place(now_ms);
     }
 
-    fn give_up(&mut self, task_id: TaskId, worker: Address, why: String, state: &'static str, now_ms: u64) {
+    fn give_up(
+        &mut self,
+        task_id: TaskId,
+        worker: Address,
+        why: String,
+        state: &'static str,
+        now_ms: u64,
+    ) {
         let _ = now_ms;
-        if let Some(r) = self.tasks.get_mut(&task_id).and_then(|b| b.replicas.get_mut(&worker)) {
+        if let Some(r) = self
+            .tasks
+            .get_mut(&task_id)
+            .and_then(|b| b.replicas.get_mut(&worker))
+        {
             r.lost = Some((why.clone(), state));
         }
         self.release(task_id, worker);
@@ -423,7 +465,11 @@ impl PoolCore {
     }
 
     fn release(&mut self, task_id: TaskId, worker: Address) {
-        if let Some(r) = self.tasks.get_mut(&task_id).and_then(|b| b.replicas.get_mut(&worker)) {
+        if let Some(r) = self
+            .tasks
+            .get_mut(&task_id)
+            .and_then(|b| b.replicas.get_mut(&worker))
+        {
             if !r.released {
                 r.released = true;
                 self.registry.released(worker);
@@ -464,7 +510,12 @@ impl PoolCore {
                         book.settlement = settlement;
                     }
                     for worker in pending {
-                        self.notify(worker, task_id, NotificationType::PleaseAbortConsensusReached, now_ms);
+                        self.notify(
+                            worker,
+                            task_id,
+                            NotificationType::PleaseAbortConsensusReached,
+                            now_ms,
+                        );
                     }
                     self.progress.push(format!(
                         "task {} COMPLETED: consensus {} at {result_link}",
@@ -495,7 +546,8 @@ impl PoolCore {
 
     /// Replicas assigned, not lost, that have not contributed.
     fn pending_replicas(&self, task_id: &TaskId) -> Vec<Address> {
-        let (Some(book), Some(run)) = (self.tasks.get(task_id), self.scheduler.task(task_id)) else {
+        let (Some(book), Some(run)) = (self.tasks.get(task_id), self.scheduler.task(task_id))
+        else {
             return Vec::new();
         };
         run.replicas
@@ -525,7 +577,9 @@ impl PoolCore {
                 NotificationType::PleaseComplete
                 | NotificationType::PleaseAbort
                 | NotificationType::PleaseAbortConsensusReached
-                | NotificationType::PleaseAbortContributionTimeout => self.release(n.task_id, worker),
+                | NotificationType::PleaseAbortContributionTimeout => {
+                    self.release(n.task_id, worker)
+                }
                 _ => {}
             }
         }
@@ -533,7 +587,10 @@ impl PoolCore {
         let topic = self.prefix.inbox(worker);
         match Envelope::seal(&self.signer, &topic, self.seq, now_ms, &message) {
             Ok(payload) => self.outgoing.push(Outgoing { topic, payload }),
-            Err(e) => self.refuse(format!("sealing {} for {worker}: {e}", message.kind().as_str())),
+            Err(e) => self.refuse(format!(
+                "sealing {} for {worker}: {e}",
+                message.kind().as_str()
+            )),
         }
     }
 
@@ -542,37 +599,59 @@ impl PoolCore {
         let ids: Vec<TaskId> = self.order.clone();
         for task_id in ids {
             loop {
-                let Some(book) = self.tasks.get(&task_id) else { break };
+                let Some(book) = self.tasks.get(&task_id) else {
+                    break;
+                };
                 let run = self.scheduler.task(&task_id);
                 if run.is_some_and(|r| r.phase != Phase::Contributing) {
                     break;
                 }
                 let required = usize::try_from(book.deal.trust.max(1)).unwrap_or(usize::MAX);
                 let (best, pending) = run.map_or((0, 0), |r| tally(r, book));
-                let want = if book.replicas.is_empty() { book.initial } else { required };
-                if best + pending >= want {
+                // The first `initial` replicas go out at once; after that, only what the
+                // consensus still needs.
+                if book.replicas.len() >= book.initial && best + pending >= required {
                     break;
                 }
                 let exclude: Vec<Address> = book.replicas.keys().copied().collect();
-                let Some(worker) = self.registry.candidates(book.deal.tag, &exclude).first().copied() else {
+                let Some(worker) = self
+                    .registry
+                    .candidates(book.deal.tag, &exclude)
+                    .first()
+                    .copied()
+                else {
                     break;
                 };
                 let (deal, index, limits) = (book.deal.clone(), book.task_index, book.limits);
-                match self.scheduler.assign(&deal, index, worker, limits, edgepool_protocol::primitives::Address::ZERO, now_ms) {
+                match self.scheduler.assign(
+                    &deal,
+                    index,
+                    worker,
+                    limits,
+                    edgepool_protocol::primitives::Address::ZERO,
+                    now_ms,
+                ) {
                     Ok(actions) => {
                         self.registry.assigned(worker);
                         if let Some(b) = self.tasks.get_mut(&task_id) {
                             if b.replicas.is_empty() {
                                 b.created_ms = now_ms;
                             }
-                            b.replicas.insert(worker, ReplicaBook {
-                                assigned_ms: now_ms,
-                                lost: None,
-                                contributed_ms: None,
-                                released: false,
-                            });
+                            b.replicas.insert(
+                                worker,
+                                ReplicaBook {
+                                    assigned_ms: now_ms,
+                                    lost: None,
+                                    contributed_ms: None,
+                                    released: false,
+                                },
+                            );
                         }
-                        self.progress.push(format!("task {}: assigned to {}", short(&task_id), short(&worker)));
+                        self.progress.push(format!(
+                            "task {}: assigned to {}",
+                            short(&task_id),
+                            short(&worker)
+                        ));
                         self.perform(actions, now_ms);
                     }
                     Err(e) => {
@@ -589,14 +668,24 @@ impl PoolCore {
         let mut per_worker: BTreeMap<Address, (u32, u32, u32)> = BTreeMap::new();
         let mut tasks = Vec::new();
         for task_id in &self.order {
-            let Some(book) = self.tasks.get(task_id) else { continue };
+            let Some(book) = self.tasks.get(task_id) else {
+                continue;
+            };
             let run = self.scheduler.task(task_id);
             let (status, failure, consensus_hash, link) = match run.map(|r| &r.phase) {
                 None | Some(Phase::Contributing) => ("CONTRIBUTING", None, None, None),
-                Some(Phase::Revealing { result_hash, .. }) => ("REVEALING", None, Some(*result_hash), None),
-                Some(Phase::Finalized { result_hash, result_link }) => {
-                    ("COMPLETED", None, Some(*result_hash), Some(result_link.clone()))
+                Some(Phase::Revealing { result_hash, .. }) => {
+                    ("REVEALING", None, Some(*result_hash), None)
                 }
+                Some(Phase::Finalized {
+                    result_hash,
+                    result_link,
+                }) => (
+                    "COMPLETED",
+                    None,
+                    Some(*result_hash),
+                    Some(result_link.clone()),
+                ),
                 Some(Phase::Failed(why)) => ("FAILED", Some(why.clone()), None, None),
             };
             let mut replicas = Vec::new();
@@ -651,7 +740,9 @@ impl PoolCore {
                 settlement: book.settlement.clone(),
                 timings: TaskTimings {
                     assigned_at_ms: book.created_ms,
-                    consensus_after_ms: book.consensus_ms.map(|t| t.saturating_sub(book.created_ms)),
+                    consensus_after_ms: book
+                        .consensus_ms
+                        .map(|t| t.saturating_sub(book.created_ms)),
                     final_after_ms: book.final_ms.map(|t| t.saturating_sub(book.created_ms)),
                 },
             });
@@ -660,7 +751,8 @@ impl PoolCore {
             .registry
             .iter()
             .map(|(address, w)| {
-                let (contributions, agreed, disagreed) = per_worker.get(address).copied().unwrap_or_default();
+                let (contributions, agreed, disagreed) =
+                    per_worker.get(address).copied().unwrap_or_default();
                 let standing = self.hooks.standing(*address);
                 WorkerReport {
                     address: *address,
@@ -694,8 +786,10 @@ fn tally(run: &TaskRun, book: &TaskBook) -> (usize, usize) {
     for (worker, replica) in &run.replicas {
         if let Some(c) = &replica.contribution {
             *groups.entry(c.result_hash).or_default() += 1;
-        } else if matches!(replica.state, ReplicaState::Assigned | ReplicaState::Accepted)
-            && book.replicas.get(worker).is_some_and(|r| r.lost.is_none())
+        } else if matches!(
+            replica.state,
+            ReplicaState::Assigned | ReplicaState::Accepted
+        ) && book.replicas.get(worker).is_some_and(|r| r.lost.is_none())
         {
             pending += 1;
         }

@@ -39,10 +39,7 @@ impl WorkerEntry {
 
     /// Whether it can take one more replica of a deal tagged `tag`.
     pub fn can_take(&self, tag: Tag) -> bool {
-        let tags_ok = self
-            .capacity
-            .as_ref()
-            .is_some_and(|c| c.tags.contains(tag));
+        let tags_ok = self.capacity.as_ref().is_some_and(|c| c.tags.contains(tag));
         let accepting = self.heartbeat.as_ref().is_none_or(|h| h.accepting);
         self.online && tags_ok && accepting && self.active < self.slots()
     }
@@ -91,7 +88,13 @@ impl Registry {
     }
 
     /// A capacity advertisement with sequence `seq` (older ones than the kept one are ignored).
-    pub fn capacity(&mut self, worker: Address, seq: u64, capacity: CapacityAdvertisement, now_ms: u64) {
+    pub fn capacity(
+        &mut self,
+        worker: Address,
+        seq: u64,
+        capacity: CapacityAdvertisement,
+        now_ms: u64,
+    ) {
         let entry = self.entry(worker);
         if entry.capacity.is_none() || seq >= entry.capacity_seq {
             entry.capacity = Some(capacity);
@@ -190,7 +193,12 @@ mod tests {
 
     #[test]
     fn placement_prefers_the_least_loaded_worker_and_skips_full_excluded_and_offline_ones() {
-        let (a, b, c, d) = (Address([1; 20]), Address([2; 20]), Address([3; 20]), Address([4; 20]));
+        let (a, b, c, d) = (
+            Address([1; 20]),
+            Address([2; 20]),
+            Address([3; 20]),
+            Address([4; 20]),
+        );
         let mut registry = Registry::new();
         for (w, slots) in [(a, 1), (b, 2), (c, 1), (d, 1)] {
             registry.presence(w, true, 0);

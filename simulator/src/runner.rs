@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::poco;
 use edgepool_protocol::messages::{AppRef, DatasetRef, DealSummary, TaskLimits};
+use edgepool_protocol::poco;
 use edgepool_protocol::primitives::{Address, DealId, Digest};
 use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
 use edgepool_protocol::signature::Signer;
@@ -86,9 +86,15 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         crate::agents::agent_binary()?;
     }
     let start = Instant::now();
-    let out = Printer { start, verbose: options.verbose };
+    let out = Printer {
+        start,
+        verbose: options.verbose,
+    };
     let deadline = start + Duration::from_secs(scenario.timeout_secs);
-    out.line(&format!("scenario {}: {}", scenario.name, scenario.description));
+    out.line(&format!(
+        "scenario {}: {}",
+        scenario.name, scenario.description
+    ));
 
     let broker = match (&options.broker_url, scenario.broker.kind) {
         (Some(url), _) => BrokerGuard::External(url.clone()),
@@ -101,23 +107,32 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
 
     let mut apps = Vec::new();
     for app in &scenario.apps {
-        let bytes = std::fs::read(&app.path).with_context(|| format!("reading app {}", app.path.display()))?;
+        let bytes = std::fs::read(&app.path)
+            .with_context(|| format!("reading app {}", app.path.display()))?;
         let url = store.publish(&format!("apps/{}", app.name), bytes.clone());
         apps.push((app.name.clone(), url, bytes));
     }
     let mut datasets = Vec::new();
     for d in &scenario.datasets {
         if d.encrypt {
-            bail!("dataset {}: encrypt = true needs the SMS, which is not built yet", d.name);
+            bail!(
+                "dataset {}: encrypt = true needs the SMS, which is not built yet",
+                d.name
+            );
         }
-        let bytes = std::fs::read(&d.path).with_context(|| format!("reading dataset {}", d.path.display()))?;
+        let bytes = std::fs::read(&d.path)
+            .with_context(|| format!("reading dataset {}", d.path.display()))?;
         let url = store.publish(&format!("datasets/{}", d.name), bytes.clone());
         datasets.push((d.name.clone(), url, bytes));
     }
     let mut files = Vec::new();
     for f in &scenario.files {
-        let bytes = std::fs::read(&f.path).with_context(|| format!("reading file {}", f.path.display()))?;
-        files.push((f.name.clone(), store.publish(&format!("files/{}", f.name), bytes)));
+        let bytes =
+            std::fs::read(&f.path).with_context(|| format!("reading file {}", f.path.display()))?;
+        files.push((
+            f.name.clone(),
+            store.publish(&format!("files/{}", f.name), bytes),
+        ));
     }
 
     let signer = Signer::random(&mut rand::thread_rng());
@@ -126,13 +141,29 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let settings = PoolSettings {
         heartbeat_limit_ms: scenario.pool.heartbeat_limit_ms,
     };
-    let pool = Pool::start(&broker_url, pool_address, signer, settings, Box::new(NoLedger), store.handle(), Some(progress_tx))?;
-    out.line(&format!("pool {pool_address}, scheduler {}", pool.scheduler()));
+    let pool = Pool::start(
+        &broker_url,
+        pool_address,
+        signer,
+        settings,
+        Box::new(NoLedger),
+        store.handle(),
+        Some(progress_tx),
+    )?;
+    out.line(&format!(
+        "pool {pool_address}, scheduler {}",
+        pool.scheduler()
+    ));
 
     let mut kinds: Vec<(Address, String)> = Vec::new();
     let mut agents = Vec::new();
     for _ in 0..scenario.workers.agents {
-        let agent = AgentProcess::start(&broker_url, pool_address, pool.scheduler(), scenario.workers.agent_slots)?;
+        let agent = AgentProcess::start(
+            &broker_url,
+            pool_address,
+            pool.scheduler(),
+            scenario.workers.agent_slots,
+        )?;
         kinds.push((agent.address(), "agent".into()));
         agents.push(agent);
     }
@@ -143,17 +174,29 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     };
     let w = &scenario.workers;
     let mut sims = Vec::new();
+    let start_sim =
+        |behaviour: Behaviour, kinds: &mut Vec<(Address, String)>, sims: &mut Vec<SimWorker>| {
+            let sim = SimWorker::start(
+                behaviour,
+                &broker_url,
+                pool_address,
+                pool.scheduler(),
+                timing,
+            )
+            .map_err(anyhow::Error::msg)?;
+            kinds.push((sim.address(), behaviour.as_str().into()));
+            sims.push(sim);
+            anyhow::Ok(())
+        };
     for (behaviour, count) in [
-        (Behaviour::Honest, w.honest),
+        (Behaviour::Honest, if w.late_honest { 0 } else { w.honest }),
         (Behaviour::Liar, w.liar),
         (Behaviour::Silent, w.silent),
         (Behaviour::Slow, w.slow),
         (Behaviour::Crashing, w.crashing),
     ] {
         for _ in 0..count {
-            let sim = SimWorker::start(behaviour, &broker_url, pool_address, pool.scheduler(), timing).map_err(anyhow::Error::msg)?;
-            kinds.push((sim.address(), behaviour.as_str().into()));
-            sims.push(sim);
+            start_sim(behaviour, &mut kinds, &mut sims)?;
         }
     }
 
@@ -161,26 +204,42 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let expected = usize::try_from(scenario.worker_count()).unwrap_or(usize::MAX);
     loop {
         let ready = pool.report().map_or(0, |r| {
-            r.workers.iter().filter(|w| w.online && w.agent_version.is_some()).count()
+            r.workers
+                .iter()
+                .filter(|w| w.online && w.agent_version.is_some())
+                .count()
         });
         if ready >= expected {
             break;
         }
         if Instant::now() > deadline {
             let logs: Vec<String> = agents.iter().map(AgentProcess::logs).collect();
-            bail!("only {ready} of {expected} workers came online; agent logs:\n{}", logs.join("\n"));
+            bail!(
+                "only {ready} of {expected} workers came online; agent logs:\n{}",
+                logs.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    out.line(&format!("{expected} workers online ({} real agents)", agents.len()));
+    out.line(&format!(
+        "{expected} workers online ({} real agents)",
+        agents.len()
+    ));
 
     for (i, spec) in scenario.deals.iter().enumerate() {
         let (_, app_url, app_bytes) = apps.iter().find(|(n, ..)| *n == spec.app).context("app")?;
         let dataset = match &spec.dataset {
             Some(name) => {
-                let (_, url, bytes) = datasets.iter().find(|(n, ..)| n == name).context("dataset")?;
+                let (_, url, bytes) = datasets
+                    .iter()
+                    .find(|(n, ..)| n == name)
+                    .context("dataset")?;
                 Some(DatasetRef {
-                    address: Address(sha256(name.as_bytes()).as_bytes()[..20].try_into().unwrap_or([0; 20])),
+                    address: Address(
+                        sha256(name.as_bytes()).as_bytes()[..20]
+                            .try_into()
+                            .unwrap_or([0; 20]),
+                    ),
                     url: url.clone(),
                     checksum: Digest(sha256(bytes)),
                     filename: name.clone(),
@@ -197,12 +256,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let tag: Tag = if spec.tag.is_empty() {
             Tag::NONE
         } else {
-            spec.tag.join(",").parse().map_err(|e| anyhow::anyhow!("deal {i} tag: {e}"))?
+            spec.tag
+                .join(",")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("deal {i} tag: {e}"))?
         };
         let deal = DealSummary {
             deal_id: DealId::from(rand::random::<[u8; 32]>()),
             app: AppRef {
-                address: Address(sha256(spec.app.as_bytes()).as_bytes()[..20].try_into().unwrap_or([0; 20])),
+                address: Address(
+                    sha256(spec.app.as_bytes()).as_bytes()[..20]
+                        .try_into()
+                        .unwrap_or([0; 20]),
+                ),
                 url: app_url.clone(),
                 checksum: Digest(sha256(app_bytes)),
                 size_bytes: Some(app_bytes.len() as u64),
@@ -237,8 +303,21 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         .map_err(anyhow::Error::msg)?;
     }
 
-    let mut faults: Vec<(FaultSpec, Option<(usize, Instant)>, bool)> =
-        scenario.faults.iter().map(|f| (f.clone(), None, false)).collect();
+    if w.late_honest {
+        for _ in 0..w.honest {
+            start_sim(Behaviour::Honest, &mut kinds, &mut sims)?;
+        }
+        out.line(&format!(
+            "{} honest simulated workers joined late",
+            w.honest
+        ));
+    }
+
+    let mut faults: Vec<(FaultSpec, Option<(usize, Instant)>, bool)> = scenario
+        .faults
+        .iter()
+        .map(|f| (f.clone(), None, false))
+        .collect();
     let mut last_status = String::new();
     let mut report;
     loop {
@@ -256,7 +335,10 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             last_status = status;
         }
         for (fault, pending, done) in &mut faults {
-            let FaultSpec::KillAgent { when_status, restart_after_ms } = fault;
+            let FaultSpec::KillAgent {
+                when_status,
+                restart_after_ms,
+            } = fault;
             if let Some((index, at)) = *pending {
                 if Instant::now() >= at {
                     if let Some(agent) = agents.get_mut(index) {
@@ -271,16 +353,22 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                 continue;
             }
             let victim = report.tasks.iter().flat_map(|t| &t.replicas).find_map(|r| {
-                let hit = r.last_status.as_deref() == Some(when_status.as_str()) && r.lost.is_none();
-                hit.then(|| agents.iter().position(|a| a.address() == r.worker)).flatten()
+                let hit =
+                    r.last_status.as_deref() == Some(when_status.as_str()) && r.lost.is_none();
+                hit.then(|| agents.iter().position(|a| a.address() == r.worker))
+                    .flatten()
             });
             if let Some(index) = victim {
                 if let Some(agent) = agents.get_mut(index) {
                     agent.kill();
-                    out.line(&format!("fault: agent {} killed (kill -9) at {when_status}", agent.address()));
+                    out.line(&format!(
+                        "fault: agent {} killed (kill -9) at {when_status}",
+                        agent.address()
+                    ));
                 }
                 *done = true;
-                *pending = restart_after_ms.map(|ms| (index, Instant::now() + Duration::from_millis(ms)));
+                *pending =
+                    restart_after_ms.map(|ms| (index, Instant::now() + Duration::from_millis(ms)));
             }
         }
         let restarts_pending = faults.iter().any(|(_, p, _)| p.is_some());
@@ -303,19 +391,20 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             let text = match unzip_to_tree(&upload.archive, &ExtractLimits::default()) {
                 Ok(tree) => {
                     // The stored result must be the one the consensus was reached on.
-                    let hash = result_digest(&tree, "").ok().map(|d| poco::result_hash(&task.task_id, &d));
+                    let hash = result_digest(&tree, "")
+                        .ok()
+                        .map(|d| poco::result_hash(&task.task_id, &d));
                     if task.status == "COMPLETED" && hash != task.consensus_hash {
                         mismatches.push(format!(
                             "task {}: the uploaded archive hashes to {hash:?}, the consensus is {:?}",
                             task.task_id, task.consensus_hash
                         ));
                     }
-                    tree
-                    .files()
-                    .filter(|(name, _)| *name != "computed.json")
-                    .map(|(name, bytes)| format!("{name}:\n{}", String::from_utf8_lossy(bytes)))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    tree.files()
+                        .filter(|(name, _)| *name != "computed.json")
+                        .map(|(name, bytes)| format!("{name}:\n{}", String::from_utf8_lossy(bytes)))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 }
                 Err(e) => format!("(unreadable archive: {e})"),
             };
@@ -326,7 +415,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     failures.extend(mismatches);
     if !failures.is_empty() && options.verbose {
         for agent in &agents {
-            eprintln!("--- agent {} log ---\n{}", agent.address(), tail(&agent.logs(), 40));
+            eprintln!(
+                "--- agent {} log ---\n{}",
+                agent.address(),
+                tail(&agent.logs(), 40)
+            );
         }
     }
     drop(sims);
@@ -347,15 +440,26 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Every expectation of `scenario` that `report` breaks.
-pub fn check(scenario: &Scenario, report: &Report, results: &[(String, String)], timed_out: bool) -> Vec<String> {
+pub fn check(
+    scenario: &Scenario,
+    report: &Report,
+    results: &[(String, String)],
+    timed_out: bool,
+) -> Vec<String> {
     let expect = &scenario.expect;
     let mut failures = Vec::new();
     if timed_out {
-        failures.push(format!("the run did not end within {} s", scenario.timeout_secs));
+        failures.push(format!(
+            "the run did not end within {} s",
+            scenario.timeout_secs
+        ));
     }
     let wanted: u64 = scenario.deals.iter().map(|d| d.volume).sum();
     if report.tasks.len() as u64 != wanted {
-        failures.push(format!("expected {wanted} tasks, found {}", report.tasks.len()));
+        failures.push(format!(
+            "expected {wanted} tasks, found {}",
+            report.tasks.len()
+        ));
     }
     let kind_of = |a: &Address| {
         report
@@ -368,17 +472,27 @@ pub fn check(scenario: &Scenario, report: &Report, results: &[(String, String)],
     for task in &report.tasks {
         let id = task.task_id;
         if task.status != expect.status {
-            failures.push(format!("task {id}: expected {}, found {} ({:?})", expect.status, task.status, task.failure));
+            failures.push(format!(
+                "task {id}: expected {}, found {} ({:?})",
+                expect.status, task.status, task.failure
+            ));
         }
         if task.status != "COMPLETED" {
             continue;
         }
         if task.agreed.len() < expect.min_agreed {
-            failures.push(format!("task {id}: expected at least {} agreeing contributors, found {}", expect.min_agreed, task.agreed.len()));
+            failures.push(format!(
+                "task {id}: expected at least {} agreeing contributors, found {}",
+                expect.min_agreed,
+                task.agreed.len()
+            ));
         }
         for kind in &expect.disagreed_kinds {
             if !task.disagreed.iter().any(|a| kind_of(a) == *kind) {
-                failures.push(format!("task {id}: expected a disagreeing {kind}, found {:?}", task.disagreed));
+                failures.push(format!(
+                    "task {id}: expected a disagreeing {kind}, found {:?}",
+                    task.disagreed
+                ));
             }
         }
         for kind in &expect.never_agreed_kinds {
@@ -389,13 +503,18 @@ pub fn check(scenario: &Scenario, report: &Report, results: &[(String, String)],
         if !expect.uploader_kinds.is_empty() {
             let uploader = task.uploader.as_ref().map(kind_of).unwrap_or_default();
             if !expect.uploader_kinds.contains(&uploader) {
-                failures.push(format!("task {id}: uploaded by a {uploader:?}, expected one of {:?}", expect.uploader_kinds));
+                failures.push(format!(
+                    "task {id}: uploaded by a {uploader:?}, expected one of {:?}",
+                    expect.uploader_kinds
+                ));
             }
         }
         if let Some(text) = &expect.result_contains {
             match results.iter().find(|(t, _)| *t == id.to_string()) {
                 Some((_, result)) if result.contains(text.as_str()) => {}
-                Some((_, result)) => failures.push(format!("task {id}: result lacks {text:?}: {result}")),
+                Some((_, result)) => {
+                    failures.push(format!("task {id}: result lacks {text:?}: {result}"))
+                }
                 None => failures.push(format!("task {id}: no result on the store")),
             }
         }
@@ -407,7 +526,9 @@ pub fn check(scenario: &Scenario, report: &Report, results: &[(String, String)],
             .flat_map(|t| &t.replicas)
             .any(|r| r.lost.is_some() && r.kind.as_deref() == Some(kind.as_str()));
         if !lost {
-            failures.push(format!("expected a {kind} replica to be given up on; none was"));
+            failures.push(format!(
+                "expected a {kind} replica to be given up on; none was"
+            ));
         }
     }
     failures

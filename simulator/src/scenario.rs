@@ -121,6 +121,10 @@ pub struct WorkersSpec {
     /// A slow worker's compute time (ms). Default 60,000.
     #[serde(default = "default_slow")]
     pub slow_ms: u64,
+    /// The honest simulated workers join only after the deals are submitted, so that the first
+    /// replicas go to the others.
+    #[serde(default)]
+    pub late_honest: bool,
 }
 
 impl Default for WorkersSpec {
@@ -135,6 +139,7 @@ impl Default for WorkersSpec {
             crashing: 0,
             compute_ms: default_compute(),
             slow_ms: default_slow(),
+            late_honest: false,
         }
     }
 }
@@ -317,11 +322,7 @@ impl Scenario {
             message,
         };
         let mut scenario: Scenario = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-        for f in scenario
-            .apps
-            .iter_mut()
-            .chain(scenario.files.iter_mut())
-        {
+        for f in scenario.apps.iter_mut().chain(scenario.files.iter_mut()) {
             f.path = base.join(&f.path);
         }
         for d in &mut scenario.datasets {
@@ -332,7 +333,10 @@ impl Scenario {
         }
         for deal in &scenario.deals {
             if !scenario.apps.iter().any(|a| a.name == deal.app) {
-                return Err(bad(format!("deal app {:?} is not among [[apps]]", deal.app)));
+                return Err(bad(format!(
+                    "deal app {:?} is not among [[apps]]",
+                    deal.app
+                )));
             }
             if let Some(d) = &deal.dataset {
                 if !scenario.datasets.iter().any(|x| &x.name == d) {
@@ -361,10 +365,11 @@ impl Scenario {
         Scenario::parse(&text, &path.display().to_string(), base)
     }
 
-    /// Total workers the run waits for.
+    /// Workers the run waits for before it submits the deals.
     pub fn worker_count(&self) -> u32 {
         let w = &self.workers;
-        w.agents + w.honest + w.liar + w.silent + w.slow + w.crashing
+        let honest = if w.late_honest { 0 } else { w.honest };
+        w.agents + honest + w.liar + w.silent + w.slow + w.crashing
     }
 }
 

@@ -83,7 +83,8 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
     let key_path = state_file(state, "scheduler.key");
     let signer = match std::fs::read_to_string(&key_path) {
-        Ok(hex) => Signer::from_hex(hex.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?,
+        Ok(hex) => Signer::from_hex(hex.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?,
         Err(_) => {
             let signer = Signer::random(&mut rand::thread_rng());
             let secret = signer.secret_bytes();
@@ -94,7 +95,10 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     };
     let pool_path = state_file(state, "pool.address");
     let pool_address: Address = match std::fs::read_to_string(&pool_path) {
-        Ok(text) => text.trim().parse().map_err(|e| anyhow::anyhow!("{}: {e}", pool_path.display()))?,
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", pool_path.display()))?,
         Err(_) => {
             let a = Address(rand::random());
             std::fs::write(&pool_path, a.to_string())?;
@@ -113,7 +117,15 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     };
     let store = Store::start().map_err(anyhow::Error::msg)?;
     let (progress_tx, progress) = std::sync::mpsc::channel();
-    let pool = Pool::start(&broker_url, pool_address, signer, PoolSettings::default(), Box::new(NoLedger), store.handle(), Some(progress_tx))?;
+    let pool = Pool::start(
+        &broker_url,
+        pool_address,
+        signer,
+        PoolSettings::default(),
+        Box::new(NoLedger),
+        store.handle(),
+        Some(progress_tx),
+    )?;
     let remote = pool.remote();
     let publisher = store.handle();
     store.set_control(move |request| control(&remote, &publisher, request));
@@ -123,7 +135,10 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         pool: pool_address,
         scheduler: pool.scheduler(),
     };
-    std::fs::write(state_file(state, "serve.json"), serde_json::to_vec_pretty(&info)?)?;
+    std::fs::write(
+        state_file(state, "serve.json"),
+        serde_json::to_vec_pretty(&info)?,
+    )?;
     println!("broker     {}", info.broker);
     println!("store      {}", info.store);
     println!("pool       {}", info.pool);
@@ -132,8 +147,12 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         Ok(bin) => {
             let dir = state.join("agent");
             std::fs::create_dir_all(&dir)?;
-            let (config, worker) = crate::agents::init(&bin, &dir, &broker_url, pool_address, pool.scheduler())?;
-            println!("agent      {worker}: a ready config, keystore and password file in {}", dir.display());
+            let (config, worker) =
+                crate::agents::init(&bin, &dir, &broker_url, pool_address, pool.scheduler())?;
+            println!(
+                "agent      {worker}: a ready config, keystore and password file in {}",
+                dir.display()
+            );
             println!(
                 "           run it: EDGEPOOL_IDENTITY_PASSWORD_FILE={} {} run --config {}",
                 dir.join("password").display(),
@@ -143,7 +162,10 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         }
         Err(e) => println!("agent      (no config written: {e})"),
     }
-    println!("submit     edgepool-sim deal --state {} --app apps/hello/hello.wasm --args World", state.display());
+    println!(
+        "submit     edgepool-sim deal --state {} --app apps/hello/hello.wasm --args World",
+        state.display()
+    );
     println!("report     edgepool-sim report --state {}", state.display());
     let _ = std::io::stdout().flush();
     for line in progress {
@@ -165,15 +187,16 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn control(
-    remote: &PoolRemote,
-    store: &StoreHandle,
-    request: ControlRequest,
-) -> (u16, String) {
-    let error = |status: u16, message: String| (status, serde_json::json!({ "error": message }).to_string());
+fn control(remote: &PoolRemote, store: &StoreHandle, request: ControlRequest) -> (u16, String) {
+    let error = |status: u16, message: String| {
+        (status, serde_json::json!({ "error": message }).to_string())
+    };
     match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/report") => match remote.report() {
-            Some(report) => (200, serde_json::to_string_pretty(&report).unwrap_or_default()),
+            Some(report) => (
+                200,
+                serde_json::to_string_pretty(&report).unwrap_or_default(),
+            ),
             None => error(503, "the pool has stopped".into()),
         },
         ("POST", "/deals") => {
@@ -204,7 +227,11 @@ fn submit(remote: &PoolRemote, store: &StoreHandle, body: DealBody) -> Result<Ve
             let bytes = decode(f)?;
             let url = store.publish(&format!("datasets/{}", f.name), bytes.clone());
             Some(DatasetRef {
-                address: Address(sha256(f.name.as_bytes()).as_bytes()[..20].try_into().unwrap_or([0; 20])),
+                address: Address(
+                    sha256(f.name.as_bytes()).as_bytes()[..20]
+                        .try_into()
+                        .unwrap_or([0; 20]),
+                ),
                 url,
                 checksum: Digest(sha256(&bytes)),
                 filename: f.name.clone(),
@@ -225,7 +252,11 @@ fn submit(remote: &PoolRemote, store: &StoreHandle, body: DealBody) -> Result<Ve
     let deal = DealSummary {
         deal_id: DealId::from(rand::random::<[u8; 32]>()),
         app: AppRef {
-            address: Address(sha256(body.app.name.as_bytes()).as_bytes()[..20].try_into().unwrap_or([0; 20])),
+            address: Address(
+                sha256(body.app.name.as_bytes()).as_bytes()[..20]
+                    .try_into()
+                    .unwrap_or([0; 20]),
+            ),
             url: app_url,
             checksum: Digest(sha256(&app)),
             size_bytes: Some(app.len() as u64),
@@ -262,7 +293,13 @@ fn submit(remote: &PoolRemote, store: &StoreHandle, body: DealBody) -> Result<Ve
 /// When no `serve` wrote it.
 pub fn info(state: &Path) -> anyhow::Result<ServeInfo> {
     let path = state_file(state, "serve.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {} (is `edgepool-sim serve --state {}` running?)", path.display(), state.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (is `edgepool-sim serve --state {}` running?)",
+            path.display(),
+            state.display()
+        )
+    })?;
     Ok(serde_json::from_slice(&bytes)?)
 }
 
@@ -270,9 +307,17 @@ pub fn info(state: &Path) -> anyhow::Result<ServeInfo> {
 ///
 /// # Errors
 /// When the serve is unreachable.
-pub fn request(store: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
-    let authority = store.strip_prefix("http://").context("expected an http:// store")?;
-    let mut stream = TcpStream::connect(authority).with_context(|| format!("connecting to the serve at {store}"))?;
+pub fn request(
+    store: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let authority = store
+        .strip_prefix("http://")
+        .context("expected an http:// store")?;
+    let mut stream = TcpStream::connect(authority)
+        .with_context(|| format!("connecting to the serve at {store}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     let head = format!(
         "{method} /control{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -283,8 +328,15 @@ pub fn request(store: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Re
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     if status == 0 {
         bail!("the serve at {store} gave no HTTP answer");
     }

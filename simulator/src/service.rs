@@ -91,7 +91,13 @@ impl Pool {
         let (client, connection) = Client::new(options, 4096);
         let (inputs, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
-        spawn_connection(connection, client.clone(), subscriptions.to_vec(), inputs.clone(), Arc::clone(&stopping))?;
+        spawn_connection(
+            connection,
+            client.clone(),
+            subscriptions.to_vec(),
+            inputs.clone(),
+            Arc::clone(&stopping),
+        )?;
         // Wait for the first CONNACK so that callers can publish work right away.
         let first = rx.recv_timeout(Duration::from_secs(10));
         if !matches!(first, Ok(Input::Connected)) {

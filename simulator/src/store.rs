@@ -238,10 +238,7 @@ fn serve(state: &Mutex<State>, mut request: tiny_http::Request) {
     };
     if let Some(path) = url.strip_prefix("/control") {
         let mut body = Vec::new();
-        let _ = request
-            .as_reader()
-            .take(1024 * 1024)
-            .read_to_end(&mut body);
+        let _ = request.as_reader().take(1024 * 1024).read_to_end(&mut body);
         let control = ControlRequest {
             method: method.as_str().to_string(),
             path: path.to_string(),
@@ -251,7 +248,10 @@ fn serve(state: &Mutex<State>, mut request: tiny_http::Request) {
         let handler = lock(state).control.clone();
         let reply = match handler {
             Some(handler) => handler(control),
-            None => (404, r#"{"error":"no control API on this store"}"#.to_string()),
+            None => (
+                404,
+                r#"{"error":"no control API on this store"}"#.to_string(),
+            ),
         };
         return respond(request, reply.0, reply.1.into_bytes());
     }
@@ -357,7 +357,13 @@ mod tests {
         let signature = worker.sign_personal(signed.as_bytes());
         assert!(verify_upload(&task, &archive, worker.address(), &signature).is_ok());
         assert!(verify_upload(&task, b"other", worker.address(), &signature).is_err());
-        assert!(verify_upload(&TaskId::from([2; 32]), &archive, worker.address(), &signature).is_err());
+        assert!(verify_upload(
+            &TaskId::from([2; 32]),
+            &archive,
+            worker.address(),
+            &signature
+        )
+        .is_err());
         assert!(verify_upload(&task, &archive, Address([9; 20]), &signature).is_err());
     }
 }

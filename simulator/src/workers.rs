@@ -22,8 +22,8 @@ use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::envelope::{Envelope, SequenceTracker};
 use edgepool_protocol::hash::{keccak256_concat, sha256};
 use edgepool_protocol::messages::{
-    Accept, Assignment, CapacityAdvertisement, Contribution, CpuInfo, Heartbeat, Message, Reveal,
-    ResultUploaded, StatusUpdate, TaskLimits,
+    Accept, Assignment, CapacityAdvertisement, Contribution, CpuInfo, Heartbeat, Message,
+    ResultUploaded, Reveal, StatusUpdate, TaskLimits,
 };
 use edgepool_protocol::primitives::{Address, Digest, TaskId};
 use edgepool_protocol::result_archive::zip_tree;
@@ -202,7 +202,8 @@ pub fn simulated_result(assignment: &Assignment, lie: bool) -> Option<(Digest, V
 impl Worker {
     fn run(&mut self, host: &str, port: u16, stop: &AtomicBool) {
         let address = self.signer.address();
-        let mut options = MqttOptions::new(format!("sim-{}", &address.to_string()[2..14]), host, port);
+        let mut options =
+            MqttOptions::new(format!("sim-{}", &address.to_string()[2..14]), host, port);
         options.set_keep_alive(Duration::from_secs(5));
         options.set_clean_session(true);
         options.set_last_will(LastWill::new(
@@ -216,7 +217,12 @@ impl Worker {
         let mut crash_at: Option<Instant> = None;
         loop {
             if stop.load(Ordering::SeqCst) {
-                let _ = client.publish(self.prefix.presence(address), QoS::AtLeastOnce, true, Presence::Offline.as_bytes().to_vec());
+                let _ = client.publish(
+                    self.prefix.presence(address),
+                    QoS::AtLeastOnce,
+                    true,
+                    Presence::Offline.as_bytes().to_vec(),
+                );
                 let _ = client.try_disconnect();
                 // Let the event loop flush the last publications and the DISCONNECT.
                 let until = Instant::now() + Duration::from_millis(300);
@@ -239,7 +245,12 @@ impl Worker {
             match connection.recv_timeout(Duration::from_millis(50)) {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                     let _ = client.try_subscribe(self.prefix.inbox(address), QoS::AtLeastOnce);
-                    let _ = client.try_publish(self.prefix.presence(address), QoS::AtLeastOnce, true, Presence::Online.as_bytes().to_vec());
+                    let _ = client.try_publish(
+                        self.prefix.presence(address),
+                        QoS::AtLeastOnce,
+                        true,
+                        Presence::Online.as_bytes().to_vec(),
+                    );
                     let capacity = Message::Capacity(self.capacity());
                     self.publish(&client, &self.prefix.capacity(address), &capacity, true);
                 }
@@ -256,7 +267,8 @@ impl Worker {
                 next_heartbeat = now + Duration::from_millis(self.timing.heartbeat_ms);
                 let heartbeat = Message::Heartbeat(Heartbeat {
                     running_tasks: u32::try_from(self.tasks.len()).unwrap_or(u32::MAX),
-                    free_slots: 4u32.saturating_sub(u32::try_from(self.tasks.len()).unwrap_or(u32::MAX)),
+                    free_slots: 4u32
+                        .saturating_sub(u32::try_from(self.tasks.len()).unwrap_or(u32::MAX)),
                     free_memory_bytes: 1 << 30,
                     free_disk_bytes: 1 << 30,
                     accepting: true,
@@ -283,7 +295,11 @@ impl Worker {
     fn capacity(&self) -> CapacityAdvertisement {
         CapacityAdvertisement {
             worker: self.signer.address(),
-            agent_version: format!("edgepool-sim {} ({})", env!("CARGO_PKG_VERSION"), self.behaviour.as_str()),
+            agent_version: format!(
+                "edgepool-sim {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                self.behaviour.as_str()
+            ),
             cpu: CpuInfo {
                 model: "simulated".into(),
                 cores: 1,
@@ -311,7 +327,12 @@ impl Worker {
     /// Handles an inbox message; returns when to crash, for a crashing worker.
     fn on_inbox(&mut self, client: &Client, topic: &str, payload: &[u8]) -> Option<Instant> {
         let opened = Envelope::open(payload, topic).ok()?;
-        if opened.sender != self.scheduler || self.inbox_seq.check_and_accept(opened.sender, opened.seq).is_err() {
+        if opened.sender != self.scheduler
+            || self
+                .inbox_seq
+                .check_and_accept(opened.sender, opened.seq)
+                .is_err()
+        {
             return None;
         }
         let address = self.signer.address();
@@ -324,7 +345,8 @@ impl Worker {
                     return None;
                 }
                 let task_id = assignment.task_id;
-                let (digest, archive) = simulated_result(&assignment, self.behaviour == Behaviour::Liar)?;
+                let (digest, archive) =
+                    simulated_result(&assignment, self.behaviour == Behaviour::Liar)?;
                 self.publish(client, &outbox, &Message::Accept(Accept { task_id }), false);
                 let status = Message::StatusUpdate(StatusUpdate {
                     task_id,
@@ -337,10 +359,20 @@ impl Worker {
                 let compute = Duration::from_millis(self.timing.compute_ms);
                 let contribute_at = match self.behaviour {
                     Behaviour::Honest | Behaviour::Liar => Some(Instant::now() + compute),
-                    Behaviour::Slow => Some(Instant::now() + Duration::from_millis(self.timing.slow_ms)),
+                    Behaviour::Slow => {
+                        Some(Instant::now() + Duration::from_millis(self.timing.slow_ms))
+                    }
                     Behaviour::Silent | Behaviour::Crashing => None,
                 };
-                self.tasks.insert(task_id, SimTask { assignment, contribute_at, digest, archive });
+                self.tasks.insert(
+                    task_id,
+                    SimTask {
+                        assignment,
+                        contribute_at,
+                        digest,
+                        archive,
+                    },
+                );
                 if self.behaviour == Behaviour::Crashing {
                     return Some(Instant::now() + compute);
                 }
@@ -349,13 +381,19 @@ impl Worker {
                 let task = self.tasks.get(&n.task_id)?;
                 match n.kind {
                     NotificationType::PleaseReveal => {
-                        let reveal = Message::Reveal(Reveal { task_id: n.task_id, result_digest: task.digest });
+                        let reveal = Message::Reveal(Reveal {
+                            task_id: n.task_id,
+                            result_digest: task.digest,
+                        });
                         self.publish(client, &outbox, &reveal, false);
                     }
                     NotificationType::PleaseUpload => {
                         let proxy = task.assignment.deal.result_storage_proxy.clone()?;
                         let link = upload(&self.signer, &proxy, &n.task_id, &task.archive).ok()?;
-                        let done = Message::ResultUploaded(ResultUploaded { task_id: n.task_id, result_link: link });
+                        let done = Message::ResultUploaded(ResultUploaded {
+                            task_id: n.task_id,
+                            result_link: link,
+                        });
                         self.publish(client, &outbox, &done, false);
                     }
                     NotificationType::PleaseComplete
@@ -378,14 +416,22 @@ impl Worker {
 ///
 /// # Errors
 /// A message when the proxy is not `http://host:port`, the connection fails or the store refuses.
-pub fn upload(signer: &Signer, proxy: &str, task_id: &TaskId, archive: &[u8]) -> Result<String, String> {
+pub fn upload(
+    signer: &Signer,
+    proxy: &str,
+    task_id: &TaskId,
+    archive: &[u8],
+) -> Result<String, String> {
     let authority = proxy
         .strip_prefix("http://")
         .ok_or_else(|| format!("expected an http:// store, found {proxy:?}"))?
         .trim_end_matches('/');
-    let token = signer.sign_personal(keccak256_concat(&[task_id.as_bytes(), sha256(archive).as_bytes()]).as_bytes());
+    let token = signer.sign_personal(
+        keccak256_concat(&[task_id.as_bytes(), sha256(archive).as_bytes()]).as_bytes(),
+    );
     let path = format!("/results/{task_id}");
-    let mut stream = TcpStream::connect(authority).map_err(|e| format!("connecting to {authority}: {e}"))?;
+    let mut stream =
+        TcpStream::connect(authority).map_err(|e| format!("connecting to {authority}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let head = format!(
         "PUT {path} HTTP/1.1\r\nHost: {authority}\r\n{WORKER_HEADER}: {}\r\n{SIGNATURE_HEADER}: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

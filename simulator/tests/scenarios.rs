@@ -50,9 +50,17 @@ fn a_real_agent_completes_a_task_without_dataset_and_its_upload_is_the_consensus
     let outcome = run("basic.toml");
     let task = &outcome.report.tasks[0];
     assert_eq!(task.status, "COMPLETED");
-    assert!(task.result_link.as_deref().unwrap().ends_with(&format!("/results/{}", task.task_id)));
+    assert!(task
+        .result_link
+        .as_deref()
+        .unwrap()
+        .ends_with(&format!("/results/{}", task.task_id)));
     assert_eq!(task.revealers.len(), 1);
-    assert!(outcome.report.refused.is_empty(), "{:?}", outcome.report.refused);
+    assert!(
+        outcome.report.refused.is_empty(),
+        "{:?}",
+        outcome.report.refused
+    );
 }
 
 #[test]
@@ -76,8 +84,14 @@ fn silent_and_crashing_workers_are_replaced_and_the_task_completes() {
         .iter()
         .map(|r| (r.kind.clone().unwrap_or_default(), r.state.clone()))
         .collect();
-    assert!(states.contains(&("silent".into(), "TIMEOUT".into())), "{states:?}");
-    assert!(states.contains(&("crashing".into(), "WORKER_LOST".into())), "{states:?}");
+    assert!(
+        states.contains(&("silent".into(), "TIMEOUT".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("crashing".into(), "WORKER_LOST".into())),
+        "{states:?}"
+    );
 }
 
 #[test]

@@ -13,7 +13,11 @@ fn get(url: &str) -> (u16, Vec<u8>) {
     let rest = url.strip_prefix("http://").unwrap();
     let (authority, path) = rest.split_once('/').unwrap();
     let mut stream = std::net::TcpStream::connect(authority).unwrap();
-    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -38,7 +42,9 @@ fn uploads_need_a_valid_token_from_an_allowed_worker_and_are_served_back() {
     assert!(store.result(&task).is_none());
     store.allow_upload(task, worker.address());
     // Someone else's token is refused even for an allowed task.
-    assert!(upload(&stranger, &store.base_url(), &task, b"zip").unwrap_err().contains("403"));
+    assert!(upload(&stranger, &store.base_url(), &task, b"zip")
+        .unwrap_err()
+        .contains("403"));
     let link = upload(&worker, &store.base_url(), &task, b"zip").unwrap();
     assert_eq!(link, format!("{}/results/{task}", store.base_url()));
     assert_eq!(get(&link), (200, b"zip".to_vec()));
