@@ -598,10 +598,7 @@ impl PoolCore {
     fn place(&mut self, now_ms: u64) {
         let ids: Vec<TaskId> = self.order.clone();
         for task_id in ids {
-            loop {
-                let Some(book) = self.tasks.get(&task_id) else {
-                    break;
-                };
+            while let Some(book) = self.tasks.get(&task_id) {
                 let run = self.scheduler.task(&task_id);
                 if run.is_some_and(|r| r.phase != Phase::Contributing) {
                     break;

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub verbose: bool,
 }
 
+/// A fault, the agent to restart and when, and whether it has fired.
+type FaultState = (FaultSpec, Option<(usize, Instant)>, bool);
+
 enum BrokerGuard {
     Embedded(EmbeddedBroker),
     Mosquitto(MosquittoBroker),
@@ -313,7 +316,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         ));
     }
 
-    let mut faults: Vec<(FaultSpec, Option<(usize, Instant)>, bool)> = scenario
+    let mut faults: Vec<FaultState> = scenario
         .faults
         .iter()
         .map(|f| (f.clone(), None, false))
