@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-pub use edgepool_simulator::broker::START_TIMEOUT;
-
 /// A running embedded broker.
 #[derive(Debug)]
 pub struct EmbeddedBroker(edgepool_simulator::broker::EmbeddedBroker);
