@@ -123,3 +123,29 @@ fn every_committed_scenario_parses() {
     }
     assert!(count >= 6, "{count} scenarios");
 }
+
+#[test]
+fn the_demo_outvotes_the_liar_on_every_task_and_its_results_are_the_csv_statistics() {
+    let scenario = Scenario::parse(
+        edgepool_simulator::demo::DEMO_SCENARIO,
+        "demo.toml",
+        &edgepool_simulator::demo::scenarios_dir(),
+    )
+    .unwrap();
+    let outcome = runner::run(
+        &scenario,
+        &RunOptions {
+            broker_url: None,
+            verbose: true,
+        },
+    )
+    .unwrap();
+    assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    assert_eq!(outcome.report.tasks.len(), 2);
+    for task in &outcome.report.tasks {
+        assert_eq!(task.agreed.len(), 3);
+        assert_eq!(task.disagreed.len(), 1);
+        assert_eq!(kind_of(&outcome, &task.disagreed[0]), "liar");
+    }
+    assert!(outcome.elapsed.as_secs() < 60, "{:?}", outcome.elapsed);
+}
