@@ -1,0 +1,97 @@
+//! Where the PoCo ledger plugs in. Every contribution, reveal, finalization and failure that the
+//! pool accepts passes through one [`PocoHooks`] value, in the order the pool handles them, so the
+//! ledger (stakes, rewards, scores: BRIEF §2) sees exactly what the scheduler decides on.
+//!
+//! Until the ledger exists the pool runs with [`NoLedger`]: nothing is refused, nobody is paid,
+//! and the report says who agreed with the consensus and who did not.
+
+use edgepool_protocol::messages::Contribution;
+use edgepool_protocol::primitives::{Address, Bytes32, Digest, TaskId};
+use serde::Serialize;
+
+use crate::scheduler::TaskRun;
+
+/// Who was paid or slashed when a task ended, as the ledger settled it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Settlement {
+    /// Workers rewarded, with the amount as the ledger prints it.
+    pub rewarded: Vec<(Address, String)>,
+    /// Workers slashed, with the amount.
+    pub slashed: Vec<(Address, String)>,
+}
+
+/// A worker's standing on the ledger, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Standing {
+    /// Its score (`None` without a ledger).
+    pub score: Option<u64>,
+    /// Its stake, as the ledger prints it (`None` without a ledger).
+    pub stake: Option<String>,
+}
+
+/// The ledger calls of the pool. Each call happens before the scheduler sees the message (an
+/// `Err` refuses it: the scheduler never counts a contribution the ledger did not record), and
+/// must be idempotent for a redelivered identical message (MQTT QoS 1, agent restarts).
+pub trait PocoHooks: Send {
+    /// A worker contributes to `task` (ledger: `contribute`, worker and enclave signatures, the
+    /// WorkerpoolAuthorization signer, stake locked).
+    ///
+    /// # Errors
+    /// Why the contribution is refused.
+    fn contribute(
+        &mut self,
+        task: &TaskRun,
+        worker: Address,
+        contribution: &Contribution,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let _ = (task, worker, contribution, now_ms);
+        Ok(())
+    }
+
+    /// A worker reveals its digest (ledger: `reveal`).
+    ///
+    /// # Errors
+    /// Why the reveal is refused.
+    fn reveal(
+        &mut self,
+        task: &TaskRun,
+        worker: Address,
+        digest: &Digest,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let _ = (task, worker, digest, now_ms);
+        Ok(())
+    }
+
+    /// The task is final with `result_hash` at `result_link` (ledger: `finalize`: rewards,
+    /// slashes, scores).
+    fn finalize(
+        &mut self,
+        task: &TaskRun,
+        result_hash: Bytes32,
+        result_link: &str,
+        now_ms: u64,
+    ) -> Settlement {
+        let _ = (task, result_hash, result_link, now_ms);
+        Settlement::default()
+    }
+
+    /// The task failed (ledger: `claim` after the final deadline).
+    fn fail(&mut self, task_id: TaskId, reason: &str, now_ms: u64) -> Settlement {
+        let _ = (task_id, reason, now_ms);
+        Settlement::default()
+    }
+
+    /// A worker's score and stake.
+    fn standing(&self, worker: Address) -> Standing {
+        let _ = worker;
+        Standing::default()
+    }
+}
+
+/// No ledger: accepts everything, settles nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLedger;
+
+impl PocoHooks for NoLedger {}

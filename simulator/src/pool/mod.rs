@@ -1,0 +1,681 @@
+//! The pool's core: the scheduler state machine plus what a real workerpool adds around it (the
+//! worker registry, placement of replicas, lost workers and replicas, the ledger hooks, timings),
+//! without I/O. Inputs are raw MQTT publications and the clock; outputs are publications to
+//! make (sealed with the scheduler's key) and progress lines. [`crate::service`] is its shell.
+//!
+//! Placement: a task starts with `replicas` assignments (at least the deal's trust). While the
+//! largest group of agreeing contributions plus the replicas still expected to contribute is below
+//! the trust, one more worker is chosen: online, with the deal's tags, a free slot, least loaded,
+//! and never one that already held a replica of this task. A replica whose worker goes offline or
+//! silent beyond the heartbeat limit is `WORKER_LOST`; one that has not contributed within the
+//! deal's replica timeout is `TIMEOUT`. Either way the pool ignores it from then on and the
+//! placement rule puts the task on another worker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use edgepool_protocol::envelope::{check_sender_for_topic, Envelope, SequenceTracker};
+use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
+use edgepool_protocol::poco;
+use edgepool_protocol::primitives::{Address, TaskId};
+use edgepool_protocol::signature::Signer;
+use edgepool_protocol::status::NotificationType;
+use edgepool_protocol::topics::{Channel, Presence, Topic, TopicPrefix};
+use serde::Deserialize;
+
+use crate::hooks::{PocoHooks, Settlement};
+use crate::registry::Registry;
+use crate::scheduler::{Action, Phase, ReplicaState, Scheduler, TaskRun};
+
+mod report;
+use crate::store::StoreHandle;
+
+/// A deal submitted to the pool.
+#[derive(Debug, Clone)]
+pub struct DealRequest {
+    /// The deal (its id, app, dataset, trust, tag, volume as `bot_first`/`bot_size`, …).
+    pub deal: DealSummary,
+    /// Per-task limits sent with each assignment.
+    pub limits: TaskLimits,
+    /// Replicas assigned when a task starts (at least the trust).
+    pub replicas: usize,
+    /// A replica that has not contributed this long after its assignment is given up on.
+    pub replica_timeout_ms: Option<u64>,
+}
+
+/// Settings of the pool core.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PoolSettings {
+    /// A worker not heard from for this long is offline (and its pending replicas lost).
+    pub heartbeat_limit_ms: u64,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_limit_ms: 5_000,
+        }
+    }
+}
+
+/// A publication to make.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The topic.
+    pub topic: String,
+    /// The sealed envelope.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct ReplicaBook {
+    assigned_ms: u64,
+    lost: Option<(String, &'static str)>,
+    contributed_ms: Option<u64>,
+    released: bool,
+}
+
+#[derive(Debug, Clone)]
+struct TaskBook {
+    task_index: u64,
+    deal: DealSummary,
+    limits: TaskLimits,
+    initial: usize,
+    replica_timeout_ms: Option<u64>,
+    replicas: BTreeMap<Address, ReplicaBook>,
+    created_ms: u64,
+    consensus_ms: Option<u64>,
+    final_ms: Option<u64>,
+    revealers: BTreeSet<Address>,
+    settlement: Settlement,
+    uploader: Option<Address>,
+}
+
+/// The pool core.
+pub struct PoolCore {
+    settings: PoolSettings,
+    prefix: TopicPrefix,
+    signer: Signer,
+    scheduler: Scheduler,
+    registry: Registry,
+    sequences: SequenceTracker,
+    hooks: Box<dyn PocoHooks>,
+    store: StoreHandle,
+    tasks: BTreeMap<TaskId, TaskBook>,
+    order: Vec<TaskId>,
+    seq: u64,
+    outgoing: Vec<Outgoing>,
+    progress: Vec<String>,
+    refused: Vec<String>,
+}
+
+impl std::fmt::Debug for PoolCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolCore")
+            .field("pool", &self.prefix.pool())
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn short(a: &impl std::fmt::Display) -> String {
+    let s = a.to_string();
+    s.get(..10).unwrap_or(&s).to_string()
+}
+
+impl PoolCore {
+    /// A pool `pool` scheduled with `signer`; its first outgoing sequence number is `now_ms`
+    /// times 1,000, so that a restarted simulator keeps counting up (agents refuse replays).
+    pub fn new(
+        pool: Address,
+        signer: Signer,
+        settings: PoolSettings,
+        hooks: Box<dyn PocoHooks>,
+        store: StoreHandle,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            settings,
+            prefix: TopicPrefix::with_default_base(pool),
+            scheduler: Scheduler::new(signer.clone()),
+            signer,
+            registry: Registry::new(),
+            sequences: SequenceTracker::new(),
+            hooks,
+            store,
+            tasks: BTreeMap::new(),
+            order: Vec::new(),
+            seq: now_ms.saturating_mul(1000),
+            outgoing: Vec::new(),
+            progress: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    /// The topic prefix (`edgepool/v1/{pool}`).
+    pub fn prefix(&self) -> &TopicPrefix {
+        &self.prefix
+    }
+
+    /// The topic filters to subscribe to.
+    pub fn subscriptions(&self) -> [String; 3] {
+        [
+            self.prefix.all_presence(),
+            self.prefix.all_capacity(),
+            self.prefix.all_outbox(),
+        ]
+    }
+
+    /// Publications to make, in order.
+    pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    /// Progress lines for humans, in order.
+    pub fn take_progress(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.progress)
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn refuse(&mut self, why: String) {
+        self.refused.push(why);
+    }
+
+    /// Submits a deal: one task per index of its bag, placed at once if workers are available.
+    ///
+    /// # Errors
+    /// A message when the deal is invalid or one of its tasks already exists.
+    pub fn submit(&mut self, request: DealRequest, now_ms: u64) -> Result<Vec<TaskId>, String> {
+        request.deal.validate().map_err(|e| e.to_string())?;
+        if request.deal.bot_size == 0 {
+            return Err("a deal needs at least one task (volume 0)".into());
+        }
+        let ids: Vec<(u64, TaskId)> = (0..request.deal.bot_size)
+            .map(|i| {
+                let index = request.deal.bot_first + i;
+                (index, poco::task_id(&request.deal.deal_id, index))
+            })
+            .collect();
+        if let Some((_, id)) = ids.iter().find(|(_, id)| self.tasks.contains_key(id)) {
+            return Err(format!("task {id} already exists"));
+        }
+        let required = usize::try_from(request.deal.trust.max(1)).unwrap_or(usize::MAX);
+        for (index, id) in &ids {
+            self.tasks.insert(
+                *id,
+                TaskBook {
+                    task_index: *index,
+                    deal: request.deal.clone(),
+                    limits: request.limits,
+                    initial: request.replicas.max(required),
+                    replica_timeout_ms: request.replica_timeout_ms,
+                    replicas: BTreeMap::new(),
+                    created_ms: now_ms,
+                    consensus_ms: None,
+                    final_ms: None,
+                    revealers: BTreeSet::new(),
+                    settlement: Settlement::default(),
+                    uploader: None,
+                },
+            );
+            self.order.push(*id);
+        }
+        self.progress.push(format!(
+            "deal {} submitted: {} task(s), trust {}, tag {}",
+            short(&request.deal.deal_id),
+            ids.len(),
+            request.deal.trust,
+            request.deal.tag
+        ));
+        self.place(now_ms);
+        Ok(ids.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Handles a publication received on `topic`.
+    pub fn on_publish(&mut self, topic: &str, payload: &[u8], now_ms: u64) {
+        let parsed = match Topic::parse(&self.prefix, topic) {
+            Ok(t) => t,
+            Err(e) => return self.refuse(format!("{topic}: {e}")),
+        };
+        match parsed.channel {
+            Channel::Presence => match Presence::parse(payload) {
+                Ok(Presence::Online) => {
+                    if !self.registry.get(&parsed.worker).is_some_and(|w| w.online) {
+                        self.progress
+                            .push(format!("worker {} online", short(&parsed.worker)));
+                    }
+                    self.registry.presence(parsed.worker, true, now_ms);
+                    self.place(now_ms);
+                }
+                Ok(Presence::Offline) => {
+                    if self.registry.presence(parsed.worker, false, now_ms) {
+                        self.lose_worker(parsed.worker, "presence offline", now_ms);
+                    }
+                }
+                Err(e) => self.refuse(format!("{topic}: {e}")),
+            },
+            Channel::Capacity | Channel::Outbox => {
+                self.on_envelope(&parsed, topic, payload, now_ms)
+            }
+            Channel::Inbox => {}
+        }
+    }
+
+    fn on_envelope(&mut self, parsed: &Topic, topic: &str, payload: &[u8], now_ms: u64) {
+        let opened = match Envelope::open(payload, topic) {
+            Ok(o) => o,
+            Err(e) => return self.refuse(format!("{topic}: {e}")),
+        };
+        if let Err(e) = check_sender_for_topic(&opened, parsed, self.signer.address()) {
+            return self.refuse(format!("{topic}: {e}"));
+        }
+        let worker = opened.sender;
+        match opened.message {
+            Message::Capacity(capacity) => {
+                self.registry.capacity(worker, opened.seq, capacity, now_ms);
+                self.place(now_ms);
+            }
+            message => {
+                // Capacity and outbox share one sequence, but the capacity is a retained
+                // snapshot: only the outbox must grow strictly.
+                if let Err(e) = self.sequences.check_and_accept(worker, opened.seq) {
+                    return self.refuse(format!("{topic}: {e}"));
+                }
+                self.on_message(worker, message, now_ms);
+            }
+        }
+    }
+
+    fn on_message(&mut self, worker: Address, message: Message, now_ms: u64) {
+        let was_online = self.registry.get(&worker).is_some_and(|w| w.online);
+        match &message {
+            Message::Heartbeat(h) => self.registry.heartbeat(worker, h.clone(), now_ms),
+            _ => self.registry.seen(worker, now_ms),
+        }
+        if !was_online {
+            self.progress
+                .push(format!("worker {} online", short(&worker)));
+        }
+        let Some(task_id) = message.task_id() else {
+            return self.place(now_ms);
+        };
+        let Some(book) = self.tasks.get(&task_id) else {
+            return self.refuse(format!(
+                "{} from {worker} for unknown task {task_id}",
+                message.kind().as_str()
+            ));
+        };
+        if let Some((why, _)) = book.replicas.get(&worker).and_then(|r| r.lost.clone()) {
+            return self.refuse(format!(
+                "{} from {worker} for {task_id} ignored: its replica was given up ({why})",
+                message.kind().as_str()
+            ));
+        }
+        // The ledger sees contributions and reveals before the scheduler counts them.
+        if let Some(run) = self.scheduler.task(&task_id) {
+            let hooked = match &message {
+                Message::Contribution(c) => self.hooks.contribute(run, worker, c, now_ms),
+                Message::Reveal(r) => self.hooks.reveal(run, worker, &r.result_digest, now_ms),
+                _ => Ok(()),
+            };
+            if let Err(why) = hooked {
+                return self.refuse(format!(
+                    "ledger refused {} from {worker}: {why}",
+                    message.kind().as_str()
+                ));
+            }
+        }
+        let actions = match self.scheduler.handle(worker, &message, now_ms) {
+            Ok(actions) => actions,
+            Err(e) => {
+                return self.refuse(format!("{} from {worker}: {e}", message.kind().as_str()))
+            }
+        };
+        match &message {
+            Message::Contribution(c) => {
+                if let Some(r) = self
+                    .tasks
+                    .get_mut(&task_id)
+                    .and_then(|b| b.replicas.get_mut(&worker))
+                {
+                    r.contributed_ms.get_or_insert(now_ms);
+                }
+                self.progress.push(format!(
+                    "task {}: {} contributed {}",
+                    short(&task_id),
+                    short(&worker),
+                    short(&c.result_hash)
+                ));
+            }
+            Message::Reveal(_) => {
+                if let Some(b) = self.tasks.get_mut(&task_id) {
+                    b.revealers.insert(worker);
+                }
+            }
+            Message::Decline(d) => {
+                self.release(task_id, worker);
+                self.progress.push(format!(
+                    "task {}: {} declined ({})",
+                    short(&task_id),
+                    short(&worker),
+                    d.cause
+                ));
+            }
+            _ => {}
+        }
+        self.perform(actions, now_ms);
+        self.place(now_ms);
+    }
+
+    /// Enforces deadlines, heartbeats and replica timeouts at `now_ms`, then places replicas.
+    pub fn tick(&mut self, now_ms: u64) {
+        for worker in self
+            .registry
+            .expire(now_ms, self.settings.heartbeat_limit_ms)
+        {
+            self.lose_worker(worker, "no heartbeat within the limit", now_ms);
+        }
+        let mut timed_out = Vec::new();
+        for (task_id, book) in &self.tasks {
+            let (Some(timeout), Some(run)) =
+                (book.replica_timeout_ms, self.scheduler.task(task_id))
+            else {
+                continue;
+            };
+            if run.phase != Phase::Contributing {
+                continue;
+            }
+            for (worker, r) in &book.replicas {
+                let pending = run.replicas.get(worker).is_some_and(|s| {
+                    matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                });
+                if pending && r.lost.is_none() && now_ms.saturating_sub(r.assigned_ms) > timeout {
+                    timed_out.push((*task_id, *worker));
+                }
+            }
+        }
+        for (task_id, worker) in timed_out {
+            self.give_up(
+                task_id,
+                worker,
+                "no contribution within the replica timeout".into(),
+                "TIMEOUT",
+                now_ms,
+            );
+            self.notify(
+                worker,
+                task_id,
+                NotificationType::PleaseAbortContributionTimeout,
+                now_ms,
+            );
+        }
+        let actions = self.scheduler.tick(now_ms);
+        self.perform(actions, now_ms);
+        self.place(now_ms);
+    }
+
+    fn lose_worker(&mut self, worker: Address, why: &str, now_ms: u64) {
+        self.registry.count_lost(worker);
+        self.progress
+            .push(format!("worker {} lost: {why}", short(&worker)));
+        let pending: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(id, book)| {
+                book.replicas.get(&worker).is_some_and(|r| r.lost.is_none())
+                    && self.scheduler.task(id).is_some_and(|run| {
+                        run.phase == Phase::Contributing
+                            && run.replicas.get(&worker).is_some_and(|s| {
+                                matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                            })
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for task_id in pending {
+            self.give_up(task_id, worker, why.to_string(), "WORKER_LOST", now_ms);
+        }
+        self.place(now_ms);
+    }
+
+    fn give_up(
+        &mut self,
+        task_id: TaskId,
+        worker: Address,
+        why: String,
+        state: &'static str,
+        now_ms: u64,
+    ) {
+        let _ = now_ms;
+        if let Some(r) = self
+            .tasks
+            .get_mut(&task_id)
+            .and_then(|b| b.replicas.get_mut(&worker))
+        {
+            r.lost = Some((why.clone(), state));
+        }
+        self.release(task_id, worker);
+        self.progress.push(format!(
+            "task {}: replica of {} {state} ({why}); placing it elsewhere",
+            short(&task_id),
+            short(&worker)
+        ));
+    }
+
+    fn release(&mut self, task_id: TaskId, worker: Address) {
+        if let Some(r) = self
+            .tasks
+            .get_mut(&task_id)
+            .and_then(|b| b.replicas.get_mut(&worker))
+        {
+            if !r.released {
+                r.released = true;
+                self.registry.released(worker);
+            }
+        }
+    }
+
+    fn notify(&mut self, worker: Address, task_id: TaskId, kind: NotificationType, now_ms: u64) {
+        let action = crate::scheduler::Action::Send {
+            worker,
+            message: Message::Notification(edgepool_protocol::messages::Notification {
+                task_id,
+                kind,
+                deadline_ms: None,
+                detail: None,
+            }),
+        };
+        self.perform(vec![action], now_ms);
+    }
+
+    /// Seals and queues sends; settles final tasks through the hooks.
+    fn perform(&mut self, actions: Vec<Action>, now_ms: u64) {
+        for action in actions {
+            match action {
+                Action::Send { worker, message } => self.send(worker, message, now_ms),
+                Action::Finalized {
+                    task_id,
+                    result_hash,
+                    result_link,
+                } => {
+                    let settlement = match self.scheduler.task(&task_id) {
+                        Some(run) => self.hooks.finalize(run, result_hash, &result_link, now_ms),
+                        None => Settlement::default(),
+                    };
+                    let pending = self.pending_replicas(&task_id);
+                    if let Some(book) = self.tasks.get_mut(&task_id) {
+                        book.final_ms = Some(now_ms);
+                        book.settlement = settlement;
+                    }
+                    for worker in pending {
+                        self.notify(
+                            worker,
+                            task_id,
+                            NotificationType::PleaseAbortConsensusReached,
+                            now_ms,
+                        );
+                    }
+                    self.progress.push(format!(
+                        "task {} COMPLETED: consensus {} at {result_link}",
+                        short(&task_id),
+                        short(&result_hash)
+                    ));
+                }
+                Action::Failed { task_id, reason } => {
+                    let settlement = self.hooks.fail(task_id, &reason, now_ms);
+                    let workers: Vec<Address> = self
+                        .tasks
+                        .get(&task_id)
+                        .map(|b| b.replicas.keys().copied().collect())
+                        .unwrap_or_default();
+                    for w in workers {
+                        self.release(task_id, w);
+                    }
+                    if let Some(book) = self.tasks.get_mut(&task_id) {
+                        book.final_ms = Some(now_ms);
+                        book.settlement = settlement;
+                    }
+                    self.progress
+                        .push(format!("task {} FAILED: {reason}", short(&task_id)));
+                }
+            }
+        }
+    }
+
+    /// Replicas assigned, not lost, that have not contributed.
+    fn pending_replicas(&self, task_id: &TaskId) -> Vec<Address> {
+        let (Some(book), Some(run)) = (self.tasks.get(task_id), self.scheduler.task(task_id))
+        else {
+            return Vec::new();
+        };
+        run.replicas
+            .iter()
+            .filter(|(w, s)| {
+                matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                    && book.replicas.get(w).is_some_and(|r| r.lost.is_none())
+            })
+            .map(|(w, _)| *w)
+            .collect()
+    }
+
+    fn send(&mut self, worker: Address, message: Message, now_ms: u64) {
+        if let Message::Notification(n) = &message {
+            match n.kind {
+                NotificationType::PleaseUpload => {
+                    self.store.allow_upload(n.task_id, worker);
+                    if let Some(b) = self.tasks.get_mut(&n.task_id) {
+                        b.uploader = Some(worker);
+                    }
+                }
+                NotificationType::PleaseReveal => {
+                    if let Some(b) = self.tasks.get_mut(&n.task_id) {
+                        b.consensus_ms.get_or_insert(now_ms);
+                    }
+                }
+                NotificationType::PleaseComplete
+                | NotificationType::PleaseAbort
+                | NotificationType::PleaseAbortConsensusReached
+                | NotificationType::PleaseAbortContributionTimeout => {
+                    self.release(n.task_id, worker)
+                }
+                _ => {}
+            }
+        }
+        self.seq += 1;
+        let topic = self.prefix.inbox(worker);
+        match Envelope::seal(&self.signer, &topic, self.seq, now_ms, &message) {
+            Ok(payload) => self.outgoing.push(Outgoing { topic, payload }),
+            Err(e) => self.refuse(format!(
+                "sealing {} for {worker}: {e}",
+                message.kind().as_str()
+            )),
+        }
+    }
+
+    /// Puts replicas where tasks need them (see the module documentation).
+    fn place(&mut self, now_ms: u64) {
+        let ids: Vec<TaskId> = self.order.clone();
+        for task_id in ids {
+            while let Some(book) = self.tasks.get(&task_id) {
+                let run = self.scheduler.task(&task_id);
+                if run.is_some_and(|r| r.phase != Phase::Contributing) {
+                    break;
+                }
+                let required = usize::try_from(book.deal.trust.max(1)).unwrap_or(usize::MAX);
+                let (best, pending) = run.map_or((0, 0), |r| tally(r, book));
+                // The first `initial` replicas go out at once; after that, only what the
+                // consensus still needs.
+                if book.replicas.len() >= book.initial && best + pending >= required {
+                    break;
+                }
+                let exclude: Vec<Address> = book.replicas.keys().copied().collect();
+                let Some(worker) = self
+                    .registry
+                    .candidates(book.deal.tag, &exclude)
+                    .first()
+                    .copied()
+                else {
+                    break;
+                };
+                let (deal, index, limits) = (book.deal.clone(), book.task_index, book.limits);
+                match self.scheduler.assign(
+                    &deal,
+                    index,
+                    worker,
+                    limits,
+                    edgepool_protocol::primitives::Address::ZERO,
+                    now_ms,
+                ) {
+                    Ok(actions) => {
+                        self.registry.assigned(worker);
+                        if let Some(b) = self.tasks.get_mut(&task_id) {
+                            if b.replicas.is_empty() {
+                                b.created_ms = now_ms;
+                            }
+                            b.replicas.insert(
+                                worker,
+                                ReplicaBook {
+                                    assigned_ms: now_ms,
+                                    lost: None,
+                                    contributed_ms: None,
+                                    released: false,
+                                },
+                            );
+                        }
+                        self.progress.push(format!(
+                            "task {}: assigned to {}",
+                            short(&task_id),
+                            short(&worker)
+                        ));
+                        self.perform(actions, now_ms);
+                    }
+                    Err(e) => {
+                        self.refuse(format!("assigning {task_id} to {worker}: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// (size of the largest group of agreeing contributions, replicas still expected to contribute).
+fn tally(run: &TaskRun, book: &TaskBook) -> (usize, usize) {
+    let mut groups: BTreeMap<_, usize> = BTreeMap::new();
+    let mut pending = 0;
+    for (worker, replica) in &run.replicas {
+        if let Some(c) = &replica.contribution {
+            *groups.entry(c.result_hash).or_default() += 1;
+        } else if matches!(
+            replica.state,
+            ReplicaState::Assigned | ReplicaState::Accepted
+        ) && book.replicas.get(worker).is_some_and(|r| r.lost.is_none())
+        {
+            pending += 1;
+        }
+    }
+    (groups.values().copied().max().unwrap_or(0), pending)
+}

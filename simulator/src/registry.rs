@@ -1,0 +1,236 @@
+//! The worker registry: who is online, what each worker offers, how loaded it is, and who has
+//! gone silent. Pure: time is an argument.
+//!
+//! A worker is *online* from its `online` presence (or any signed message) until its `offline`
+//! presence (the last will included) or until nothing was heard from it for the heartbeat limit.
+
+use std::collections::BTreeMap;
+
+use edgepool_protocol::messages::{CapacityAdvertisement, Heartbeat};
+use edgepool_protocol::primitives::Address;
+use edgepool_protocol::tags::Tag;
+
+/// What the registry knows of one worker.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerEntry {
+    /// Online (presence, and heard from within the heartbeat limit).
+    pub online: bool,
+    /// Its last capacity advertisement (the highest sequence seen).
+    pub capacity: Option<CapacityAdvertisement>,
+    /// The sequence number of that advertisement.
+    pub capacity_seq: u64,
+    /// Its last heartbeat.
+    pub heartbeat: Option<Heartbeat>,
+    /// When it was last heard from (unix ms).
+    pub last_seen_ms: u64,
+    /// Replicas assigned to it and not yet final.
+    pub active: u32,
+    /// Replicas ever assigned to it.
+    pub assigned_total: u32,
+    /// Times it was declared lost.
+    pub lost_count: u32,
+}
+
+impl WorkerEntry {
+    /// Slots it advertised (1 when unknown).
+    pub fn slots(&self) -> u32 {
+        self.capacity.as_ref().map_or(1, |c| c.slots.max(1))
+    }
+
+    /// Whether it can take one more replica of a deal tagged `tag`.
+    pub fn can_take(&self, tag: Tag) -> bool {
+        let tags_ok = self.capacity.as_ref().is_some_and(|c| c.tags.contains(tag));
+        let accepting = self.heartbeat.as_ref().is_none_or(|h| h.accepting);
+        self.online && tags_ok && accepting && self.active < self.slots()
+    }
+}
+
+/// Every worker of the pool.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    workers: BTreeMap<Address, WorkerEntry>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A worker, if known.
+    pub fn get(&self, worker: &Address) -> Option<&WorkerEntry> {
+        self.workers.get(worker)
+    }
+
+    /// Every worker.
+    pub fn iter(&self) -> impl Iterator<Item = (&Address, &WorkerEntry)> {
+        self.workers.iter()
+    }
+
+    /// Workers online.
+    pub fn online_count(&self) -> usize {
+        self.workers.values().filter(|w| w.online).count()
+    }
+
+    fn entry(&mut self, worker: Address) -> &mut WorkerEntry {
+        self.workers.entry(worker).or_default()
+    }
+
+    /// Presence `online` (true) or `offline` (false). Returns true when the worker went offline.
+    pub fn presence(&mut self, worker: Address, online: bool, now_ms: u64) -> bool {
+        let entry = self.entry(worker);
+        let was = entry.online;
+        entry.online = online;
+        if online {
+            entry.last_seen_ms = now_ms;
+        }
+        was && !online
+    }
+
+    /// A capacity advertisement with sequence `seq` (older ones than the kept one are ignored).
+    pub fn capacity(
+        &mut self,
+        worker: Address,
+        seq: u64,
+        capacity: CapacityAdvertisement,
+        now_ms: u64,
+    ) {
+        let entry = self.entry(worker);
+        if entry.capacity.is_none() || seq >= entry.capacity_seq {
+            entry.capacity = Some(capacity);
+            entry.capacity_seq = seq;
+        }
+        entry.last_seen_ms = now_ms;
+    }
+
+    /// Any signed outbox message: the worker is alive.
+    pub fn seen(&mut self, worker: Address, now_ms: u64) {
+        let entry = self.entry(worker);
+        entry.last_seen_ms = now_ms;
+        entry.online = true;
+    }
+
+    /// A heartbeat.
+    pub fn heartbeat(&mut self, worker: Address, heartbeat: Heartbeat, now_ms: u64) {
+        self.seen(worker, now_ms);
+        self.entry(worker).heartbeat = Some(heartbeat);
+    }
+
+    /// Marks online workers not heard from for more than `limit_ms` as offline; returns them.
+    pub fn expire(&mut self, now_ms: u64, limit_ms: u64) -> Vec<Address> {
+        let mut lost = Vec::new();
+        for (address, entry) in &mut self.workers {
+            if entry.online && now_ms.saturating_sub(entry.last_seen_ms) > limit_ms {
+                entry.online = false;
+                lost.push(*address);
+            }
+        }
+        lost
+    }
+
+    /// One more replica on `worker`.
+    pub fn assigned(&mut self, worker: Address) {
+        let entry = self.entry(worker);
+        entry.active += 1;
+        entry.assigned_total += 1;
+    }
+
+    /// One replica of `worker` is final (completed, aborted, declined or lost).
+    pub fn released(&mut self, worker: Address) {
+        let entry = self.entry(worker);
+        entry.active = entry.active.saturating_sub(1);
+    }
+
+    /// `worker` was declared lost once more.
+    pub fn count_lost(&mut self, worker: Address) {
+        self.entry(worker).lost_count += 1;
+    }
+
+    /// Workers that can take a replica of a deal tagged `tag`, excluding `exclude`, least loaded
+    /// first (active replicas over slots), then by address so that placement is reproducible.
+    pub fn candidates(&self, tag: Tag, exclude: &[Address]) -> Vec<Address> {
+        let mut found: Vec<(u64, Address)> = self
+            .workers
+            .iter()
+            .filter(|(a, w)| w.can_take(tag) && !exclude.contains(a))
+            .map(|(a, w)| {
+                // Load in thousandths, so that 1 of 2 slots ranks before 1 of 1.
+                let load = u64::from(w.active) * 1000 / u64::from(w.slots());
+                (load, *a)
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, a)| a).collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use edgepool_protocol::messages::{CpuInfo, TaskLimits};
+
+    fn capacity(worker: Address, slots: u32, tags: Tag) -> CapacityAdvertisement {
+        CapacityAdvertisement {
+            worker,
+            agent_version: "test".into(),
+            cpu: CpuInfo {
+                model: "cpu".into(),
+                cores: 1,
+                threads: 1,
+                arch: "x86_64".into(),
+            },
+            ram_bytes: 1 << 30,
+            disk_free_bytes: 1 << 30,
+            gpus: Vec::new(),
+            tee: None,
+            tags,
+            slots,
+            limits: TaskLimits::default(),
+            fuel_per_second: 1,
+        }
+    }
+
+    #[test]
+    fn placement_prefers_the_least_loaded_worker_and_skips_full_excluded_and_offline_ones() {
+        let (a, b, c, d) = (
+            Address([1; 20]),
+            Address([2; 20]),
+            Address([3; 20]),
+            Address([4; 20]),
+        );
+        let mut registry = Registry::new();
+        for (w, slots) in [(a, 1), (b, 2), (c, 1), (d, 1)] {
+            registry.presence(w, true, 0);
+            registry.capacity(w, 1, capacity(w, slots, Tag::NONE), 0);
+        }
+        registry.assigned(b);
+        registry.presence(d, false, 0);
+        assert_eq!(registry.candidates(Tag::NONE, &[]), vec![a, c, b]);
+        registry.assigned(a);
+        assert_eq!(registry.candidates(Tag::NONE, &[c]), vec![b]);
+        registry.released(a);
+        assert_eq!(registry.candidates(Tag::NONE, &[]), vec![a, c, b]);
+    }
+
+    #[test]
+    fn a_worker_silent_beyond_the_limit_expires_once() {
+        let a = Address([1; 20]);
+        let mut registry = Registry::new();
+        registry.presence(a, true, 1_000);
+        assert!(registry.expire(3_000, 5_000).is_empty());
+        assert_eq!(registry.expire(6_001, 5_000), vec![a]);
+        assert!(registry.expire(9_000, 5_000).is_empty());
+        assert!(!registry.get(&a).unwrap().online);
+    }
+
+    #[test]
+    fn a_worker_without_the_deals_tags_is_not_a_candidate() {
+        let a = Address([1; 20]);
+        let mut registry = Registry::new();
+        registry.presence(a, true, 0);
+        registry.capacity(a, 1, capacity(a, 1, Tag::NONE), 0);
+        let tee: Tag = "tee".parse().unwrap();
+        assert!(registry.candidates(tee, &[]).is_empty());
+    }
+}

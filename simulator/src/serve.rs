@@ -1,0 +1,360 @@
+//! `edgepool-sim serve`, `deal` and `report`: a long-running local workerpool for external
+//! agents, and the two clients of its control API (`/control/…` on the store).
+//!
+//! `serve` keeps its identity in `--state DIR` (`scheduler.key`, `pool.address`, so a restart
+//! keeps the addresses agents were configured with), writes `DIR/serve.json` (broker, store,
+//! pool, scheduler: what `deal` and `report` read to find it) and, when the agent binary is
+//! available, a ready agent (`DIR/agent/agent.toml`, its keystore and password file).
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use edgepool_protocol::hash::sha256;
+use edgepool_protocol::messages::{AppRef, DatasetRef, DealSummary, TaskLimits};
+use edgepool_protocol::primitives::{Address, DealId, Digest};
+use edgepool_protocol::signature::Signer;
+use edgepool_protocol::tags::Tag;
+use serde::{Deserialize, Serialize};
+
+use crate::broker::EmbeddedBroker;
+use crate::hooks::NoLedger;
+use crate::pool::{DealRequest, PoolSettings};
+use crate::service::{now_ms, Pool, PoolRemote};
+use crate::store::{ControlRequest, Store, StoreHandle};
+
+/// What `serve` writes to `STATE/serve.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServeInfo {
+    /// The broker URL.
+    pub broker: String,
+    /// The store (and control API) base URL.
+    pub store: String,
+    /// The workerpool address.
+    pub pool: Address,
+    /// The scheduler address.
+    pub scheduler: Address,
+}
+
+/// A file sent with a deal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamedFile {
+    /// File name.
+    pub name: String,
+    /// Base64 content.
+    pub base64: String,
+}
+
+/// The body of `POST /control/deals`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DealBody {
+    /// The app module.
+    pub app: NamedFile,
+    /// The dataset.
+    pub dataset: Option<NamedFile>,
+    /// Input files.
+    pub input_files: Vec<NamedFile>,
+    /// `iexec_args`.
+    pub args: String,
+    /// Tag names, comma-separated.
+    pub tag: String,
+    /// Trust.
+    pub trust: u64,
+    /// Category reference time (s).
+    pub time_ref_secs: u64,
+    /// Tasks.
+    pub volume: u64,
+    /// Initial replicas.
+    pub replicas: usize,
+}
+
+fn state_file(state: &Path, name: &str) -> PathBuf {
+    state.join(name)
+}
+
+/// Runs `serve` until the process is stopped.
+///
+/// # Errors
+/// When the state, broker, store or pool cannot be set up.
+pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let key_path = state_file(state, "scheduler.key");
+    let signer = match std::fs::read_to_string(&key_path) {
+        Ok(hex) => Signer::from_hex(hex.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?,
+        Err(_) => {
+            let signer = Signer::random(&mut rand::thread_rng());
+            let secret = signer.secret_bytes();
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&key_path, &hex)?;
+            signer
+        }
+    };
+    let pool_path = state_file(state, "pool.address");
+    let pool_address: Address = match std::fs::read_to_string(&pool_path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", pool_path.display()))?,
+        Err(_) => {
+            let a = Address(rand::random());
+            std::fs::write(&pool_path, a.to_string())?;
+            a
+        }
+    };
+    let _embedded;
+    let broker_url = match broker_url {
+        Some(url) => url,
+        None => {
+            let b = EmbeddedBroker::start()?;
+            let url = b.url();
+            _embedded = b;
+            url
+        }
+    };
+    let store = Store::start().map_err(anyhow::Error::msg)?;
+    let (progress_tx, progress) = std::sync::mpsc::channel();
+    let pool = Pool::start(
+        &broker_url,
+        pool_address,
+        signer,
+        PoolSettings::default(),
+        Box::new(NoLedger),
+        store.handle(),
+        Some(progress_tx),
+    )?;
+    let remote = pool.remote();
+    let publisher = store.handle();
+    store.set_control(move |request| control(&remote, &publisher, request));
+    let info = ServeInfo {
+        broker: broker_url.clone(),
+        store: store.base_url(),
+        pool: pool_address,
+        scheduler: pool.scheduler(),
+    };
+    std::fs::write(
+        state_file(state, "serve.json"),
+        serde_json::to_vec_pretty(&info)?,
+    )?;
+    println!("broker     {}", info.broker);
+    println!("store      {}", info.store);
+    println!("pool       {}", info.pool);
+    println!("scheduler  {}", info.scheduler);
+    match crate::agents::agent_binary() {
+        Ok(bin) => {
+            let dir = state.join("agent");
+            std::fs::create_dir_all(&dir)?;
+            let (config, worker) =
+                crate::agents::init(&bin, &dir, &broker_url, pool_address, pool.scheduler())?;
+            println!(
+                "agent      {worker}: a ready config, keystore and password file in {}",
+                dir.display()
+            );
+            println!(
+                "           run it: EDGEPOOL_IDENTITY_PASSWORD_FILE={} {} run --config {}",
+                dir.join("password").display(),
+                bin.display(),
+                config.display()
+            );
+        }
+        Err(e) => println!("agent      (no config written: {e})"),
+    }
+    println!(
+        "submit     edgepool-sim deal --state {} --app apps/hello/hello.wasm --args World",
+        state.display()
+    );
+    println!("report     edgepool-sim report --state {}", state.display());
+    let _ = std::io::stdout().flush();
+    for line in progress {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn control(remote: &PoolRemote, store: &StoreHandle, request: ControlRequest) -> (u16, String) {
+    let error = |status: u16, message: String| {
+        (status, serde_json::json!({ "error": message }).to_string())
+    };
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/report") => match remote.report() {
+            Some(report) => (
+                200,
+                serde_json::to_string_pretty(&report).unwrap_or_default(),
+            ),
+            None => error(503, "the pool has stopped".into()),
+        },
+        ("POST", "/deals") => {
+            let body: DealBody = match serde_json::from_slice(&request.body) {
+                Ok(b) => b,
+                Err(e) => return error(400, format!("expected a deal JSON body: {e}")),
+            };
+            match submit(remote, store, body) {
+                Ok(ids) => (200, serde_json::json!({ "tasks": ids }).to_string()),
+                Err(e) => error(400, e),
+            }
+        }
+        _ => error(404, format!("no {} {}", request.method, request.path)),
+    }
+}
+
+fn decode(file: &NamedFile) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(&file.base64)
+        .map_err(|e| format!("{}: bad base64: {e}", file.name))
+}
+
+fn submit(remote: &PoolRemote, store: &StoreHandle, body: DealBody) -> Result<Vec<String>, String> {
+    let app = decode(&body.app)?;
+    let app_url = store.publish(&format!("apps/{}", body.app.name), app.clone());
+    let dataset = match &body.dataset {
+        Some(f) => {
+            let bytes = decode(f)?;
+            let url = store.publish(&format!("datasets/{}", f.name), bytes.clone());
+            Some(DatasetRef {
+                address: Address(
+                    sha256(f.name.as_bytes()).as_bytes()[..20]
+                        .try_into()
+                        .unwrap_or([0; 20]),
+                ),
+                url,
+                checksum: Digest(sha256(&bytes)),
+                filename: f.name.clone(),
+                size_bytes: Some(bytes.len() as u64),
+            })
+        }
+        None => None,
+    };
+    let mut input_files = Vec::new();
+    for f in &body.input_files {
+        input_files.push(store.publish(&format!("files/{}", f.name), decode(f)?));
+    }
+    let tag: Tag = if body.tag.trim().is_empty() {
+        Tag::NONE
+    } else {
+        body.tag.parse().map_err(|e| format!("tag: {e}"))?
+    };
+    let deal = DealSummary {
+        deal_id: DealId::from(rand::random::<[u8; 32]>()),
+        app: AppRef {
+            address: Address(
+                sha256(body.app.name.as_bytes()).as_bytes()[..20]
+                    .try_into()
+                    .unwrap_or([0; 20]),
+            ),
+            url: app_url,
+            checksum: Digest(sha256(&app)),
+            size_bytes: Some(app.len() as u64),
+        },
+        dataset,
+        input_files,
+        args: body.args,
+        tag,
+        trust: body.trust,
+        category: 0,
+        time_ref_seconds: body.time_ref_secs.max(1),
+        start_time_ms: now_ms(),
+        requester: Address([0x51; 20]),
+        beneficiary: Address([0x52; 20]),
+        callback: Address::ZERO,
+        result_encryption: false,
+        result_storage_provider: "http".into(),
+        result_storage_proxy: Some(store.base_url().to_string()),
+        bot_first: 0,
+        bot_size: body.volume,
+    };
+    let ids = remote.submit(DealRequest {
+        deal,
+        limits: TaskLimits::default(),
+        replicas: body.replicas,
+        replica_timeout_ms: None,
+    })?;
+    Ok(ids.iter().map(ToString::to_string).collect())
+}
+
+/// Reads `STATE/serve.json`.
+///
+/// # Errors
+/// When no `serve` wrote it.
+pub fn info(state: &Path) -> anyhow::Result<ServeInfo> {
+    let path = state_file(state, "serve.json");
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (is `edgepool-sim serve --state {}` running?)",
+            path.display(),
+            state.display()
+        )
+    })?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// One HTTP/1.1 request to the serve's control API; returns (status, body).
+///
+/// # Errors
+/// When the serve is unreachable.
+pub fn request(
+    store: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let authority = store
+        .strip_prefix("http://")
+        .context("expected an http:// store")?;
+    let mut stream = TcpStream::connect(authority)
+        .with_context(|| format!("connecting to the serve at {store}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let head = format!(
+        "{method} /control{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    if status == 0 {
+        bail!("the serve at {store} gave no HTTP answer");
+    }
+    Ok((status, body))
+}
+
+/// Reads a local file into a [`NamedFile`].
+///
+/// # Errors
+/// When it cannot be read.
+pub fn named_file(path: &Path) -> anyhow::Result<NamedFile> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("a file name")?;
+    Ok(NamedFile {
+        name,
+        base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+    })
+}

@@ -1,0 +1,151 @@
+//! The committed scenarios as tests: real agent processes (the `edgepool-agent` binary, built by
+//! the runner through cargo when missing), simulated adversaries, the embedded broker or
+//! Mosquitto, the HTTP store; each must end as its `[expect]` says, and the uploaded result must
+//! be the one the consensus was reached on (the runner checks both).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use edgepool_simulator::runner::{self, Outcome, RunOptions};
+use edgepool_simulator::scenario::Scenario;
+
+fn scenario(name: &str) -> Scenario {
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
+    Scenario::load(&path).unwrap()
+}
+
+fn run(name: &str) -> Outcome {
+    let outcome = runner::run(
+        &scenario(name),
+        &RunOptions {
+            broker_url: None,
+            verbose: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    assert!(
+        outcome.failures.is_empty(),
+        "{name}: {:#?}\nreport: {}",
+        outcome.failures,
+        serde_json::to_string_pretty(&outcome.report).unwrap()
+    );
+    outcome
+}
+
+fn kind_of(outcome: &Outcome, address: &edgepool_protocol::primitives::Address) -> String {
+    outcome
+        .report
+        .workers
+        .iter()
+        .find(|w| w.address == *address)
+        .and_then(|w| w.kind.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_real_agent_completes_a_task_without_dataset_and_its_upload_is_the_consensus() {
+    let outcome = run("basic.toml");
+    let task = &outcome.report.tasks[0];
+    assert_eq!(task.status, "COMPLETED");
+    assert!(task
+        .result_link
+        .as_deref()
+        .unwrap()
+        .ends_with(&format!("/results/{}", task.task_id)));
+    assert_eq!(task.revealers.len(), 1);
+    assert!(
+        outcome.report.refused.is_empty(),
+        "{:?}",
+        outcome.report.refused
+    );
+}
+
+#[test]
+fn a_lying_minority_disagrees_while_the_honest_agents_reach_consensus() {
+    let outcome = run("liar-minority.toml");
+    let task = &outcome.report.tasks[0];
+    let liar = task.disagreed.first().unwrap();
+    assert_eq!(kind_of(&outcome, liar), "liar");
+    let liar_replica = task.replicas.iter().find(|r| r.worker == *liar).unwrap();
+    assert_ne!(liar_replica.result_hash, task.consensus_hash);
+    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "agent"));
+    assert!(!task.revealers.contains(liar));
+}
+
+#[test]
+fn silent_and_crashing_workers_are_replaced_and_the_task_completes() {
+    let outcome = run("silent-replaced.toml");
+    let task = &outcome.report.tasks[0];
+    let states: Vec<(String, String)> = task
+        .replicas
+        .iter()
+        .map(|r| (r.kind.clone().unwrap_or_default(), r.state.clone()))
+        .collect();
+    assert!(
+        states.contains(&("silent".into(), "TIMEOUT".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("crashing".into(), "WORKER_LOST".into())),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn an_agent_killed_mid_task_loses_its_replica_and_the_task_completes_on_another() {
+    let outcome = run("agent-killed.toml");
+    let task = &outcome.report.tasks[0];
+    let lost: Vec<_> = task.replicas.iter().filter(|r| r.lost.is_some()).collect();
+    assert_eq!(lost.len(), 1, "{:?}", task.replicas);
+    assert_eq!(lost[0].state, "WORKER_LOST");
+    assert_ne!(task.uploader, Some(lost[0].worker));
+}
+
+#[test]
+fn a_task_runs_through_an_external_mosquitto_broker() {
+    let outcome = run("mosquitto.toml");
+    assert_eq!(outcome.report.tasks[0].status, "COMPLETED");
+}
+
+#[test]
+fn every_committed_scenario_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            count += 1;
+        }
+    }
+    assert!(count >= 6, "{count} scenarios");
+}
+
+#[test]
+fn the_demo_outvotes_the_liar_on_every_task_and_its_results_are_the_csv_statistics() {
+    let scenario = Scenario::parse(
+        edgepool_simulator::demo::DEMO_SCENARIO,
+        "demo.toml",
+        &edgepool_simulator::demo::scenarios_dir(),
+    )
+    .unwrap();
+    let outcome = runner::run(
+        &scenario,
+        &RunOptions {
+            broker_url: None,
+            verbose: true,
+        },
+    )
+    .unwrap();
+    assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    assert_eq!(outcome.report.tasks.len(), 2);
+    for task in &outcome.report.tasks {
+        assert_eq!(task.agreed.len(), 3);
+        assert_eq!(task.disagreed.len(), 1);
+        assert_eq!(kind_of(&outcome, &task.disagreed[0]), "liar");
+    }
+    assert!(outcome.elapsed.as_secs() < 60, "{:?}", outcome.elapsed);
+}

@@ -1,0 +1,85 @@
+//! `edgepool-sim serve`, `deal` and `report` as processes: a serve with its embedded broker, a
+//! real agent configured from what the serve printed, a deal submitted by the CLI, and the report
+//! polled until the task completes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgepool_simulator::agents::AgentProcess;
+use edgepool_simulator::serve::ServeInfo;
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgepool-sim"))
+}
+
+#[test]
+fn a_deal_submitted_to_a_running_serve_completes_on_an_external_agent_and_is_reported() {
+    let state = tempfile::tempdir().unwrap();
+    let _serve = Killed(
+        sim()
+            .args(["serve", "--state"])
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let info_path = state.path().join("serve.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !info_path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: ServeInfo = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    let agent = AgentProcess::start(&info.broker, info.pool, info.scheduler, 1).unwrap();
+
+    let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/hello/hello.wasm");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut submitted = false;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if !submitted {
+            // The agent must be online first: before that the deal waits, which is fine too.
+            let out = sim()
+                .args(["deal", "--args", "served", "--app", app, "--state"])
+                .arg(state.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            submitted = true;
+        }
+        let out = sim()
+            .args(["report", "--state"])
+            .arg(state.path())
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+        if report["tasks"][0]["status"] == "COMPLETED" {
+            assert_eq!(
+                report["tasks"][0]["agreed"][0],
+                serde_json::Value::String(agent.address().to_string())
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "the task did not complete; report: {last}\nagent log:\n{}",
+        agent.logs()
+    );
+}
