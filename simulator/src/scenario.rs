@@ -270,6 +270,17 @@ pub struct Expect {
     /// The uploaded result was made by one of these kinds (e.g. `agent`).
     #[serde(default)]
     pub uploader_kinds: Vec<String>,
+    /// The ledger settled each completed task rewarding at least one worker, every rewarded
+    /// worker of one of these kinds.
+    #[serde(default)]
+    pub rewarded_kinds: Vec<String>,
+    /// The ledger slashed a worker of each of these kinds on each completed task.
+    #[serde(default)]
+    pub slashed_kinds: Vec<String>,
+    /// The ledger refused a contribution from a worker of each of these kinds (e.g. a `liar`
+    /// on a TEE task: it has no enclave key).
+    #[serde(default)]
+    pub refused_kinds: Vec<String>,
 }
 
 impl Default for Expect {
@@ -282,6 +293,9 @@ impl Default for Expect {
             never_agreed_kinds: Vec::new(),
             result_contains: None,
             uploader_kinds: Vec::new(),
+            rewarded_kinds: Vec::new(),
+            slashed_kinds: Vec::new(),
+            refused_kinds: Vec::new(),
         }
     }
 }

@@ -77,6 +77,10 @@ pub struct Timing {
     pub slow_ms: u64,
     /// Heartbeat period.
     pub heartbeat_ms: u64,
+    /// Advertise the `tee` tag (as a software TEE), so that TEE deals are placed on it too. A
+    /// simulated worker never obtains a task's enclave key: on a TEE task it signs its
+    /// contribution with its own key instead, which the ledger refuses (bad enclave signature).
+    pub tee: bool,
 }
 
 impl Default for Timing {
@@ -85,6 +89,7 @@ impl Default for Timing {
             compute_ms: 300,
             slow_ms: 60_000,
             heartbeat_ms: 1_000,
+            tee: false,
         }
     }
 }
@@ -284,7 +289,17 @@ impl Worker {
             for task_id in due {
                 if let Some(task) = self.tasks.get_mut(&task_id) {
                     task.contribute_at = None;
-                    let contribution = Contribution::standard(address, task_id, task.digest, 1_000);
+                    let challenge = task.assignment.authorization.enclave_challenge;
+                    let contribution = if challenge.is_zero() {
+                        Contribution::standard(address, task_id, task.digest, 1_000)
+                    } else {
+                        // No enclave key without the SMS's secret exchange: sign with our own
+                        // key and claim the task's challenge. The ledger refuses it.
+                        let mut c =
+                            Contribution::tee(address, task_id, task.digest, &self.signer, 1_000);
+                        c.enclave_challenge = challenge;
+                        c
+                    };
                     let message = Message::Contribution(contribution);
                     self.publish(&client, &self.prefix.outbox(address), &message, false);
                 }
@@ -310,7 +325,8 @@ impl Worker {
             disk_free_bytes: 10 << 30,
             gpus: Vec::new(),
             tee: None,
-            tags: Tag::NONE,
+            tee_measurement: Vec::new(),
+            tags: if self.timing.tee { Tag::TEE } else { Tag::NONE },
             slots: 4,
             limits: TaskLimits::default(),
             fuel_per_second: 100_000_000,
