@@ -31,8 +31,8 @@ use edgepool_protocol::tags::Tag;
 
 use crate::hooks::{PocoHooks, Settlement, Standing};
 use crate::ledger::{
-    AppOrder, ContributeCall, ContributionStatus, DatasetOrder, Ledger, LedgerError,
-    RequestOrder, RequestParams, WorkerOutcome, WorkerpoolOrder,
+    AppOrder, ContributeCall, ContributionStatus, DatasetOrder, Ledger, LedgerError, RequestOrder,
+    RequestParams, WorkerOutcome, WorkerpoolOrder,
 };
 use crate::scheduler::TaskRun;
 use crate::sms::DatasetRestrictions;
@@ -450,10 +450,7 @@ impl PocoHooks for LedgerHooks {
             .get(&(task.task_id, worker))
             .ok_or_else(|| format!("{worker} holds no authorization for {}", task.task_id))?;
         let mut l = lock(&self.ledger)?;
-        if let Some(existing) = l
-            .task(&task.task_id)
-            .and_then(|t| t.contribution(&worker))
-        {
+        if let Some(existing) = l.task(&task.task_id).and_then(|t| t.contribution(&worker)) {
             // A redelivered identical contribution changes nothing.
             return if existing.result_hash == contribution.result_hash
                 && existing.result_seal == contribution.result_seal

@@ -22,10 +22,10 @@ use crate::broker::{EmbeddedBroker, MosquittoBroker};
 use crate::economy::{DatasetOffer, DealOffer, Market};
 use crate::ledger::Ledger;
 use crate::pool::{DealRequest, PoolSettings};
-use crate::sms::Sms;
 use crate::report::Report;
 use crate::scenario::{BrokerKind, FaultSpec, Scenario};
 use crate::service::{now_ms, Pool};
+use crate::sms::Sms;
 use crate::store::Store;
 use crate::workers::{Behaviour, SimWorker, Timing};
 
@@ -128,7 +128,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let market = Market::new(
         ledger,
         signer.address(),
-        &format!("edgepool-sim run {} {}", scenario.name, rand::random::<u64>()),
+        &format!(
+            "edgepool-sim run {} {}",
+            scenario.name,
+            rand::random::<u64>()
+        ),
     )
     .map_err(anyhow::Error::msg)?;
     let pool_address = market.workerpool();
@@ -142,7 +146,9 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         // An encrypted dataset: a random key, the file encrypted with it (iExec's
         // IV ‖ AES-256-CBC), only the encrypted file published, the key pushed to the SMS by
         // the dataset's owner.
-        let key = d.encrypt.then(|| DatasetKey::generate(&mut rand::thread_rng()));
+        let key = d
+            .encrypt
+            .then(|| DatasetKey::generate(&mut rand::thread_rng()));
         let bytes = match &key {
             Some(key) => dataset_crypto::encrypt(key, rand::random(), &plain),
             None => plain,
@@ -206,7 +212,10 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
 
     // TEE deals: agents attest with the software attester (which the simulator's SMS policy
     // accepts) and so advertise `tee`; simulated workers advertise it too.
-    let tee = scenario.deals.iter().any(|d| d.tag.iter().any(|t| t == "tee"));
+    let tee = scenario
+        .deals
+        .iter()
+        .any(|d| d.tag.iter().any(|t| t == "tee"));
     let agent_env: &[(&str, &str)] = if tee {
         &[("EDGEPOOL_AGENT_ATTESTATION", "software")]
     } else {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
-use edgepool_protocol::hash::sha256;
 use edgepool_attestation::policy::Policy;
+use edgepool_protocol::hash::sha256;
 use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::primitives::{Address, Digest};
 use edgepool_protocol::signature::Signer;
@@ -25,8 +25,8 @@ use crate::broker::EmbeddedBroker;
 use crate::economy::{DatasetOffer, DealOffer, Market};
 use crate::ledger::Ledger;
 use crate::pool::{DealRequest, PoolSettings};
-use crate::sms::Sms;
 use crate::service::{now_ms, Pool, PoolRemote};
+use crate::sms::Sms;
 use crate::store::{ControlRequest, Store, StoreHandle};
 
 /// What `serve` writes to `STATE/serve.json`.

@@ -115,9 +115,14 @@ fn a_tee_task_on_an_encrypted_dataset_completes_and_the_keyless_liar_is_refused(
         .find(|w| w.kind.as_deref() == Some("liar"))
         .unwrap();
     assert!(
-        outcome.report.refused.iter().any(|r| r
-            .starts_with(&format!("ledger refused contribution from {}", liar.address))
-            && r.contains("enclave")),
+        outcome
+            .report
+            .refused
+            .iter()
+            .any(|r| r.starts_with(&format!(
+                "ledger refused contribution from {}",
+                liar.address
+            )) && r.contains("enclave")),
         "{:?}",
         outcome.report.refused
     );

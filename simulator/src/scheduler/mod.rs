@@ -265,7 +265,8 @@ impl Scheduler {
         };
         let ledger_consensus = self.ledger_consensus;
         let run = self.tasks.entry(task_id).or_insert_with(|| {
-            let mut run = TaskRun::new(task_id, deal.clone(), task_index, enclave_challenge, now_ms);
+            let mut run =
+                TaskRun::new(task_id, deal.clone(), task_index, enclave_challenge, now_ms);
             run.ledger_consensus = ledger_consensus;
             run
         });
