@@ -560,3 +560,219 @@ impl PocoHooks for LedgerHooks {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use edgepool_protocol::hash::sha256;
+    use edgepool_protocol::messages::{Message, TaskLimits};
+    use edgepool_protocol::signature::Signer;
+
+    use super::*;
+    use crate::scheduler::{Action, Scheduler};
+
+    const START: u64 = 1_700_000_000_000;
+
+    struct World {
+        market: Market,
+        hooks: LedgerHooks,
+        scheduler: Scheduler,
+        summary: DealSummary,
+        task: TaskId,
+        workers: Vec<Signer>,
+    }
+
+    fn offer(trust: u64) -> DealOffer {
+        DealOffer {
+            app_name: "app.wasm".into(),
+            app_url: "http://127.0.0.1:1/apps/app.wasm".into(),
+            app_checksum: Digest(sha256(b"module")),
+            app_size: 6,
+            dataset: None,
+            requester: Address([0x51; 20]),
+            args: String::new(),
+            input_files: Vec::new(),
+            tag: Tag::NONE,
+            trust,
+            time_ref_secs: 10,
+            volume: 1,
+            result_storage_proxy: None,
+        }
+    }
+
+    /// A deal of one task at `trust`, initialized, assigned to `workers` fresh workers.
+    fn world(trust: u64, workers: u8) -> World {
+        let owner = Signer::from_bytes(&[0x70; 32]).unwrap();
+        let ledger = Arc::new(Mutex::new(Ledger::in_memory().unwrap()));
+        let market = Market::new(ledger, owner.address(), "test pool").unwrap();
+        let summary = market.open_deal(&offer(trust), START).unwrap().summary;
+        let mut hooks = market.hooks();
+        assert!(hooks.decides_consensus());
+        hooks.initialize(&summary, 0, START).unwrap();
+        // Idempotent: a second placement of the same task changes nothing.
+        hooks.initialize(&summary, 0, START).unwrap();
+        let mut scheduler = Scheduler::new(owner);
+        scheduler.set_ledger_consensus(true);
+        let workers: Vec<Signer> = (1..=workers)
+            .map(|i| Signer::from_bytes(&[i; 32]).unwrap())
+            .collect();
+        for w in &workers {
+            let actions = scheduler
+                .assign(
+                    &summary,
+                    0,
+                    w.address(),
+                    TaskLimits::default(),
+                    Address::ZERO,
+                    START,
+                )
+                .unwrap();
+            for a in actions {
+                if let Action::Send {
+                    message: Message::Assignment(a),
+                    ..
+                } = a
+                {
+                    hooks.authorized(&a.authorization, START);
+                }
+            }
+        }
+        let task = edgepool_protocol::poco::task_id(&summary.deal_id, 0);
+        World {
+            market,
+            hooks,
+            scheduler,
+            summary,
+            task,
+            workers,
+        }
+    }
+
+    fn contribute(w: &mut World, i: usize, digest: Digest, at: u64) -> Result<(), String> {
+        let worker = w.workers[i].address();
+        let c = Contribution::standard(worker, w.task, digest, 1);
+        let run = w.scheduler.task(&w.task).unwrap();
+        w.hooks.contribute(run, worker, &c, at)
+    }
+
+    #[test]
+    fn the_ledger_decides_consensus_slashes_the_liar_and_rewards_the_revealers() {
+        let mut w = world(3, 4);
+        let honest = Digest(sha256(b"honest"));
+        let lie = Digest(sha256(b"lie"));
+        // Fresh workers start with the deposit, and stake on contributing.
+        let liar = w.workers[0].address();
+        assert_eq!(
+            w.hooks.standing(liar).stake.as_deref(),
+            Some("0 nRLC locked, 1000 nRLC free")
+        );
+        contribute(&mut w, 0, lie, START + 1).unwrap();
+        assert_eq!(
+            w.hooks.standing(liar).stake.as_deref(),
+            Some("30 nRLC locked, 970 nRLC free")
+        );
+        // A redelivered contribution is fine, a different one is refused.
+        contribute(&mut w, 0, lie, START + 2).unwrap();
+        assert!(contribute(&mut w, 0, honest, START + 2).is_err());
+        // With a dissenter, trust 3 needs three agreeing fresh workers.
+        contribute(&mut w, 1, honest, START + 3).unwrap();
+        contribute(&mut w, 2, honest, START + 4).unwrap();
+        assert_eq!(w.hooks.consensus(&w.task), None);
+        contribute(&mut w, 3, honest, START + 5).unwrap();
+        let hash = edgepool_protocol::poco::result_hash(&w.task, &honest);
+        assert_eq!(w.hooks.consensus(&w.task), Some(hash));
+
+        // The first revealer uploads; the finalize waits for the other two reveals.
+        let run = w.scheduler.task(&w.task).unwrap().clone();
+        w.hooks
+            .reveal(&run, w.workers[1].address(), &honest, START + 6)
+            .unwrap();
+        assert!(w
+            .hooks
+            .reveal(&run, liar, &lie, START + 6)
+            .unwrap_err()
+            .contains(&liar.to_string()));
+        let pending = w
+            .hooks
+            .finalize(&run, hash, "http://store/results/x", START + 7);
+        assert!(pending.status.starts_with("pending"), "{pending:?}");
+        assert!(w.hooks.settlement(&w.task).is_none());
+        for i in [2, 3] {
+            w.hooks
+                .reveal(&run, w.workers[i].address(), &honest, START + 8)
+                .unwrap();
+        }
+        let settled = w.hooks.settlement(&w.task).unwrap();
+        assert_eq!(settled.status, "COMPLETED");
+        assert_eq!(
+            settled.slashed.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+            vec![liar]
+        );
+        assert_eq!(settled.rewarded.len(), 3);
+        assert_eq!(w.hooks.standing(liar).score, Some(0));
+        for i in 1..4 {
+            assert_eq!(w.hooks.standing(w.workers[i].address()).score, Some(1));
+        }
+        let l = w.market.ledger().lock().unwrap();
+        assert_eq!(l.total_money(), u128::from(l.supply()));
+    }
+
+    #[test]
+    fn a_failed_task_is_claimed_on_tick_once_its_final_deadline_passed() {
+        let mut w = world(3, 2);
+        contribute(&mut w, 0, Digest(sha256(b"a")), START + 1).unwrap();
+        let pending = w.hooks.fail(w.task, "no consensus", START + 70_001);
+        assert!(pending.status.starts_with("pending"), "{pending:?}");
+        w.hooks.tick(START + 99_999);
+        assert!(w.hooks.settlement(&w.task).is_none());
+        w.hooks.tick(w.summary.final_deadline_ms());
+        let settled = w.hooks.settlement(&w.task).unwrap();
+        assert_eq!(settled.status, "FAILED");
+        assert_eq!(settled.refunded.len(), 1);
+        assert_eq!(
+            w.hooks.standing(w.workers[0].address()).stake.as_deref(),
+            Some("0 nRLC locked, 1000 nRLC free")
+        );
+    }
+
+    #[test]
+    fn a_contribution_without_an_authorization_or_after_consensus_is_refused() {
+        let mut w = world(1, 2);
+        let stranger = Signer::from_bytes(&[0x33; 32]).unwrap().address();
+        let c = Contribution::standard(stranger, w.task, Digest(sha256(b"x")), 1);
+        let run = w.scheduler.task(&w.task).unwrap().clone();
+        assert!(w
+            .hooks
+            .contribute(&run, stranger, &c, START + 1)
+            .unwrap_err()
+            .contains("no authorization"));
+        // Trust 1: the first contribution is the consensus; the task is no longer ACTIVE.
+        contribute(&mut w, 0, Digest(sha256(b"x")), START + 1).unwrap();
+        assert!(w.hooks.consensus(&w.task).is_some());
+        assert!(contribute(&mut w, 1, Digest(sha256(b"x")), START + 2).is_err());
+    }
+
+    #[test]
+    fn a_ledger_file_survives_a_restart_with_the_same_workerpool_and_deals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let owner = Address([0x70; 20]);
+        let open = || {
+            let ledger = Arc::new(Mutex::new(Ledger::open(&path).unwrap()));
+            Market::new(ledger, owner, "edgepool-sim serve 0x01").unwrap()
+        };
+        let first = open();
+        let deal = first.open_deal(&offer(1), START).unwrap().summary;
+        // The same app again: registration is idempotent, a second deal is matched.
+        first.open_deal(&offer(1), START + 1).unwrap();
+        let pool = first.workerpool();
+        drop(first);
+        let again = open();
+        assert_eq!(again.workerpool(), pool);
+        let l = again.ledger().lock().unwrap();
+        assert_eq!(l.deals().count(), 2);
+        assert!(l.deal(&deal.deal_id).is_some());
+        // The requester's escrow of both deals is still locked (task price 110 each).
+        assert_eq!(l.account(&Address([0x51; 20])).frozen, 220);
+    }
+}
