@@ -237,6 +237,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let timing = Timing {
         compute_ms: scenario.workers.compute_ms,
         slow_ms: scenario.workers.slow_ms,
+        liar_ms: scenario.workers.liar_ms,
         tee,
         ..Timing::default()
     };

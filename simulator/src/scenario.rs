@@ -118,6 +118,10 @@ pub struct WorkersSpec {
     /// Simulated compute time (ms). Default 300.
     #[serde(default = "default_compute")]
     pub compute_ms: u64,
+    /// A liar's compute time (default: `compute_ms`), e.g. 0 so that it contributes before
+    /// the honest workers and its dissent counts in the consensus.
+    #[serde(default)]
+    pub liar_ms: Option<u64>,
     /// A slow worker's compute time (ms). Default 60,000.
     #[serde(default = "default_slow")]
     pub slow_ms: u64,
@@ -138,6 +142,7 @@ impl Default for WorkersSpec {
             slow: 0,
             crashing: 0,
             compute_ms: default_compute(),
+            liar_ms: None,
             slow_ms: default_slow(),
             late_honest: false,
         }

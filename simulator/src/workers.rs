@@ -75,6 +75,8 @@ pub struct Timing {
     pub compute_ms: u64,
     /// A slow worker's compute time.
     pub slow_ms: u64,
+    /// A liar's compute time (`None`: `compute_ms`).
+    pub liar_ms: Option<u64>,
     /// Heartbeat period.
     pub heartbeat_ms: u64,
     /// Advertise the `tee` tag (as a software TEE), so that TEE deals are placed on it too. A
@@ -88,6 +90,7 @@ impl Default for Timing {
         Self {
             compute_ms: 300,
             slow_ms: 60_000,
+            liar_ms: None,
             heartbeat_ms: 1_000,
             tee: false,
         }
@@ -372,7 +375,10 @@ impl Worker {
                     at_ms: now_ms(),
                 });
                 self.publish(client, &outbox, &status, false);
-                let compute = Duration::from_millis(self.timing.compute_ms);
+                let compute = Duration::from_millis(match self.behaviour {
+                    Behaviour::Liar => self.timing.liar_ms.unwrap_or(self.timing.compute_ms),
+                    _ => self.timing.compute_ms,
+                });
                 let contribute_at = match self.behaviour {
                     Behaviour::Honest | Behaviour::Liar => Some(Instant::now() + compute),
                     Behaviour::Slow => {

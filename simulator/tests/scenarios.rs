@@ -64,14 +64,15 @@ fn a_real_agent_completes_a_task_without_dataset_and_its_upload_is_the_consensus
 }
 
 #[test]
-fn a_lying_minority_is_slashed_by_the_ledger_while_the_honest_agents_are_rewarded() {
+fn a_lying_minority_is_slashed_by_the_ledger_while_the_honest_majority_is_rewarded() {
     let outcome = run("liar-minority.toml");
     let task = &outcome.report.tasks[0];
     let liar = task.disagreed.first().unwrap();
     assert_eq!(kind_of(&outcome, liar), "liar");
     let liar_replica = task.replicas.iter().find(|r| r.worker == *liar).unwrap();
     assert_ne!(liar_replica.result_hash, task.consensus_hash);
-    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "agent"));
+    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "honest"));
+    assert_eq!(task.agreed.len(), 3);
     assert!(!task.revealers.contains(liar));
     // The ledger settled it: the liar's stake seized, every agreeing agent rewarded.
     let s = &task.settlement;
