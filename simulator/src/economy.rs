@@ -376,6 +376,7 @@ impl LedgerHooks {
         match l.finalize(task_id, link.as_bytes(), now_ms) {
             Ok(s) => {
                 self.pending_finalize.remove(task_id);
+                self.authorizations.retain(|(t, _), _| t != task_id);
                 Some(settlement_view(&s))
             }
             Err(LedgerError::RevealsPending { .. }) => None,
@@ -396,6 +397,7 @@ impl LedgerHooks {
             return None;
         }
         self.pending_claim.remove(task_id);
+        self.authorizations.retain(|(t, _), _| t != task_id);
         Some(match l.claim(task_id, now_ms) {
             Ok(s) => settlement_view(&s),
             Err(e) => Settlement {
