@@ -183,6 +183,7 @@ mod tests {
             ram_bytes: 1 << 30,
             disk_free_bytes: 1 << 30,
             gpus: Vec::new(),
+            tee_measurement: Vec::new(),
             tee: None,
             tags,
             slots,

@@ -309,6 +309,7 @@ impl Worker {
             ram_bytes: 4 << 30,
             disk_free_bytes: 10 << 30,
             gpus: Vec::new(),
+            tee_measurement: Vec::new(),
             tee: None,
             tags: Tag::NONE,
             slots: 4,
