@@ -122,7 +122,10 @@ pub fn print_summary(outcome: &Outcome) {
             );
         }
         for r in &task.replicas {
-            let prefix = format!("ledger refused contribution from {}", r.worker);
+            let prefix = format!(
+                "ledger refused contribution from {} for {}",
+                r.worker, task.task_id
+            );
             if let Some(why) = report.refused.iter().find(|x| x.starts_with(&prefix)) {
                 println!(
                     "  refused:   {} ({}): {}",

@@ -342,7 +342,7 @@ impl PoolCore {
             };
             if let Err(why) = hooked {
                 return self.refuse(format!(
-                    "ledger refused {} from {worker}: {why}",
+                    "ledger refused {} from {worker} for {task_id}: {why}",
                     message.kind().as_str()
                 ));
             }
