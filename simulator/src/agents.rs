@@ -152,7 +152,11 @@ impl AgentProcess {
             ("EDGEPOOL_AGENT_SLOTS".to_string(), slots.to_string()),
             ("EDGEPOOL_AGENT_HEARTBEAT_SECS".to_string(), "1".to_string()),
             ("EDGEPOOL_FETCH_RETRIES".to_string(), "1".to_string()),
-            ("EDGEPOOL_LOG".to_string(), "info".to_string()),
+            (
+                "EDGEPOOL_LOG".to_string(),
+                // EDGEPOOL_SIM_AGENT_LOG raises it (e.g. `debug`) when a run needs diagnosing.
+                std::env::var("EDGEPOOL_SIM_AGENT_LOG").unwrap_or_else(|_| "info".to_string()),
+            ),
         ];
         let mut env = env;
         env.extend(

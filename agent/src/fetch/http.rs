@@ -16,6 +16,9 @@ use super::sink::Sink;
 /// Redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// How long an idle connection to a store or gateway is kept for reuse.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Builds the client: the system's roots plus `extra_ca` (a PEM file, for tests and private
 /// stores), redirects limited to [`MAX_REDIRECTS`] and to http(s) targets.
 ///
@@ -52,6 +55,12 @@ pub(crate) fn build_client(
         .tls_backend_preconfigured(tls)
         .redirect(redirect::Policy::custom(check_redirect))
         .connect_timeout(connect_timeout)
+        // The fetches of one task (app, dataset, input files) follow each other and share a
+        // connection; between tasks an idle connection is closed soon. Holding idle sockets to
+        // every store for reqwest's default 90 s costs servers a connection (with tiny_http, the
+        // simulator's store, a thread per connection: two connections opened at the same instant
+        // can leave the second queued behind a kept-alive one, a stall seen in the TEE demo).
+        .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
         .user_agent(concat!("edgepool-agent/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| FetchError::Client(chain(&e)))
