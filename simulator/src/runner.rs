@@ -247,6 +247,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     checksum: Digest(sha256(bytes)),
                     filename: name.clone(),
                     size_bytes: Some(bytes.len() as u64),
+                    encrypted: false,
                 })
             }
             None => None,
