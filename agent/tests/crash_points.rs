@@ -39,6 +39,8 @@ const POOL: &str = "0x1111111111111111111111111111111111111111";
 const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 /// The bound on each phase of a run (crash, then completion).
 const PHASE: Duration = Duration::from_secs(60);
+/// The agent's disk reserve (`agent.min_free_disk_mb`) in every test.
+const MIN_FREE_DISK_MB: &str = "4";
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
@@ -100,7 +102,11 @@ struct Agent {
 
 impl Agent {
     fn init(broker: &str, scheduler: Address) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
+        Agent::init_on(tempfile::tempdir().unwrap(), broker, scheduler)
+    }
+
+    /// As [`Agent::init`], in `dir` (whose `state` may be prepared, e.g. a mount point).
+    fn init_on(dir: tempfile::TempDir, broker: &str, scheduler: Address) -> Agent {
         std::fs::write(dir.path().join("password"), "pw\n").unwrap();
         let config = dir.path().join("agent.toml");
         let out = bin()
@@ -137,7 +143,7 @@ impl Agent {
             .args(["run", "--config"])
             .arg(config)
             .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
+            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", MIN_FREE_DISK_MB)
             .env("EDGEPOOL_FETCH_RETRIES", "0")
             .env("EDGEPOOL_LOG", "debug")
             .env_remove("NOTIFY_SOCKET")
@@ -189,6 +195,12 @@ impl Agent {
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "db" || x == "sqlite"))
             .unwrap_or_else(|| panic!("no journal in {}", state.display()))
+    }
+}
+
+impl Agent {
+    fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
@@ -579,4 +591,184 @@ crash_points! {
         "outbox.acked.result_uploaded=return", App::Hello;
     after_complete_commit: "complete.after_commit.COMPLETED",
         "complete.after_commit.COMPLETED=return", App::Hello;
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a `size`-byte tmpfs on `at`, or says why it cannot (not root, no mount).
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Free bytes of the filesystem holding `path` (`df`).
+fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The declines the scheduler saw for `task_id`, with their detail.
+fn declines(driver: &Driver, task_id: TaskId) -> Vec<String> {
+    driver
+        .outbox
+        .iter()
+        .filter_map(|(_, _, m)| match m {
+            Message::Decline(d) if d.task_id == task_id => {
+                Some(format!("{}: {}", d.cause, d.detail))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The state directory on a 16 MiB tmpfs, filled to below the 4 MiB reserve: the agent declines
+/// new tasks with a typed cause, `doctor` says why, nothing is corrupted, and once space returns
+/// the next task runs to completion.
+#[test]
+fn a_full_state_disk_stops_admissions_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _tmpfs = match Tmpfs::mount(&state, "16m") {
+        Ok(mounted) => mounted,
+        Err(why) => {
+            eprintln!("SKIPPED a_full_state_disk_stops_admissions_until_space_returns: cannot mount a tmpfs ({why})");
+            return;
+        }
+    };
+    let hello = std::fs::read(repo().join("apps/hello/hello.wasm")).unwrap();
+    let mut files = HashMap::new();
+    files.insert("hello.wasm".to_string(), hello.clone());
+    files.insert("greeting.txt".to_string(), b"hi\n".to_vec());
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port());
+    let mut agent = Agent::init_on(dir, &broker.url(), driver.scheduler.address());
+    driver.wait_online(agent.address, &agent);
+
+    // Fill the disk until 2 MiB are left (below the 4 MiB reserve), in one step: a disk filled
+    // to the last byte makes the journal unwritable, which is another matter (RELIABILITY.md).
+    let filler = state.join("filler");
+    let free = free_bytes(&state);
+    assert!(free > 8 << 20, "{free}");
+    let file = std::fs::File::create(&filler).unwrap();
+    let mut left = free - (2 << 20);
+    let chunk = vec![0x5a_u8; 1 << 16];
+    let mut writer = std::io::BufWriter::new(file);
+    while left > 0 {
+        let n = chunk.len().min(usize::try_from(left).unwrap());
+        std::io::Write::write_all(&mut writer, &chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    drop(writer);
+    let now_free = free_bytes(&state);
+    assert!(now_free < 4 << 20, "{now_free}");
+    let full_deal = deal(&server, App::Hello, &hello, 0x51);
+    let refused = poco::task_id(&full_deal.deal_id, 0);
+    let actions = driver
+        .scheduler
+        .assign(
+            &full_deal,
+            0,
+            agent.address,
+            TaskLimits::default(),
+            Address::ZERO,
+            now_ms(),
+        )
+        .unwrap();
+    driver.perform(actions);
+    let deadline = Instant::now() + PHASE;
+    while declines(&driver, refused).is_empty() {
+        driver.step();
+        assert!(
+            Instant::now() < deadline,
+            "no decline; logs:\n{}",
+            agent.logs()
+        );
+    }
+    let decline = declines(&driver, refused).remove(0);
+    assert!(
+        decline.starts_with(&format!(
+            "{}:",
+            edgepool_protocol::status::ReplicateStatusCause::InsufficientResources
+        )) && decline.contains("below the reserve"),
+        "{decline}"
+    );
+    assert!(
+        agent.logs().contains("below the reserve"),
+        "{}",
+        agent.logs()
+    );
+    // `doctor` says why.
+    let doctor = bin()
+        .args(["doctor", "--config"])
+        .arg(&agent.config)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout).to_string();
+    assert_eq!(doctor.status.code(), Some(6), "{report}");
+    assert!(report.contains("agent.min_free_disk_mb"), "{report}");
+    assert!(
+        agent.child_alive(),
+        "the agent stopped; logs:\n{}",
+        agent.logs()
+    );
+
+    // Space returns: the next task runs.
+    std::fs::remove_file(&filler).unwrap();
+    let d = deal(&server, App::Hello, &hello, 0x52);
+    let task_id = poco::task_id(&d.deal_id, 0);
+    let actions = driver
+        .scheduler
+        .assign(
+            &d,
+            0,
+            agent.address,
+            TaskLimits::default(),
+            Address::ZERO,
+            now_ms(),
+        )
+        .unwrap();
+    driver.perform(actions);
+    let deadline = Instant::now() + PHASE;
+    while !(driver.finalized > 0 && agent.task_state(task_id).as_deref() == Some("COMPLETED")) {
+        driver.step();
+        assert!(
+            Instant::now() < deadline,
+            "task after recovery did not end; logs:\n{}",
+            agent.logs()
+        );
+    }
+    assert_eq!(driver.conflicts, 0);
+    let db = rusqlite::Connection::open(agent.journal()).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
 }

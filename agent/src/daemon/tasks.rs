@@ -159,6 +159,10 @@ impl Daemon {
             .agent
             .min_free_disk_mb
             .saturating_mul(1024 * 1024);
+        // Measured now (one statvfs), not the advertisement's minute-old figure: a disk that
+        // just filled up must stop admissions at once.
+        let free_disk = crate::capacity::disk_free_bytes(&self.config.agent.state_dir)
+            .unwrap_or_else(|_| self.advertiser.disk_free_bytes());
         Resources {
             scheduler: self.config.pool.scheduler,
             worker: self.worker(),
@@ -167,10 +171,11 @@ impl Daemon {
             free_memory_bytes: crate::capacity::available_memory_bytes(
                 &self.config.agent.system_root,
             ),
-            free_disk_bytes: self.advertiser.disk_free_bytes().saturating_sub(reserve),
+            free_disk_bytes: free_disk.saturating_sub(reserve),
             tags: self.advertiser.advertisement().tags,
             max_limits: self.config.limits.to_task_limits(),
             draining: self.draining,
+            disk_low: (free_disk < reserve).then_some((free_disk, reserve)),
         }
     }
 
