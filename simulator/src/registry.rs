@@ -184,6 +184,7 @@ mod tests {
             disk_free_bytes: 1 << 30,
             gpus: Vec::new(),
             tee: None,
+            tee_measurement: Vec::new(),
             tags,
             slots,
             limits: TaskLimits::default(),
