@@ -391,7 +391,50 @@ fn deal(server: &HttpServer, app: App, bytes: &[u8], seed: u8) -> DealSummary {
 
 /// Runs one task with the agent armed with `failpoints`, waits for the crash at `point`,
 /// restarts the agent unarmed and checks the invariants.
+/// The broker of a case.
+#[derive(Clone, Copy)]
+enum Broker {
+    /// rumqttd, embedded.
+    Rumqttd,
+    /// Mosquitto 2 as a child process (the production broker).
+    Mosquitto,
+}
+
+enum Running {
+    Rumqttd(EmbeddedBroker),
+    Mosquitto(support::mosquitto::Mosquitto),
+}
+
+impl Running {
+    fn start(broker: Broker) -> Running {
+        match broker {
+            Broker::Rumqttd => Running::Rumqttd(EmbeddedBroker::start()),
+            Broker::Mosquitto => Running::Mosquitto(support::mosquitto::Mosquitto::start(
+                support::mosquitto::MosquittoOptions::default(),
+            )),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            Running::Rumqttd(b) => b.port(),
+            Running::Mosquitto(b) => b.port(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Running::Rumqttd(b) => b.url(),
+            Running::Mosquitto(b) => b.url(),
+        }
+    }
+}
+
 fn crash_and_recover(point: &str, failpoints: &str, app: App) {
+    crash_and_recover_on(Broker::Rumqttd, point, failpoints, app);
+}
+
+fn crash_and_recover_on(broker: Broker, point: &str, failpoints: &str, app: App) {
     let hello = std::fs::read(repo().join("apps/hello/hello.wasm")).unwrap();
     let mandelbrot = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
     let mut files = HashMap::new();
@@ -399,7 +442,7 @@ fn crash_and_recover(point: &str, failpoints: &str, app: App) {
     files.insert("mandelbrot.wasm".to_string(), mandelbrot.clone());
     files.insert("greeting.txt".to_string(), b"hi\n".to_vec());
     let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
+    let broker = Running::start(broker);
     let mut driver = Driver::connect(broker.port());
     let mut agent = Agent::init(&broker.url(), driver.scheduler.address());
     driver.wait_online(agent.address, &agent);
@@ -591,6 +634,38 @@ crash_points! {
         "outbox.acked.result_uploaded=return", App::Hello;
     after_complete_commit: "complete.after_commit.COMPLETED",
         "complete.after_commit.COMPLETED=return", App::Hello;
+}
+
+// The points where the scheduler's notification is sent while the agent is down, on Mosquitto:
+// its persistent session must queue it as rumqttd's does.
+#[test]
+fn on_mosquitto_after_contribution_puback() {
+    crash_and_recover_on(
+        Broker::Mosquitto,
+        "outbox.acked.contribution",
+        "outbox.acked.contribution=return",
+        App::Hello,
+    );
+}
+
+#[test]
+fn on_mosquitto_after_reveal_puback() {
+    crash_and_recover_on(
+        Broker::Mosquitto,
+        "outbox.acked.reveal",
+        "outbox.acked.reveal=return",
+        App::Hello,
+    );
+}
+
+#[test]
+fn on_mosquitto_after_uploaded_puback() {
+    crash_and_recover_on(
+        Broker::Mosquitto,
+        "outbox.acked.result_uploaded",
+        "outbox.acked.result_uploaded=return",
+        App::Hello,
+    );
 }
 
 /// A tmpfs mounted for the test, unmounted when dropped.
