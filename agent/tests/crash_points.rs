@@ -199,6 +199,13 @@ impl Agent {
 }
 
 impl Agent {
+    /// Rows in the journal's outbox (published, not yet acknowledged, or not yet published).
+    fn outbox_len(&self) -> i64 {
+        let db = rusqlite::Connection::open(self.journal()).unwrap();
+        db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+            .unwrap_or(1)
+    }
+
     fn child_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -518,7 +525,18 @@ fn crash_and_recover_on(broker: Broker, point: &str, failpoints: &str, app: App)
             agent.logs()
         );
     }
-    // Let anything still in flight arrive (a re-sent message must not conflict either).
+    // The journal committed COMPLETED before some crashes: wait until the restarted agent has
+    // delivered its whole outbox (rows are deleted on PUBACK), then let anything still in flight
+    // arrive (a re-sent message must not conflict either).
+    let deadline = Instant::now() + PHASE;
+    while agent.outbox_len() > 0 {
+        driver.step();
+        assert!(
+            Instant::now() < deadline,
+            "{point}: the outbox never drained; logs:\n{}",
+            agent.logs()
+        );
+    }
     let settle = Instant::now() + Duration::from_millis(500);
     while Instant::now() < settle {
         driver.step();
