@@ -333,9 +333,11 @@ pub struct ResultUploaded {
     pub result_link: String,
 }
 
-/// One valid message of every kind, for the tests of this crate.
-#[cfg(test)]
-pub(crate) mod samples;
+/// One valid message of every kind, for the tests of this crate and, with the `samples` feature,
+/// for the fuzz seeds of `edgepool-tests`.
+#[cfg(any(test, feature = "samples"))]
+#[doc(hidden)]
+pub mod samples;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

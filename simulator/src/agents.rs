@@ -122,6 +122,21 @@ impl AgentProcess {
         scheduler: Address,
         slots: u32,
     ) -> Result<AgentProcess, AgentError> {
+        Self::start_with_env(broker, pool, scheduler, slots, &[])
+    }
+
+    /// [`AgentProcess::start`] with more environment (configuration keys as `EDGEPOOL_…`
+    /// variables, e.g. `EDGEPOOL_AGENT_ATTESTATION=software` for a TEE scenario).
+    ///
+    /// # Errors
+    /// [`AgentError`].
+    pub fn start_with_env(
+        broker: &str,
+        pool: Address,
+        scheduler: Address,
+        slots: u32,
+        extra_env: &[(&str, &str)],
+    ) -> Result<AgentProcess, AgentError> {
         let bin = agent_binary()?;
         let dir = tempfile::tempdir().map_err(|e| AgentError::Start(e.to_string()))?;
         let (config, address) = init(&bin, dir.path(), broker, pool, scheduler)?;
@@ -139,6 +154,12 @@ impl AgentProcess {
             ("EDGEPOOL_FETCH_RETRIES".to_string(), "1".to_string()),
             ("EDGEPOOL_LOG".to_string(), "info".to_string()),
         ];
+        let mut env = env;
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
         let mut agent = AgentProcess {
             bin,
             dir,

@@ -2,9 +2,10 @@
 //! one lying simulated worker on a deal whose trust needs several agreeing contributions), run
 //! with live progress, then a summary.
 //!
-//! TEE hook: when the SMS lands, the demo's dataset gets `encrypt = true` and its deal the `tee`
-//! tag (see the scenario file); the runner then encrypts the dataset, pushes its key to the SMS
-//! and prints the decrypted result.
+//! The deal is a TEE deal on an encrypted dataset (see the scenario file): the runner encrypts
+//! the dataset, pushes its key to the SMS and opens the deal on the ledger; the agents attest
+//! (software attester) and decrypt in memory; the summary prints their csv-stats output, the
+//! consensus, the ledger's settlement (rewards, slashes) and the contributions it refused.
 
 use std::path::{Path, PathBuf};
 
@@ -69,7 +70,7 @@ pub fn print_summary(outcome: &Outcome) {
         }
         if let Some(hash) = &task.consensus_hash {
             println!(
-                "  consensus: {hash} ({} of {} required agreed)",
+                "  consensus: {hash} ({} agreeing contributions, trust {}: the ledger's weighted consensus)",
                 task.agreed.len(),
                 task.required
             );
@@ -90,16 +91,50 @@ pub fn print_summary(outcome: &Outcome) {
                 r.lost.as_deref().unwrap_or("")
             );
         }
-        if task.settlement.rewarded.is_empty() && task.settlement.slashed.is_empty() {
-            println!(
-                "  ledger:    none yet (agreed workers would be rewarded, the others slashed)"
-            );
-        } else {
-            for (a, amount) in &task.settlement.rewarded {
-                println!("  rewarded:  {} {amount}", short(&a.to_string()));
+        let s = &task.settlement;
+        println!(
+            "  ledger:    {}",
+            if s.status.is_empty() {
+                "no settlement"
+            } else {
+                s.status.as_str()
             }
-            for (a, amount) in &task.settlement.slashed {
-                println!("  slashed:   {} {amount}", short(&a.to_string()));
+        );
+        for (a, amount) in &s.rewarded {
+            println!(
+                "  rewarded:  {} ({}) {amount}",
+                short(&a.to_string()),
+                kind(a)
+            );
+        }
+        for (a, amount) in &s.slashed {
+            println!(
+                "  slashed:   {} ({}) {amount}",
+                short(&a.to_string()),
+                kind(a)
+            );
+        }
+        for (a, amount) in &s.refunded {
+            println!(
+                "  refunded:  {} ({}) {amount}",
+                short(&a.to_string()),
+                kind(a)
+            );
+        }
+        for r in &task.replicas {
+            let prefix = format!(
+                "ledger refused contribution from {} for {}",
+                r.worker, task.task_id
+            );
+            if let Some(why) = report.refused.iter().find(|x| x.starts_with(&prefix)) {
+                println!(
+                    "  refused:   {} ({}): {}",
+                    short(&r.worker.to_string()),
+                    r.kind.as_deref().unwrap_or("?"),
+                    why.get(prefix.len()..)
+                        .unwrap_or("")
+                        .trim_start_matches(": ")
+                );
             }
         }
         let t = &task.timings;
@@ -121,14 +156,16 @@ pub fn print_summary(outcome: &Outcome) {
     println!("workers:");
     for w in &report.workers {
         println!(
-            "  {} {:<8} tasks {} contributions {} agreed {} disagreed {} lost {}",
+            "  {} {:<8} tasks {} contributions {} agreed {} disagreed {} lost {} | score {} stake {}",
             short(&w.address.to_string()),
             w.kind.as_deref().unwrap_or("?"),
             w.tasks,
             w.contributions,
             w.agreed,
             w.disagreed,
-            w.lost
+            w.lost,
+            w.score.map_or("-".into(), |s| s.to_string()),
+            w.stake.as_deref().unwrap_or("-")
         );
     }
     println!("elapsed {:.1} s", outcome.elapsed.as_secs_f64());

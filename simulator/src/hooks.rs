@@ -5,7 +5,8 @@
 //! Until the ledger exists the pool runs with [`NoLedger`]: nothing is refused, nobody is paid,
 //! and the report says who agreed with the consensus and who did not.
 
-use edgepool_protocol::messages::Contribution;
+use edgepool_protocol::messages::{Contribution, DealSummary};
+use edgepool_protocol::poco::WorkerpoolAuthorization;
 use edgepool_protocol::primitives::{Address, Bytes32, Digest, TaskId};
 use serde::Serialize;
 
@@ -18,6 +19,11 @@ pub struct Settlement {
     pub rewarded: Vec<(Address, String)>,
     /// Workers slashed, with the amount.
     pub slashed: Vec<(Address, String)>,
+    /// Workers whose stake came back without reward (a failed, claimed task).
+    pub refunded: Vec<(Address, String)>,
+    /// How the ledger ended the task (`COMPLETED` finalized, `FAILED` claimed), or what it
+    /// waits for (`pending: …`); empty without a ledger.
+    pub status: String,
 }
 
 /// A worker's standing on the ledger, for the report.
@@ -33,6 +39,33 @@ pub struct Standing {
 /// `Err` refuses it: the scheduler never counts a contribution the ledger did not record), and
 /// must be idempotent for a redelivered identical message (MQTT QoS 1, agent restarts).
 pub trait PocoHooks: Send {
+    /// Task `index` of `deal` gets its first replica (ledger: `initialize`; idempotent).
+    ///
+    /// # Errors
+    /// Why the task cannot start: the pool does not place it.
+    fn initialize(&mut self, deal: &DealSummary, index: u64, now_ms: u64) -> Result<(), String> {
+        let _ = (deal, index, now_ms);
+        Ok(())
+    }
+
+    /// The scheduler authorized `authorization.worker` on a task (the ledger checks that
+    /// signature on `contribute`, and funds a worker it has never seen with its stake money).
+    fn authorized(&mut self, authorization: &WorkerpoolAuthorization, now_ms: u64) {
+        let _ = (authorization, now_ms);
+    }
+
+    /// Whether the ledger, not the scheduler's count of agreeing contributions, decides when a
+    /// task reaches consensus ([`PocoHooks::consensus`]).
+    fn decides_consensus(&self) -> bool {
+        false
+    }
+
+    /// The consensus result hash the ledger reached for `task`, if any.
+    fn consensus(&self, task: &TaskId) -> Option<Bytes32> {
+        let _ = task;
+        None
+    }
+
     /// A worker contributes to `task` (ledger: `contribute`, worker and enclave signatures, the
     /// WorkerpoolAuthorization signer, stake locked).
     ///
@@ -87,6 +120,20 @@ pub trait PocoHooks: Send {
     fn standing(&self, worker: Address) -> Standing {
         let _ = worker;
         Standing::default()
+    }
+
+    /// The settlement of `task` as of now, when it changed after [`PocoHooks::finalize`] or
+    /// [`PocoHooks::fail`] returned (a finalize that waited for reveals, a claim that waited for
+    /// the final deadline).
+    fn settlement(&self, task: &TaskId) -> Option<Settlement> {
+        let _ = task;
+        None
+    }
+
+    /// Time passes: retries what waited for a deadline (claims after the final deadline,
+    /// finalizations after the reveal deadline).
+    fn tick(&mut self, now_ms: u64) {
+        let _ = now_ms;
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`registry`]: workers from presence, capacity and heartbeats; placement candidates.
 //! - [`pool`]: the pool core: scheduler + registry + placement + lost workers + ledger hooks +
 //!   report, sans-IO (raw publications in, sealed publications out).
+//! - [`economy`]: the ledger wired into the pool ([`economy::LedgerHooks`]) and the deals
+//!   opened on it ([`economy::Market`]).
 //! - [`hooks`]: [`hooks::PocoHooks`], the one place where the ledger sees contributions, reveals
 //!   and finalizations.
 //! - [`service`]: the pool core's shell: one event loop thread on a real MQTT connection.
@@ -27,6 +29,7 @@ pub mod agents;
 pub mod broker;
 pub mod cli;
 pub mod demo;
+pub mod economy;
 pub mod hooks;
 pub mod ledger;
 pub mod pool;

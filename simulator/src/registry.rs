@@ -149,18 +149,29 @@ impl Registry {
     /// Workers that can take a replica of a deal tagged `tag`, excluding `exclude`, least loaded
     /// first (active replicas over slots), then by address so that placement is reproducible.
     pub fn candidates(&self, tag: Tag, exclude: &[Address]) -> Vec<Address> {
-        let mut found: Vec<(u64, Address)> = self
+        self.candidates_scored(tag, exclude, |_| 0)
+    }
+
+    /// [`Registry::candidates`], ties in load broken by the ledger `score` (highest first: its
+    /// contributions weigh more in the consensus), then by address.
+    pub fn candidates_scored(
+        &self,
+        tag: Tag,
+        exclude: &[Address],
+        score: impl Fn(&Address) -> u64,
+    ) -> Vec<Address> {
+        let mut found: Vec<(u64, std::cmp::Reverse<u64>, Address)> = self
             .workers
             .iter()
             .filter(|(a, w)| w.can_take(tag) && !exclude.contains(a))
             .map(|(a, w)| {
                 // Load in thousandths, so that 1 of 2 slots ranks before 1 of 1.
                 let load = u64::from(w.active) * 1000 / u64::from(w.slots());
-                (load, *a)
+                (load, std::cmp::Reverse(score(a)), *a)
             })
             .collect();
         found.sort();
-        found.into_iter().map(|(_, a)| a).collect()
+        found.into_iter().map(|(_, _, a)| a).collect()
     }
 }
 

@@ -5,22 +5,27 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use edgepool_attestation::policy::Policy;
+use edgepool_protocol::dataset::{self as dataset_crypto, DatasetKey};
 use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DatasetRef, DealSummary, TaskLimits};
+use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::poco;
-use edgepool_protocol::primitives::{Address, DealId, Digest};
+use edgepool_protocol::primitives::{Address, Digest};
 use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
 use edgepool_protocol::signature::Signer;
+use edgepool_protocol::sms::web3_secret_challenge;
 use edgepool_protocol::tags::Tag;
 
 use crate::agents::AgentProcess;
 use crate::broker::{EmbeddedBroker, MosquittoBroker};
-use crate::hooks::NoLedger;
+use crate::economy::{DatasetOffer, DealOffer, Market};
+use crate::ledger::Ledger;
 use crate::pool::{DealRequest, PoolSettings};
 use crate::report::Report;
 use crate::scenario::{BrokerKind, FaultSpec, Scenario};
 use crate::service::{now_ms, Pool};
+use crate::sms::Sms;
 use crate::store::Store;
 use crate::workers::{Behaviour, SimWorker, Timing};
 
@@ -115,18 +120,66 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let url = store.publish(&format!("apps/{}", app.name), bytes.clone());
         apps.push((app.name.clone(), url, bytes));
     }
-    let mut datasets = Vec::new();
+    // The ledger (in memory) with this run's workerpool, owned by the scheduler; the SMS.
+    let signer = Signer::random(&mut rand::thread_rng());
+    let ledger = std::sync::Arc::new(std::sync::Mutex::new(
+        Ledger::in_memory().map_err(|e| anyhow::anyhow!("ledger: {e}"))?,
+    ));
+    let market = Market::new(
+        ledger,
+        signer.address(),
+        &format!(
+            "edgepool-sim run {} {}",
+            scenario.name,
+            rand::random::<u64>()
+        ),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let pool_address = market.workerpool();
+    let mut sms = Sms::new(signer.address(), Policy::simulator());
+    let dataset_owner = Signer::random(&mut rand::thread_rng());
+
+    let mut datasets: Vec<(String, DatasetOffer)> = Vec::new();
     for d in &scenario.datasets {
-        if d.encrypt {
-            bail!(
-                "dataset {}: encrypt = true needs the SMS, which is not built yet",
-                d.name
-            );
-        }
-        let bytes = std::fs::read(&d.path)
+        let plain = std::fs::read(&d.path)
             .with_context(|| format!("reading dataset {}", d.path.display()))?;
+        // An encrypted dataset: a random key, the file encrypted with it (iExec's
+        // IV ‖ AES-256-CBC), only the encrypted file published, the key pushed to the SMS by
+        // the dataset's owner.
+        let key = d
+            .encrypt
+            .then(|| DatasetKey::generate(&mut rand::thread_rng()));
+        let bytes = match &key {
+            Some(key) => dataset_crypto::encrypt(key, rand::random(), &plain),
+            None => plain,
+        };
         let url = store.publish(&format!("datasets/{}", d.name), bytes.clone());
-        datasets.push((d.name.clone(), url, bytes));
+        let offer = DatasetOffer {
+            owner: dataset_owner.address(),
+            name: d.name.clone(),
+            url,
+            checksum: Digest(sha256(&bytes)),
+            size_bytes: bytes.len() as u64,
+            encrypted: d.encrypt,
+            restricted: d.encrypt,
+        };
+        if let Some(key) = key {
+            let address = market
+                .register_dataset(&offer)
+                .map_err(anyhow::Error::msg)?;
+            let value = key.to_base64();
+            let signature =
+                dataset_owner.sign_personal(web3_secret_challenge(&address, &value).as_bytes());
+            sms.secrets_mut()
+                .push_dataset_secret(address, dataset_owner.address(), &value, &signature)
+                .map_err(|e| anyhow::anyhow!("pushing the key of {}: {e}", d.name))?;
+            out.line(&format!(
+                "dataset {} encrypted ({} bytes), its key pushed to the SMS",
+                d.name,
+                bytes.len()
+            ));
+        }
+        datasets.push((d.name.clone(), offer));
     }
     let mut files = Vec::new();
     for f in &scenario.files {
@@ -138,34 +191,45 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         ));
     }
 
-    let signer = Signer::random(&mut rand::thread_rng());
-    let pool_address = Address(rand::random());
     let (progress_tx, progress) = mpsc::channel();
     let settings = PoolSettings {
         heartbeat_limit_ms: scenario.pool.heartbeat_limit_ms,
     };
-    let pool = Pool::start(
+    let pool = Pool::start_with_sms(
         &broker_url,
         pool_address,
         signer,
         settings,
-        Box::new(NoLedger),
+        Box::new(market.hooks()),
         store.handle(),
         Some(progress_tx),
+        Some((sms, pool_address)),
     )?;
     out.line(&format!(
         "pool {pool_address}, scheduler {}",
         pool.scheduler()
     ));
 
+    // TEE deals: agents attest with the software attester (which the simulator's SMS policy
+    // accepts) and so advertise `tee`; simulated workers advertise it too.
+    let tee = scenario
+        .deals
+        .iter()
+        .any(|d| d.tag.iter().any(|t| t == "tee"));
+    let agent_env: &[(&str, &str)] = if tee {
+        &[("EDGEPOOL_AGENT_ATTESTATION", "software")]
+    } else {
+        &[]
+    };
     let mut kinds: Vec<(Address, String)> = Vec::new();
     let mut agents = Vec::new();
     for _ in 0..scenario.workers.agents {
-        let agent = AgentProcess::start(
+        let agent = AgentProcess::start_with_env(
             &broker_url,
             pool_address,
             pool.scheduler(),
             scenario.workers.agent_slots,
+            agent_env,
         )?;
         kinds.push((agent.address(), "agent".into()));
         agents.push(agent);
@@ -173,6 +237,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let timing = Timing {
         compute_ms: scenario.workers.compute_ms,
         slow_ms: scenario.workers.slow_ms,
+        liar_ms: scenario.workers.liar_ms,
+        tee,
         ..Timing::default()
     };
     let w = &scenario.workers;
@@ -232,24 +298,13 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     for (i, spec) in scenario.deals.iter().enumerate() {
         let (_, app_url, app_bytes) = apps.iter().find(|(n, ..)| *n == spec.app).context("app")?;
         let dataset = match &spec.dataset {
-            Some(name) => {
-                let (_, url, bytes) = datasets
+            Some(name) => Some(
+                datasets
                     .iter()
-                    .find(|(n, ..)| n == name)
-                    .context("dataset")?;
-                Some(DatasetRef {
-                    address: Address(
-                        sha256(name.as_bytes()).as_bytes()[..20]
-                            .try_into()
-                            .unwrap_or([0; 20]),
-                    ),
-                    url: url.clone(),
-                    checksum: Digest(sha256(bytes)),
-                    filename: name.clone(),
-                    size_bytes: Some(bytes.len() as u64),
-                    encrypted: false,
-                })
-            }
+                    .find(|(n, _)| n == name)
+                    .map(|(_, offer)| offer.clone())
+                    .context("dataset")?,
+            ),
             None => None,
         };
         let input_files = spec
@@ -265,44 +320,36 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                 .parse()
                 .map_err(|e| anyhow::anyhow!("deal {i} tag: {e}"))?
         };
-        let deal = DealSummary {
-            deal_id: DealId::from(rand::random::<[u8; 32]>()),
-            app: AppRef {
-                address: Address(
-                    sha256(spec.app.as_bytes()).as_bytes()[..20]
-                        .try_into()
-                        .unwrap_or([0; 20]),
-                ),
-                url: app_url.clone(),
-                checksum: Digest(sha256(app_bytes)),
-                size_bytes: Some(app_bytes.len() as u64),
-            },
-            dataset,
-            input_files,
-            args: spec.args.clone(),
-            tag,
-            trust: spec.trust,
-            category: spec.category,
-            time_ref_seconds: spec.time_ref_secs.max(1),
-            start_time_ms: now_ms(),
-            requester: Address([0x51; 20]),
-            beneficiary: Address([0x52; 20]),
-            callback: Address::ZERO,
-            result_encryption: false,
-            result_storage_provider: "http".into(),
-            result_storage_proxy: Some(store.base_url()),
-            bot_first: 0,
-            bot_size: spec.volume,
-        };
+        let opened = market
+            .open_deal(
+                &DealOffer {
+                    app_name: spec.app.clone(),
+                    app_url: app_url.clone(),
+                    app_checksum: Digest(sha256(app_bytes)),
+                    app_size: app_bytes.len() as u64,
+                    dataset,
+                    requester: Address([0x51; 20]),
+                    args: spec.args.clone(),
+                    input_files,
+                    tag,
+                    trust: spec.trust,
+                    time_ref_secs: spec.time_ref_secs,
+                    volume: spec.volume,
+                    result_storage_proxy: Some(store.base_url()),
+                },
+                now_ms(),
+            )
+            .map_err(|e| anyhow::anyhow!("deal {i}: the ledger refused it: {e}"))?;
         let limits = TaskLimits {
             fuel: spec.fuel.unwrap_or(TaskLimits::default().fuel),
             ..TaskLimits::default()
         };
         pool.submit(DealRequest {
-            deal,
+            deal: opened.summary,
             limits,
             replicas: spec.replicas,
             replica_timeout_ms: spec.replica_timeout_ms,
+            dataset_restrictions: opened.dataset_restrictions,
         })
         .map_err(anyhow::Error::msg)?;
     }
@@ -376,7 +423,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             }
         }
         let restarts_pending = faults.iter().any(|(_, p, _)| p.is_some());
-        if report.all_final() && !restarts_pending {
+        // A completed task whose ledger finalize waits for a reveal is not settled yet.
+        let settling = report
+            .tasks
+            .iter()
+            .any(|t| t.status == "COMPLETED" && t.settlement.status.starts_with("pending"));
+        if report.all_final() && !restarts_pending && !settling {
             break;
         }
         if Instant::now() > deadline {
@@ -513,6 +565,28 @@ pub fn check(
                 ));
             }
         }
+        let s = &task.settlement;
+        if !expect.rewarded_kinds.is_empty() {
+            if s.rewarded.is_empty() {
+                failures.push(format!(
+                    "task {id}: the ledger rewarded nobody ({})",
+                    s.status
+                ));
+            }
+            for (a, _) in &s.rewarded {
+                if !expect.rewarded_kinds.contains(&kind_of(a)) {
+                    failures.push(format!("task {id}: the ledger rewarded a {}", kind_of(a)));
+                }
+            }
+        }
+        for kind in &expect.slashed_kinds {
+            if !s.slashed.iter().any(|(a, _)| kind_of(a) == *kind) {
+                failures.push(format!(
+                    "task {id}: expected a slashed {kind}, the ledger slashed {:?}",
+                    s.slashed
+                ));
+            }
+        }
         if let Some(text) = &expect.result_contains {
             match results.iter().find(|(t, _)| *t == id.to_string()) {
                 Some((_, result)) if result.contains(text.as_str()) => {}
@@ -521,6 +595,20 @@ pub fn check(
                 }
                 None => failures.push(format!("task {id}: no result on the store")),
             }
+        }
+    }
+    for kind in &expect.refused_kinds {
+        let refused = report.workers.iter().any(|w| {
+            w.kind.as_deref() == Some(kind.as_str())
+                && report.refused.iter().any(|r| {
+                    r.starts_with(&format!("ledger refused contribution from {}", w.address))
+                })
+        });
+        if !refused {
+            failures.push(format!(
+                "expected the ledger to refuse a contribution from a {kind}; refused: {:?}",
+                report.refused
+            ));
         }
     }
     for kind in &expect.lost_kinds {

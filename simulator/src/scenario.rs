@@ -118,6 +118,10 @@ pub struct WorkersSpec {
     /// Simulated compute time (ms). Default 300.
     #[serde(default = "default_compute")]
     pub compute_ms: u64,
+    /// A liar's compute time (default: `compute_ms`), e.g. 0 so that it contributes before
+    /// the honest workers and its dissent counts in the consensus.
+    #[serde(default)]
+    pub liar_ms: Option<u64>,
     /// A slow worker's compute time (ms). Default 60,000.
     #[serde(default = "default_slow")]
     pub slow_ms: u64,
@@ -138,6 +142,7 @@ impl Default for WorkersSpec {
             slow: 0,
             crashing: 0,
             compute_ms: default_compute(),
+            liar_ms: None,
             slow_ms: default_slow(),
             late_honest: false,
         }
@@ -270,6 +275,17 @@ pub struct Expect {
     /// The uploaded result was made by one of these kinds (e.g. `agent`).
     #[serde(default)]
     pub uploader_kinds: Vec<String>,
+    /// The ledger settled each completed task rewarding at least one worker, every rewarded
+    /// worker of one of these kinds.
+    #[serde(default)]
+    pub rewarded_kinds: Vec<String>,
+    /// The ledger slashed a worker of each of these kinds on each completed task.
+    #[serde(default)]
+    pub slashed_kinds: Vec<String>,
+    /// The ledger refused a contribution from a worker of each of these kinds (e.g. a `liar`
+    /// on a TEE task: it has no enclave key).
+    #[serde(default)]
+    pub refused_kinds: Vec<String>,
 }
 
 impl Default for Expect {
@@ -282,6 +298,9 @@ impl Default for Expect {
             never_agreed_kinds: Vec::new(),
             result_contains: None,
             uploader_kinds: Vec::new(),
+            rewarded_kinds: Vec::new(),
+            slashed_kinds: Vec::new(),
+            refused_kinds: Vec::new(),
         }
     }
 }

@@ -13,17 +13,20 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
+use edgepool_attestation::policy::Policy;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DatasetRef, DealSummary, TaskLimits};
-use edgepool_protocol::primitives::{Address, DealId, Digest};
+use edgepool_protocol::messages::TaskLimits;
+use edgepool_protocol::primitives::{Address, Digest};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::tags::Tag;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::EmbeddedBroker;
-use crate::hooks::NoLedger;
+use crate::economy::{DatasetOffer, DealOffer, Market};
+use crate::ledger::Ledger;
 use crate::pool::{DealRequest, PoolSettings};
 use crate::service::{now_ms, Pool, PoolRemote};
+use crate::sms::Sms;
 use crate::store::{ControlRequest, Store, StoreHandle};
 
 /// What `serve` writes to `STATE/serve.json`.
@@ -116,19 +119,31 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         }
     };
     let store = Store::start().map_err(anyhow::Error::msg)?;
+    // The ledger lives in the state dir: balances, scores and settlements survive a restart.
+    let ledger_path = state_file(state, "ledger.sqlite");
+    let ledger = Ledger::open(&ledger_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ledger_path.display()))?;
+    let market = Market::new(
+        std::sync::Arc::new(std::sync::Mutex::new(ledger)),
+        signer.address(),
+        &format!("edgepool-sim serve {pool_address}"),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let sms = Sms::new(signer.address(), Policy::simulator());
     let (progress_tx, progress) = std::sync::mpsc::channel();
-    let pool = Pool::start(
+    let pool = Pool::start_with_sms(
         &broker_url,
         pool_address,
         signer,
         PoolSettings::default(),
-        Box::new(NoLedger),
+        Box::new(market.hooks()),
         store.handle(),
         Some(progress_tx),
+        Some((sms, market.workerpool())),
     )?;
     let remote = pool.remote();
     let publisher = store.handle();
-    store.set_control(move |request| control(&remote, &publisher, request));
+    store.set_control(move |request| control(&remote, &publisher, &market, request));
     let info = ServeInfo {
         broker: broker_url.clone(),
         store: store.base_url(),
@@ -187,7 +202,12 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn control(remote: &PoolRemote, store: &StoreHandle, request: ControlRequest) -> (u16, String) {
+fn control(
+    remote: &PoolRemote,
+    store: &StoreHandle,
+    market: &Market,
+    request: ControlRequest,
+) -> (u16, String) {
     let error = |status: u16, message: String| {
         (status, serde_json::json!({ "error": message }).to_string())
     };
@@ -204,7 +224,7 @@ fn control(remote: &PoolRemote, store: &StoreHandle, request: ControlRequest) ->
                 Ok(b) => b,
                 Err(e) => return error(400, format!("expected a deal JSON body: {e}")),
             };
-            match submit(remote, store, body) {
+            match submit(remote, store, market, body) {
                 Ok(ids) => (200, serde_json::json!({ "tasks": ids }).to_string()),
                 Err(e) => error(400, e),
             }
@@ -219,24 +239,27 @@ fn decode(file: &NamedFile) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{}: bad base64: {e}", file.name))
 }
 
-fn submit(remote: &PoolRemote, store: &StoreHandle, body: DealBody) -> Result<Vec<String>, String> {
+fn submit(
+    remote: &PoolRemote,
+    store: &StoreHandle,
+    market: &Market,
+    body: DealBody,
+) -> Result<Vec<String>, String> {
     let app = decode(&body.app)?;
     let app_url = store.publish(&format!("apps/{}", body.app.name), app.clone());
     let dataset = match &body.dataset {
         Some(f) => {
             let bytes = decode(f)?;
             let url = store.publish(&format!("datasets/{}", f.name), bytes.clone());
-            Some(DatasetRef {
-                address: Address(
-                    sha256(f.name.as_bytes()).as_bytes()[..20]
-                        .try_into()
-                        .unwrap_or([0; 20]),
-                ),
+            Some(DatasetOffer {
+                // The simulator plays the dataset owner of a plain dataset sent with a deal.
+                owner: Address([0xd0; 20]),
+                name: f.name.clone(),
                 url,
                 checksum: Digest(sha256(&bytes)),
-                filename: f.name.clone(),
-                size_bytes: Some(bytes.len() as u64),
+                size_bytes: bytes.len() as u64,
                 encrypted: false,
+                restricted: false,
             })
         }
         None => None,
@@ -250,40 +273,30 @@ fn submit(remote: &PoolRemote, store: &StoreHandle, body: DealBody) -> Result<Ve
     } else {
         body.tag.parse().map_err(|e| format!("tag: {e}"))?
     };
-    let deal = DealSummary {
-        deal_id: DealId::from(rand::random::<[u8; 32]>()),
-        app: AppRef {
-            address: Address(
-                sha256(body.app.name.as_bytes()).as_bytes()[..20]
-                    .try_into()
-                    .unwrap_or([0; 20]),
-            ),
-            url: app_url,
-            checksum: Digest(sha256(&app)),
-            size_bytes: Some(app.len() as u64),
+    let opened = market.open_deal(
+        &DealOffer {
+            app_name: body.app.name.clone(),
+            app_url,
+            app_checksum: Digest(sha256(&app)),
+            app_size: app.len() as u64,
+            dataset,
+            requester: Address([0x51; 20]),
+            args: body.args,
+            input_files,
+            tag,
+            trust: body.trust,
+            time_ref_secs: body.time_ref_secs,
+            volume: body.volume,
+            result_storage_proxy: Some(store.base_url().to_string()),
         },
-        dataset,
-        input_files,
-        args: body.args,
-        tag,
-        trust: body.trust,
-        category: 0,
-        time_ref_seconds: body.time_ref_secs.max(1),
-        start_time_ms: now_ms(),
-        requester: Address([0x51; 20]),
-        beneficiary: Address([0x52; 20]),
-        callback: Address::ZERO,
-        result_encryption: false,
-        result_storage_provider: "http".into(),
-        result_storage_proxy: Some(store.base_url().to_string()),
-        bot_first: 0,
-        bot_size: body.volume,
-    };
+        now_ms(),
+    )?;
     let ids = remote.submit(DealRequest {
-        deal,
+        deal: opened.summary,
         limits: TaskLimits::default(),
         replicas: body.replicas,
         replica_timeout_ms: None,
+        dataset_restrictions: opened.dataset_restrictions,
     })?;
     Ok(ids.iter().map(ToString::to_string).collect())
 }

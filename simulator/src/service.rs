@@ -79,9 +79,33 @@ impl Pool {
         store: StoreHandle,
         progress: Option<Sender<String>>,
     ) -> Result<Pool, ServiceError> {
+        Self::start_with_sms(
+            broker_url, pool, signer, settings, hooks, store, progress, None,
+        )
+    }
+
+    /// [`Pool::start`] with the SMS attached (`sms`: the SMS and the workerpool's registry
+    /// address), so that TEE deals can run.
+    ///
+    /// # Errors
+    /// [`ServiceError`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with_sms(
+        broker_url: &str,
+        pool: Address,
+        signer: Signer,
+        settings: PoolSettings,
+        hooks: Box<dyn PocoHooks>,
+        store: StoreHandle,
+        progress: Option<Sender<String>>,
+        sms: Option<(crate::sms::Sms, Address)>,
+    ) -> Result<Pool, ServiceError> {
         let (host, port) = parse_mqtt_url(broker_url).map_err(ServiceError::BrokerUrl)?;
         let scheduler = signer.address();
-        let core = PoolCore::new(pool, signer, settings, hooks, store, now_ms());
+        let mut core = PoolCore::new(pool, signer, settings, hooks, store, now_ms());
+        if let Some((sms, workerpool)) = sms {
+            core.attach_sms(sms, workerpool);
+        }
         let subscriptions = core.subscriptions();
         let client_id = format!("edgepool-sim-{}", &scheduler.to_string()[2..10]);
         let mut options = MqttOptions::new(client_id, host, port);

@@ -75,8 +75,14 @@ pub struct Timing {
     pub compute_ms: u64,
     /// A slow worker's compute time.
     pub slow_ms: u64,
+    /// A liar's compute time (`None`: `compute_ms`).
+    pub liar_ms: Option<u64>,
     /// Heartbeat period.
     pub heartbeat_ms: u64,
+    /// Advertise the `tee` tag (as a software TEE), so that TEE deals are placed on it too. A
+    /// simulated worker never obtains a task's enclave key: on a TEE task it signs its
+    /// contribution with its own key instead, which the ledger refuses (bad enclave signature).
+    pub tee: bool,
 }
 
 impl Default for Timing {
@@ -84,7 +90,9 @@ impl Default for Timing {
         Self {
             compute_ms: 300,
             slow_ms: 60_000,
+            liar_ms: None,
             heartbeat_ms: 1_000,
+            tee: false,
         }
     }
 }
@@ -284,7 +292,17 @@ impl Worker {
             for task_id in due {
                 if let Some(task) = self.tasks.get_mut(&task_id) {
                     task.contribute_at = None;
-                    let contribution = Contribution::standard(address, task_id, task.digest, 1_000);
+                    let challenge = task.assignment.authorization.enclave_challenge;
+                    let contribution = if challenge.is_zero() {
+                        Contribution::standard(address, task_id, task.digest, 1_000)
+                    } else {
+                        // No enclave key without the SMS's secret exchange: sign with our own
+                        // key and claim the task's challenge. The ledger refuses it.
+                        let mut c =
+                            Contribution::tee(address, task_id, task.digest, &self.signer, 1_000);
+                        c.enclave_challenge = challenge;
+                        c
+                    };
                     let message = Message::Contribution(contribution);
                     self.publish(&client, &self.prefix.outbox(address), &message, false);
                 }
@@ -311,7 +329,7 @@ impl Worker {
             gpus: Vec::new(),
             tee: None,
             tee_measurement: Vec::new(),
-            tags: Tag::NONE,
+            tags: if self.timing.tee { Tag::TEE } else { Tag::NONE },
             slots: 4,
             limits: TaskLimits::default(),
             fuel_per_second: 100_000_000,
@@ -357,7 +375,10 @@ impl Worker {
                     at_ms: now_ms(),
                 });
                 self.publish(client, &outbox, &status, false);
-                let compute = Duration::from_millis(self.timing.compute_ms);
+                let compute = Duration::from_millis(match self.behaviour {
+                    Behaviour::Liar => self.timing.liar_ms.unwrap_or(self.timing.compute_ms),
+                    _ => self.timing.compute_ms,
+                });
                 let contribute_at = match self.behaviour {
                     Behaviour::Honest | Behaviour::Liar => Some(Instant::now() + compute),
                     Behaviour::Slow => {

@@ -64,15 +64,73 @@ fn a_real_agent_completes_a_task_without_dataset_and_its_upload_is_the_consensus
 }
 
 #[test]
-fn a_lying_minority_disagrees_while_the_honest_agents_reach_consensus() {
+fn a_lying_minority_is_slashed_by_the_ledger_while_the_honest_majority_is_rewarded() {
     let outcome = run("liar-minority.toml");
     let task = &outcome.report.tasks[0];
     let liar = task.disagreed.first().unwrap();
     assert_eq!(kind_of(&outcome, liar), "liar");
     let liar_replica = task.replicas.iter().find(|r| r.worker == *liar).unwrap();
     assert_ne!(liar_replica.result_hash, task.consensus_hash);
-    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "agent"));
+    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "honest"));
+    assert_eq!(task.agreed.len(), 3);
     assert!(!task.revealers.contains(liar));
+    // The ledger settled it: the liar's stake seized, every agreeing agent rewarded.
+    let s = &task.settlement;
+    assert_eq!(s.status, "COMPLETED", "{s:?}");
+    assert_eq!(
+        s.slashed.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        vec![*liar]
+    );
+    let mut rewarded: Vec<_> = s.rewarded.iter().map(|(a, _)| *a).collect();
+    let mut agreed = task.agreed.clone();
+    rewarded.sort();
+    agreed.sort();
+    assert_eq!(rewarded, agreed);
+    // Scores: the liar's stays 0 (×2/3), the revealers' grew by one.
+    let score = |a| {
+        outcome
+            .report
+            .workers
+            .iter()
+            .find(|w| w.address == a)
+            .and_then(|w| w.score)
+            .unwrap()
+    };
+    assert_eq!(score(*liar), 0);
+    assert!(task.agreed.iter().all(|a| score(*a) == 1));
+}
+
+#[test]
+fn a_tee_task_on_an_encrypted_dataset_completes_and_the_keyless_liar_is_refused() {
+    let outcome = run("encrypted-tee.toml");
+    let task = &outcome.report.tasks[0];
+    assert_eq!(task.status, "COMPLETED");
+    // Every contribution the scheduler counted carries the enclave challenge: the agents got
+    // the enclave key from the SMS after attesting.
+    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "agent"));
+    assert!(task.disagreed.is_empty(), "{:?}", task.disagreed);
+    let liar = outcome
+        .report
+        .workers
+        .iter()
+        .find(|w| w.kind.as_deref() == Some("liar"))
+        .unwrap();
+    assert!(
+        outcome
+            .report
+            .refused
+            .iter()
+            .any(|r| r.starts_with(&format!(
+                "ledger refused contribution from {}",
+                liar.address
+            )) && r.contains("enclave")),
+        "{:?}",
+        outcome.report.refused
+    );
+    assert_eq!(liar.contributions, 0);
+    assert_eq!(task.settlement.status, "COMPLETED");
+    assert!(task.settlement.slashed.is_empty());
+    assert_eq!(task.settlement.rewarded.len(), task.agreed.len());
 }
 
 #[test]
@@ -121,11 +179,11 @@ fn every_committed_scenario_parses() {
             count += 1;
         }
     }
-    assert!(count >= 6, "{count} scenarios");
+    assert!(count >= 7, "{count} scenarios");
 }
 
 #[test]
-fn the_demo_outvotes_the_liar_on_every_task_and_its_results_are_the_csv_statistics() {
+fn the_tee_demo_refuses_the_liar_on_every_task_and_its_results_are_the_csv_statistics() {
     let scenario = Scenario::parse(
         edgepool_simulator::demo::DEMO_SCENARIO,
         "demo.toml",
@@ -144,8 +202,8 @@ fn the_demo_outvotes_the_liar_on_every_task_and_its_results_are_the_csv_statisti
     assert_eq!(outcome.report.tasks.len(), 2);
     for task in &outcome.report.tasks {
         assert_eq!(task.agreed.len(), 3);
-        assert_eq!(task.disagreed.len(), 1);
-        assert_eq!(kind_of(&outcome, &task.disagreed[0]), "liar");
+        assert!(task.disagreed.is_empty());
+        assert_eq!(task.settlement.rewarded.len(), 3);
     }
     assert!(outcome.elapsed.as_secs() < 60, "{:?}", outcome.elapsed);
 }

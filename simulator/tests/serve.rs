@@ -69,11 +69,23 @@ fn a_deal_submitted_to_a_running_serve_completes_on_an_external_agent_and_is_rep
             .unwrap();
         last = String::from_utf8_lossy(&out.stdout).into_owned();
         let report: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
-        if report["tasks"][0]["status"] == "COMPLETED" {
-            assert_eq!(
-                report["tasks"][0]["agreed"][0],
-                serde_json::Value::String(agent.address().to_string())
-            );
+        let task = &report["tasks"][0];
+        if task["status"] == "COMPLETED" && task["settlement"]["status"] == "COMPLETED" {
+            let me = serde_json::Value::String(agent.address().to_string());
+            assert_eq!(task["agreed"][0], me);
+            // The ledger (in the state dir) settled it: the lone contributor is rewarded.
+            assert_eq!(task["settlement"]["rewarded"][0][0], me, "{last}");
+            assert!(task["settlement"]["slashed"]
+                .as_array()
+                .is_some_and(Vec::is_empty));
+            let worker = report["workers"]
+                .as_array()
+                .and_then(|ws| ws.iter().find(|w| w["address"] == me))
+                .cloned()
+                .unwrap_or_default();
+            assert!(worker["score"].is_u64(), "{last}");
+            assert!(worker["stake"].as_str().is_some_and(|s| s.contains("nRLC")));
+            assert!(state.path().join("ledger.sqlite").exists());
             return;
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -9,17 +9,17 @@ use crate::signature::Signer;
 use crate::tags::Tag;
 
 /// The poco-1 scheduler (workerpool owner), `0xd468FCcea3cBdAA0049dffD96DE792737b3Ae685`.
-pub(crate) fn scheduler() -> Signer {
+pub fn scheduler() -> Signer {
     Signer::from_hex("0x3dc94d52a43483b3a074daf58a6c5909fb4cbe89e8fbfafbebefe993ce7aabbe").unwrap()
 }
 
 /// The poco-1 worker, `0x0d8B662f44741b155626E10632F2239a5B3cADeA`.
-pub(crate) fn worker() -> Signer {
+pub fn worker() -> Signer {
     Signer::from_hex("0x8f7078e6b7e655597ef3eed5e43f048afaa670e5c72942176cbf6bcfd5085daa").unwrap()
 }
 
 /// The poco-1 task, `0xf8eb…01ae`.
-pub(crate) fn task_id() -> TaskId {
+pub fn task_id() -> TaskId {
     poco::task_id(&deal_id(), 0)
 }
 
@@ -29,7 +29,7 @@ fn deal_id() -> DealId {
         .unwrap()
 }
 
-pub(crate) fn capacity() -> CapacityAdvertisement {
+pub fn capacity() -> CapacityAdvertisement {
     CapacityAdvertisement {
         worker: worker().address(),
         agent_version: "edgepool-agent 0.1.0".into(),
@@ -55,7 +55,7 @@ pub(crate) fn capacity() -> CapacityAdvertisement {
     }
 }
 
-pub(crate) fn assignment() -> Assignment {
+pub fn assignment() -> Assignment {
     let task_id = task_id();
     Assignment {
         deal: DealSummary {
@@ -102,7 +102,7 @@ pub(crate) fn assignment() -> Assignment {
     }
 }
 
-pub(crate) fn secret_request() -> SecretRequest {
+pub fn secret_request() -> SecretRequest {
     let challenge = Signer::from_bytes(&[9; 32]).unwrap().address();
     SecretRequest {
         task_id: task_id(),
@@ -123,7 +123,7 @@ pub(crate) fn secret_request() -> SecretRequest {
     }
 }
 
-pub(crate) fn secret_response() -> SecretResponse {
+pub fn secret_response() -> SecretResponse {
     SecretResponse {
         task_id: task_id(),
         ephemeral_public_key: [0x3e; 32],
@@ -136,7 +136,7 @@ pub(crate) fn secret_response() -> SecretResponse {
 }
 
 /// One message of every kind, in [`MessageKind::ALL`] order.
-pub(crate) fn all() -> Vec<Message> {
+pub fn all() -> Vec<Message> {
     let task_id = task_id();
     let digest = Digest::from([0xdd; 32]);
     vec![

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use crate::hooks::{PocoHooks, Settlement};
 use crate::registry::Registry;
 use crate::scheduler::{Action, Phase, ReplicaState, Scheduler, TaskRun};
+use crate::sms::{DatasetRestrictions, Sms};
 
 mod report;
 use crate::store::StoreHandle;
@@ -40,6 +41,9 @@ pub struct DealRequest {
     pub replicas: usize,
     /// A replica that has not contributed this long after its assignment is given up on.
     pub replica_timeout_ms: Option<u64>,
+    /// The dataset order's restrictions (app, workerpool, requester), which the SMS checks
+    /// before it releases the dataset key of a TEE task; `None`: unrestricted.
+    pub dataset_restrictions: Option<DatasetRestrictions>,
 }
 
 /// Settings of the pool core.
@@ -133,10 +137,12 @@ impl PoolCore {
         store: StoreHandle,
         now_ms: u64,
     ) -> Self {
+        let mut scheduler = Scheduler::new(signer.clone());
+        scheduler.set_ledger_consensus(hooks.decides_consensus());
         Self {
             settings,
             prefix: TopicPrefix::with_default_base(pool),
-            scheduler: Scheduler::new(signer.clone()),
+            scheduler,
             signer,
             registry: Registry::new(),
             sequences: SequenceTracker::new(),
@@ -149,6 +155,15 @@ impl PoolCore {
             progress: Vec::new(),
             refused: Vec::new(),
         }
+    }
+
+    /// Attaches the SMS (before any deal): TEE tasks then get its enclave challenge, and their
+    /// secret requests are answered by it. `workerpool` is the pool's registry address, which
+    /// dataset orders restrict to.
+    pub fn attach_sms(&mut self, sms: Sms, workerpool: Address) {
+        let mut scheduler = Scheduler::new(self.signer.clone()).with_sms(sms, workerpool);
+        scheduler.set_ledger_consensus(self.hooks.decides_consensus());
+        self.scheduler = scheduler;
     }
 
     /// The topic prefix (`edgepool/v1/{pool}`).
@@ -203,6 +218,10 @@ impl PoolCore {
             return Err(format!("task {id} already exists"));
         }
         let required = usize::try_from(request.deal.trust.max(1)).unwrap_or(usize::MAX);
+        if let Some(restrictions) = request.dataset_restrictions {
+            self.scheduler
+                .restrict_dataset(request.deal.deal_id, restrictions);
+        }
         for (index, id) in &ids {
             self.tasks.insert(
                 *id,
@@ -323,12 +342,12 @@ impl PoolCore {
             };
             if let Err(why) = hooked {
                 return self.refuse(format!(
-                    "ledger refused {} from {worker}: {why}",
+                    "ledger refused {} from {worker} for {task_id}: {why}",
                     message.kind().as_str()
                 ));
             }
         }
-        let actions = match self.scheduler.handle(worker, &message, now_ms) {
+        let mut actions = match self.scheduler.handle(worker, &message, now_ms) {
             Ok(actions) => actions,
             Err(e) => {
                 return self.refuse(format!("{} from {worker}: {e}", message.kind().as_str()))
@@ -336,6 +355,12 @@ impl PoolCore {
         };
         match &message {
             Message::Contribution(c) => {
+                if self.hooks.decides_consensus() {
+                    if let Some(hash) = self.hooks.consensus(&task_id) {
+                        let more = self.scheduler.reach_consensus(&task_id, hash, now_ms);
+                        actions.extend(more);
+                    }
+                }
                 if let Some(r) = self
                     .tasks
                     .get_mut(&task_id)
@@ -414,6 +439,7 @@ impl PoolCore {
         }
         let actions = self.scheduler.tick(now_ms);
         self.perform(actions, now_ms);
+        self.hooks.tick(now_ms);
         self.place(now_ms);
     }
 
@@ -612,24 +638,40 @@ impl PoolCore {
                     break;
                 }
                 let exclude: Vec<Address> = book.replicas.keys().copied().collect();
+                let hooks = &self.hooks;
                 let Some(worker) = self
                     .registry
-                    .candidates(book.deal.tag, &exclude)
+                    .candidates_scored(book.deal.tag, &exclude, |w| {
+                        hooks.standing(*w).score.unwrap_or(0)
+                    })
                     .first()
                     .copied()
                 else {
                     break;
                 };
                 let (deal, index, limits) = (book.deal.clone(), book.task_index, book.limits);
-                match self.scheduler.assign(
-                    &deal,
-                    index,
-                    worker,
-                    limits,
-                    edgepool_protocol::primitives::Address::ZERO,
-                    now_ms,
-                ) {
+                if book.replicas.is_empty() {
+                    if let Err(why) = self.hooks.initialize(&deal, index, now_ms) {
+                        self.refuse(format!("the ledger cannot initialize {task_id}: {why}"));
+                        break;
+                    }
+                }
+                // With the SMS attached, the scheduler takes a TEE task's enclave challenge
+                // from it; a standard task has none.
+                match self
+                    .scheduler
+                    .assign(&deal, index, worker, limits, Address::ZERO, now_ms)
+                {
                     Ok(actions) => {
+                        for action in &actions {
+                            if let Action::Send {
+                                message: Message::Assignment(a),
+                                ..
+                            } = action
+                            {
+                                self.hooks.authorized(&a.authorization, now_ms);
+                            }
+                        }
                         self.registry.assigned(worker);
                         if let Some(b) = self.tasks.get_mut(&task_id) {
                             if b.replicas.is_empty() {

@@ -83,7 +83,10 @@ impl PoolCore {
                 revealers: book.revealers.iter().copied().collect(),
                 agreed,
                 disagreed,
-                settlement: book.settlement.clone(),
+                settlement: self
+                    .hooks
+                    .settlement(task_id)
+                    .unwrap_or_else(|| book.settlement.clone()),
                 timings: TaskTimings {
                     assigned_at_ms: book.created_ms,
                     consensus_after_ms: book

@@ -147,6 +147,7 @@ pub struct Scheduler {
     sms: Option<Sms>,
     workerpool: Address,
     restrictions: BTreeMap<DealId, DatasetRestrictions>,
+    ledger_consensus: bool,
 }
 
 impl Scheduler {
@@ -158,7 +159,30 @@ impl Scheduler {
             sms: None,
             workerpool: Address::ZERO,
             restrictions: BTreeMap::new(),
+            ledger_consensus: false,
         }
+    }
+
+    /// Lets the ledger decide every consensus from now on: contributions are recorded, and a
+    /// task moves to revealing only through [`Scheduler::reach_consensus`] (the PoCo ledger
+    /// weighs contributions by score, which a count of agreeing contributions does not).
+    pub fn set_ledger_consensus(&mut self, on: bool) {
+        self.ledger_consensus = on;
+    }
+
+    /// The ledger reached consensus on `result_hash` for `task_id`: the agreeing contributors
+    /// get `PLEASE_REVEAL`, the others `PLEASE_ABORT_CONSENSUS_REACHED`. Nothing happens for an
+    /// unknown task or one no longer contributing.
+    pub fn reach_consensus(
+        &mut self,
+        task_id: &TaskId,
+        result_hash: Bytes32,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        self.tasks
+            .get_mut(task_id)
+            .map(|run| run.enter_revealing(result_hash, now_ms))
+            .unwrap_or_default()
     }
 
     /// This scheduler with `sms` serving the TEE deals of `workerpool`.
@@ -239,8 +263,12 @@ impl Scheduler {
                 .map_err(|e| SchedulerError::Sms(e.to_string()))?,
             _ => enclave_challenge,
         };
+        let ledger_consensus = self.ledger_consensus;
         let run = self.tasks.entry(task_id).or_insert_with(|| {
-            TaskRun::new(task_id, deal.clone(), task_index, enclave_challenge, now_ms)
+            let mut run =
+                TaskRun::new(task_id, deal.clone(), task_index, enclave_challenge, now_ms);
+            run.ledger_consensus = ledger_consensus;
+            run
         });
         run.replicas.insert(worker, task::Replica::new(now_ms));
         let authorization =

@@ -100,6 +100,9 @@ pub struct TaskRun {
     pub created_at_ms: u64,
     /// The enclave challenge of a TEE task (the SMS's enclave address), zero otherwise.
     pub enclave_challenge: Address,
+    /// The ledger decides the consensus ([`super::Scheduler::reach_consensus`]): contributions
+    /// are recorded but never counted into a consensus here.
+    pub ledger_consensus: bool,
 }
 
 impl TaskRun {
@@ -118,6 +121,7 @@ impl TaskRun {
             phase: Phase::Contributing,
             created_at_ms: now_ms,
             enclave_challenge,
+            ledger_consensus: false,
         }
     }
 
@@ -321,6 +325,9 @@ impl TaskRun {
     }
 
     fn try_consensus(&mut self, now_ms: u64) -> Vec<Action> {
+        if self.ledger_consensus {
+            return Vec::new();
+        }
         let mut counts: BTreeMap<Bytes32, usize> = BTreeMap::new();
         for replica in self.replicas.values() {
             if let Some(c) = &replica.contribution {
@@ -330,6 +337,15 @@ impl TaskRun {
         let Some((&result_hash, _)) = counts.iter().find(|(_, n)| **n >= self.required()) else {
             return Vec::new();
         };
+        self.enter_revealing(result_hash, now_ms)
+    }
+
+    /// Consensus on `result_hash`: its contributors are asked to reveal, the others aborted.
+    /// Nothing happens unless the task is still contributing.
+    pub(crate) fn enter_revealing(&mut self, result_hash: Bytes32, now_ms: u64) -> Vec<Action> {
+        if self.phase != Phase::Contributing {
+            return Vec::new();
+        }
         self.phase = Phase::Revealing {
             result_hash,
             at_ms: now_ms,

@@ -176,6 +176,41 @@ fn consensus_needs_trust_agreeing_contributions_and_aborts_the_dissenter() {
 }
 
 #[test]
+fn with_ledger_consensus_only_reach_consensus_moves_the_task_to_revealing() {
+    let mut s = scheduler();
+    s.set_ledger_consensus(true);
+    let d = deal(1);
+    let (a, b) = (worker(1), worker(2));
+    let task_id = assign(&mut s, &d, &a);
+    assign(&mut s, &d, &b);
+    let good = Digest::from([3; 32]);
+    let bad = Digest::from([4; 32]);
+    for (w, digest) in [(&a, good), (&b, bad)] {
+        let actions = s
+            .handle(
+                w.address(),
+                &Message::Contribution(Contribution::standard(w.address(), task_id, digest, 1)),
+                T0 + 10,
+            )
+            .unwrap();
+        // Trust 1 would have been reached by a count: the ledger decides instead.
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+    assert_eq!(s.task(&task_id).unwrap().phase, Phase::Contributing);
+    let hash = poco::result_hash(&task_id, &good);
+    let mut got = notifications(&s.reach_consensus(&task_id, hash, T0 + 11));
+    got.sort();
+    let mut want = vec![
+        (a.address(), NotificationType::PleaseReveal),
+        (b.address(), NotificationType::PleaseAbortConsensusReached),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // Once revealing, a second call changes nothing.
+    assert!(s.reach_consensus(&task_id, hash, T0 + 12).is_empty());
+}
+
+#[test]
 fn refusals_leave_the_state_unchanged() {
     let mut s = scheduler();
     let d = deal(1);
