@@ -20,6 +20,7 @@
 //! - [`fetch`]: http(s)/file/IPFS downloads into a content-addressed cache.
 //! - [`sandbox`]: wasmi with an in-memory, deterministic WASI (the iExec app contract).
 //! - [`systemd`], [`logging`], [`dir_tree`] (the protocol's `FileTree` over a real directory).
+//! - [`failpoints`]: crash points for the fault-injection tests (feature `failpoints` only).
 
 pub mod attest;
 pub mod capacity;
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dir_tree;
+pub mod failpoints;
 pub mod fetch;
 pub mod identity;
 pub mod link;

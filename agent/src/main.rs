@@ -12,6 +12,9 @@ use edgepool_agent::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Crash points armed by FAILPOINTS (test builds only); the guard lives until exit.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = edgepool_agent::failpoints::setup();
     let mut stdout = std::io::stdout().lock();
     if edgepool_agent::ops::is_ops(&cli.command) {
         return match edgepool_agent::ops::run(cli.command, &mut stdout) {

@@ -374,8 +374,17 @@ fn detect_ram(root: &Path, real: bool) -> Result<u64, CapacityError> {
 
 /// Free space of the disk whose mount point is the longest prefix of `state_dir` (resolved
 /// through its nearest existing ancestor, so a state directory not created yet works).
-fn disk_free_bytes(state_dir: &Path) -> Result<u64, CapacityError> {
+///
+/// # Errors
+/// [`CapacityError::Disk`] when no mounted disk holds the directory.
+pub fn disk_free_bytes(state_dir: &Path) -> Result<u64, CapacityError> {
     let resolved = resolve_existing(state_dir);
+    // statvfs of the directory itself first: exact for any filesystem, including the tmpfs and
+    // bind mounts that sysinfo's disk list leaves out (it would answer for the parent's disk).
+    let existing = resolved.ancestors().find(|a| a.exists());
+    if let Some(stat) = existing.and_then(|dir| rustix::fs::statvfs(dir).ok()) {
+        return Ok(stat.f_bavail.saturating_mul(stat.f_frsize));
+    }
     let refresh = sysinfo::DiskRefreshKind::nothing().with_storage();
     let disks = sysinfo::Disks::new_with_refreshed_list_specifics(refresh).map_err(|e| {
         CapacityError::Disk {

@@ -204,6 +204,13 @@ impl Daemon {
                     | edgepool_protocol::status::ReplicateStatus::Computing
                     | edgepool_protocol::status::ReplicateStatus::Computed
             );
+            if record.state == edgepool_protocol::status::ReplicateStatus::ResultUploading {
+                // Asked to upload, and the upload's outcome never committed: upload again (the
+                // same archive to the same place).
+                tracing::info!(task_id = %record.task_id, "resuming the result upload");
+                self.start_upload(&record)?;
+                continue;
+            }
             if !before_contribution || record.outputs.result_digest.is_some() {
                 continue;
             }
@@ -258,7 +265,15 @@ impl Daemon {
                 () = &mut shutdown => break,
                 event = eventloop.poll(), if retry_at.is_none() => {
                     match event {
-                        Ok(event) => self.handle_event(event, &client, &mut backoff)?,
+                        Ok(event) => {
+                            if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                                // A resumed session makes the client replay what was in flight;
+                                // the outbox is re-sent from the journal instead, in order and
+                                // tracked, so the client's copies are dropped.
+                                eventloop.pending.clear();
+                            }
+                            self.handle_event(event, &client, &mut backoff)?;
+                        }
                         Err(error) => {
                             let delay = self.connection_lost(&error, &mut backoff)?;
                             retry_at = Some(tokio::time::Instant::now() + delay);
@@ -315,6 +330,8 @@ impl Daemon {
             Event::Incoming(Packet::PubAck(ack)) => {
                 match self.tracker.acknowledged(ack.pkid) {
                     Some(Tracked::Outbox(id)) => {
+                        #[cfg(feature = "failpoints")]
+                        self.crash_point_on_ack(id)?;
                         self.store.lock().ack_outbox(id)?;
                         self.counters.delivered += 1;
                     }
@@ -334,8 +351,13 @@ impl Daemon {
                 }
                 self.flush(client)?;
             }
-            Event::Incoming(Packet::Publish(publish)) if publish.topic == self.topics.inbox => {
-                self.handle_inbox(&publish.topic, &publish.payload)?;
+            Event::Incoming(Packet::Publish(publish)) => {
+                if publish.topic == self.topics.inbox {
+                    self.handle_inbox(&publish.topic, &publish.payload)?;
+                }
+                // Acknowledged only now that its effects are committed: a crash before this
+                // line gets it redelivered (persistent session), and acting again is harmless.
+                let _ = client.try_ack(&publish);
                 self.flush(client)?;
             }
             _ => {}
@@ -355,10 +377,12 @@ impl Daemon {
             &self.peers,
         ) {
             Ok(opened) => {
-                self.store
-                    .lock()
-                    .transaction(|tx| tx.accept_peer_seq(opened.sender, opened.seq))?;
-                self.peers.accept(opened.sender, opened.seq);
+                // Acted on first, then its sequence number committed: a crash in between gets
+                // the message redelivered and accepted again, and every handler is idempotent
+                // (a journaled assignment, a notification for a state already left). The other
+                // order would lose it: refused as a replay.
+                let (sender, seq) = (opened.sender, opened.seq);
+                self.peers.accept(sender, seq);
                 self.counters.accepted += 1;
                 match opened.message {
                     Message::Assignment(assignment) => self.on_assignment(assignment, payload)?,
@@ -366,6 +390,9 @@ impl Daemon {
                     Message::SecretResponse(response) => self.on_secret_response(response),
                     _ => inbox::ignore(&opened),
                 }
+                self.store
+                    .lock()
+                    .transaction(|tx| tx.accept_peer_seq(sender, seq))?;
             }
             Err(e) => {
                 self.counters.refused += 1;
@@ -449,6 +476,19 @@ impl Daemon {
                 break;
             }
             self.tracker.requested(Tracked::Outbox(entry.id));
+            crate::failpoints::crash_point("outbox.after_publish");
+        }
+        Ok(())
+    }
+
+    /// `outbox.acked.<kind>`: the broker acknowledged the row, which is still in the journal.
+    #[cfg(feature = "failpoints")]
+    fn crash_point_on_ack(&mut self, id: i64) -> Result<(), DaemonError> {
+        let pending = self.store.lock().pending_outbox(4 * link::MAX_IN_FLIGHT)?;
+        if let Some(entry) = pending.into_iter().find(|e| e.id == id) {
+            if let Ok(opened) = Envelope::open(&entry.payload, &entry.topic) {
+                crate::failpoints::crash_point_at("outbox.acked", opened.message.kind().as_str());
+            }
         }
         Ok(())
     }

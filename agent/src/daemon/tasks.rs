@@ -15,6 +15,7 @@ use edgepool_protocol::status::{NotificationType, ReplicateStatus, ReplicateStat
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{now_ms, Daemon, DaemonError};
+use crate::failpoints::{crash_point, crash_point_at};
 use crate::pipeline::{self, job, Enclave, JobContext, JobEvent, JobOutcome, Resources};
 
 impl Daemon {
@@ -58,7 +59,7 @@ impl Daemon {
         }
     }
 }
-use crate::store::{NewTask, StoreError, TaskOutputs, Tx};
+use crate::store::{NewTask, StoreError, TaskOutputs, TaskRecord, Tx};
 
 /// What the task side of the daemon holds.
 #[derive(Debug)]
@@ -158,6 +159,10 @@ impl Daemon {
             .agent
             .min_free_disk_mb
             .saturating_mul(1024 * 1024);
+        // Measured now (one statvfs), not the advertisement's minute-old figure: a disk that
+        // just filled up must stop admissions at once.
+        let free_disk = crate::capacity::disk_free_bytes(&self.config.agent.state_dir)
+            .unwrap_or_else(|_| self.advertiser.disk_free_bytes());
         Resources {
             scheduler: self.config.pool.scheduler,
             worker: self.worker(),
@@ -166,10 +171,11 @@ impl Daemon {
             free_memory_bytes: crate::capacity::available_memory_bytes(
                 &self.config.agent.system_root,
             ),
-            free_disk_bytes: self.advertiser.disk_free_bytes().saturating_sub(reserve),
+            free_disk_bytes: free_disk.saturating_sub(reserve),
             tags: self.advertiser.advertisement().tags,
             max_limits: self.config.limits.to_task_limits(),
             draining: self.draining,
+            disk_low: (free_disk < reserve).then_some((free_disk, reserve)),
         }
     }
 
@@ -217,6 +223,7 @@ impl Daemon {
                 now,
             )
         })?;
+        crash_point("accept.after_commit");
         tracing::info!(%task_id, "assignment accepted");
         self.start_job(assignment)
     }
@@ -239,6 +246,7 @@ impl Daemon {
                 self.store.lock().transaction(|tx| {
                     report_state(tx, &signer, &topic, task_id, status, None, now)
                 })?;
+                crash_point_at("status.after_commit", status);
             }
             JobEvent::Done { task_id, outcome } => {
                 self.runner.running.remove(&task_id);
@@ -265,6 +273,7 @@ impl Daemon {
                     tx.set_task_state(task_id, ReplicateStatus::ResultUploaded, None, now)?;
                     enqueue_in(tx, &signer, &topic, &message, now)
                 })?;
+                crash_point("uploaded.after_commit");
                 tracing::info!(%task_id, %result_link, "result uploaded");
             }
             JobEvent::SecretRequest {
@@ -370,6 +379,7 @@ impl Daemon {
                 now,
             )
         })?;
+        crash_point("contribution.after_commit");
         match &outcome.failure {
             None => {
                 tracing::info!(%task_id, digest = %outcome.digest, fuel_used = outcome.fuel_used, "contributed")
@@ -400,6 +410,44 @@ impl Daemon {
                 tracing::debug!(%task_id, "secret response after the job gave up: dropped");
             }
         }
+    }
+
+    /// Uploads the task's result archive in the background; the outcome comes back as a
+    /// [`JobEvent`]. Called on PLEASE_UPLOAD and, at start, for a task left `RESULT_UPLOADING`.
+    pub(super) fn start_upload(&mut self, record: &TaskRecord) -> Result<(), DaemonError> {
+        let task_id = record.task_id;
+        let assignment = Envelope::open(&record.assignment, &self.topics.inbox)
+            .ok()
+            .and_then(|opened| match opened.message {
+                Message::Assignment(a) => Some(a),
+                _ => None,
+            });
+        let Some(assignment) = assignment else {
+            return Err(DaemonError::Store(StoreError::Corrupt {
+                what: format!("assignment of {task_id}"),
+                reason: "the stored envelope does not open".into(),
+            }));
+        };
+        let client = self.tools()?.http.clone();
+        let events = self.runner.events.clone();
+        let archive = job::archive_path(&self.runner.results_dir, &task_id);
+        let signer = Arc::new(self.signer.clone());
+        tokio::spawn(async move {
+            let proxy = assignment.deal.result_storage_proxy.as_deref();
+            let event =
+                match pipeline::upload::upload(&client, &signer, proxy, &task_id, &archive).await {
+                    Ok(result_link) => {
+                        crash_point("upload.after_put");
+                        JobEvent::Uploaded {
+                            task_id,
+                            result_link,
+                        }
+                    }
+                    Err(detail) => JobEvent::UploadFailed { task_id, detail },
+                };
+            let _ = events.send(event);
+        });
+        Ok(())
     }
 
     /// A notification from the scheduler about one of our tasks.
@@ -447,6 +495,7 @@ impl Daemon {
                     tx.set_task_state(task_id, ReplicateStatus::Revealed, None, now)?;
                     enqueue_in(tx, &signer, &topic, &reveal, now)
                 })?;
+                crash_point("reveal.after_commit");
                 tracing::info!(%task_id, "revealed");
             }
             NotificationType::PleaseUpload => {
@@ -456,18 +505,6 @@ impl Daemon {
                 ) {
                     return Ok(());
                 }
-                let assignment = Envelope::open(&record.assignment, &self.topics.inbox)
-                    .ok()
-                    .and_then(|opened| match opened.message {
-                        Message::Assignment(a) => Some(a),
-                        _ => None,
-                    });
-                let Some(assignment) = assignment else {
-                    return Err(DaemonError::Store(StoreError::Corrupt {
-                        what: format!("assignment of {task_id}"),
-                        reason: "the stored envelope does not open".into(),
-                    }));
-                };
                 self.store.lock().transaction(|tx| {
                     report_state(
                         tx,
@@ -479,24 +516,7 @@ impl Daemon {
                         now,
                     )
                 })?;
-                let client = self.tools()?.http.clone();
-                let events = self.runner.events.clone();
-                let archive = job::archive_path(&self.runner.results_dir, &task_id);
-                let signer = Arc::new(self.signer.clone());
-                tokio::spawn(async move {
-                    let proxy = assignment.deal.result_storage_proxy.as_deref();
-                    let event =
-                        match pipeline::upload::upload(&client, &signer, proxy, &task_id, &archive)
-                            .await
-                        {
-                            Ok(result_link) => JobEvent::Uploaded {
-                                task_id,
-                                result_link,
-                            },
-                            Err(detail) => JobEvent::UploadFailed { task_id, detail },
-                        };
-                    let _ = events.send(event);
-                });
+                self.start_upload(&record)?;
             }
             NotificationType::PleaseComplete
             | NotificationType::PleaseAbort
@@ -523,6 +543,7 @@ impl Daemon {
                 self.store.lock().transaction(|tx| {
                     report_state(tx, &signer, &topic, task_id, status, cause, now)
                 })?;
+                crash_point_at("complete.after_commit", status);
                 // The task's material is dropped; its journal row stays.
                 let _ = std::fs::remove_file(job::archive_path(&self.runner.results_dir, &task_id));
                 tracing::info!(%task_id, %status, "task ended");

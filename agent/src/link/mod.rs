@@ -75,8 +75,15 @@ pub const ONLINE: &[u8] = b"online";
 /// See [`ONLINE`].
 pub const OFFLINE: &[u8] = b"offline";
 
-/// Builds the connection options: client id, keep-alive, clean session (the journal, not the
-/// broker, keeps what must survive), the retained `offline` last will, credentials and TLS.
+/// Builds the connection options: client id, keep-alive, the retained `offline` last will,
+/// credentials and TLS, and a **persistent session with manual acknowledgements**.
+///
+/// What we send survives in the journal's outbox (re-sent after a reconnect, so the client's own
+/// replay of a resumed session is dropped: see `Daemon::run`). What the scheduler sends must
+/// survive our crashes too: with a persistent session the broker queues the inbox while we are
+/// away (a PLEASE_REVEAL sent while we restart is not lost), and with manual acknowledgements an
+/// inbox message is acknowledged only after its effects are committed, so a crash in between
+/// gets it redelivered.
 ///
 /// # Errors
 /// [`LinkError::Config`] for an unreadable password file or URL, [`LinkError::Tls`] for TLS files.
@@ -97,6 +104,7 @@ pub fn options(
     } else {
         options.set_client_id(format!("edgepool-{}", hex::encode(worker.as_bytes())));
     }
+    options.set_clean_session(false).set_manual_acks(true);
     Ok(options)
 }
 

@@ -27,6 +27,9 @@ pub struct Resources {
     pub max_limits: TaskLimits,
     /// Whether the agent is draining.
     pub draining: bool,
+    /// Free space in the state directory when it is below the operator's reserve
+    /// (`agent.min_free_disk_mb`), with the reserve; `None` when the reserve holds.
+    pub disk_low: Option<(u64, u64)>,
 }
 
 /// Why an assignment is declined.
@@ -58,6 +61,15 @@ pub enum Refusal {
         requested: u64,
         /// Allowed.
         allowed: u64,
+    },
+    /// The state directory's disk is below the operator's reserve: no new task until space
+    /// returns (the journal must keep room to record what running tasks do).
+    #[error("the state directory has {free} bytes free, below the reserve of {reserve} (agent.min_free_disk_mb)")]
+    DiskFull {
+        /// Free bytes.
+        free: u64,
+        /// The reserve.
+        reserve: u64,
     },
     /// Not enough memory or disk for the declared sizes.
     #[error("not enough {what}: the task needs {needed} bytes, {available} are free")]
@@ -106,9 +118,9 @@ impl Refusal {
             Refusal::DeadlinePassed { .. } => ReplicateStatusCause::DeadlinePassed,
             Refusal::Draining => ReplicateStatusCause::Draining,
             Refusal::NoFreeSlot => ReplicateStatusCause::NoFreeSlot,
-            Refusal::LimitsTooHigh { .. } | Refusal::InsufficientResources { .. } => {
-                ReplicateStatusCause::InsufficientResources
-            }
+            Refusal::LimitsTooHigh { .. }
+            | Refusal::InsufficientResources { .. }
+            | Refusal::DiskFull { .. } => ReplicateStatusCause::InsufficientResources,
             Refusal::TagMismatch { .. } => ReplicateStatusCause::TagMismatch,
             Refusal::TeeNotSupported | Refusal::ResultEncryptionUnavailable => {
                 ReplicateStatusCause::TeeNotSupported
@@ -133,6 +145,9 @@ pub fn admit(assignment: &Assignment, resources: &Resources) -> Result<(), Refus
     }
     if resources.draining {
         return Err(Refusal::Draining);
+    }
+    if let Some((free, reserve)) = resources.disk_low {
+        return Err(Refusal::DiskFull { free, reserve });
     }
     if !assignment.deal.tag.is_subset_of(&resources.tags) {
         if assignment.deal.tag.is_tee() && !resources.tags.is_tee() {
@@ -284,7 +299,22 @@ mod tests {
             tags: Tag::encode(&["gpu"]).unwrap(),
             max_limits: TaskLimits::default(),
             draining: false,
+            disk_low: None,
         }
+    }
+
+    #[test]
+    fn below_the_disk_reserve_every_task_is_declined_with_insufficient_resources() {
+        let refusal = admit(
+            &assignment(Tag::NONE),
+            &Resources {
+                disk_low: Some((1 << 20, 4 << 20)),
+                ..resources()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(refusal, Refusal::DiskFull { .. }), "{refusal}");
+        assert_eq!(refusal.cause(), ReplicateStatusCause::InsufficientResources);
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub async fn run(ctx: JobContext, assignment: Assignment) {
         }
     };
     drop(enclave);
+    crate::failpoints::crash_point("job.after_compute");
     let _ = ctx.events.send(JobEvent::Done { task_id, outcome });
 }
 
@@ -253,6 +254,7 @@ async fn work(
     }
     progress(ReplicateStatus::DataDownloaded);
 
+    crate::failpoints::crash_point("job.after_fetch");
     progress(ReplicateStatus::Computing);
     let mut dataset = dataset;
     if assignment.is_tee() {

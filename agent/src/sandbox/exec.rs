@@ -59,6 +59,7 @@ pub(super) fn call_sliced(
                 if Instant::now() >= deadline {
                     return (Stop::WallClock, used);
                 }
+                crate::failpoints::crash_point("sandbox.between_slices");
                 slice = FUEL_SLICE.max(pending.required_fuel()).min(remaining);
                 if let Err(error) = store.set_fuel(slice) {
                     return (Stop::Error(error), used);
