@@ -247,6 +247,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     checksum: Digest(sha256(bytes)),
                     filename: name.clone(),
                     size_bytes: Some(bytes.len() as u64),
+                    // encrypt = true is refused above until the SMS is wired in.
+                    encrypted: false,
                 })
             }
             None => None,

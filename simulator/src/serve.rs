@@ -236,6 +236,7 @@ fn submit(remote: &PoolRemote, store: &StoreHandle, body: DealBody) -> Result<Ve
                 checksum: Digest(sha256(&bytes)),
                 filename: f.name.clone(),
                 size_bytes: Some(bytes.len() as u64),
+                encrypted: false,
             })
         }
         None => None,

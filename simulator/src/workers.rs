@@ -310,6 +310,7 @@ impl Worker {
             disk_free_bytes: 10 << 30,
             gpus: Vec::new(),
             tee: None,
+            tee_measurement: Vec::new(),
             tags: Tag::NONE,
             slots: 4,
             limits: TaskLimits::default(),
