@@ -357,7 +357,12 @@ impl LightAgent {
         }
     }
 
-    fn on_uploaded(&mut self, client: &AsyncClient, task_id: TaskId, result: Result<String, String>) {
+    fn on_uploaded(
+        &mut self,
+        client: &AsyncClient,
+        task_id: TaskId,
+        result: Result<String, String>,
+    ) {
         match result {
             Ok(link) => {
                 let message = Message::ResultUploaded(ResultUploaded {

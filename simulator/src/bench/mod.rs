@@ -182,7 +182,11 @@ impl BenchReport {
             "agents × tasks (trust)",
             format!("{} × {} ({})", o.agents, o.tasks, o.trust),
         );
-        row(&mut s, "connect (all online)", format!("{:.2} s", self.connect_secs));
+        row(
+            &mut s,
+            "connect (all online)",
+            format!("{:.2} s", self.connect_secs),
+        );
         row(&mut s, "run", format!("{:.2} s", self.run_secs));
         row(&mut s, "tasks/s", format!("{:.1}", self.tasks_per_sec));
         row(
@@ -192,7 +196,10 @@ impl BenchReport {
         );
         for (name, p) in [
             ("submission → assignment ms", &self.queue_ms),
-            ("assignment → contribution ms", &self.assign_to_contribution_ms),
+            (
+                "assignment → contribution ms",
+                &self.assign_to_contribution_ms,
+            ),
             ("assignment → consensus ms", &self.assign_to_consensus_ms),
             ("assignment → final ms", &self.assign_to_final_ms),
         ] {
@@ -235,7 +242,8 @@ impl BenchReport {
 /// Raises the soft (and if needed, with CAP_SYS_RESOURCE, the hard) descriptor limit to `needed`.
 fn raise_file_limit(needed: u64) -> Result<(), BenchError> {
     let fail = |got: u64, why: String| BenchError::FileLimit { needed, got, why };
-    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(|e| fail(0, e.to_string()))?;
+    let (soft, hard) =
+        rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(|e| fail(0, e.to_string()))?;
     if soft >= needed {
         return Ok(());
     }
@@ -390,7 +398,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let deadline = run_start + Duration::from_secs(options.timeout_secs);
     let mut last_line = Instant::now();
     loop {
-        let done = progress.completed.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
+        let done =
+            progress.completed.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
         if done >= options.tasks || Instant::now() > deadline {
             break;
         }
