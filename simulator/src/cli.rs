@@ -96,8 +96,9 @@ pub enum Command {
         /// Agreeing contributions per task.
         #[arg(long, default_value_t = 1)]
         trust: u64,
-        /// Tasks per deal.
-        #[arg(long, default_value_t = 1000)]
+        /// Tasks per deal (the deals are submitted one after the other; each waits for the
+        /// pool's answer behind whatever it is processing).
+        #[arg(long, default_value_t = 100_000)]
         deal_size: u64,
         /// Slots per agent.
         #[arg(long, default_value_t = 4)]

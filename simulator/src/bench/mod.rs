@@ -73,7 +73,7 @@ impl Default for BenchOptions {
             agents: 20,
             tasks: 100,
             trust: 1,
-            deal_size: 1000,
+            deal_size: 100_000,
             slots: 4,
             compute_ms: 10,
             threads: 2,
@@ -150,6 +150,8 @@ pub struct BenchReport {
     pub assign_to_final_ms: Percentiles,
     /// Messages the pool refused (should be 0).
     pub pool_refused: usize,
+    /// The first ten of them, why.
+    pub pool_refused_samples: Vec<String>,
     /// Light agents' counters.
     pub agents_published: u64,
     /// Publications an agent's client could not queue (lost messages; should be 0).
@@ -230,6 +232,9 @@ impl BenchReport {
                 self.cpus
             ),
         );
+        for why in &self.pool_refused_samples {
+            row(&mut s, "  refused", why.clone());
+        }
         let mut groups: Vec<_> = self.cpu_by_thread.iter().collect();
         groups.sort_by(|a, b| b.1.total_cmp(a.1));
         for (name, secs) in groups.into_iter().take(8) {
@@ -279,7 +284,9 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         )));
     }
     let started_at_ms = now_ms();
-    raise_file_limit(options.agents as u64 * 2 + 1024)?;
+    // Each agent's socket, and the broker's end of it when the broker runs in this process.
+    let per_agent = if options.broker.is_some() { 1 } else { 2 };
+    raise_file_limit(options.agents as u64 * per_agent + 512)?;
     let embedded = match &options.broker {
         Some(_) => None,
         None => Some(EmbeddedBroker::start().map_err(|e| BenchError::Setup(e.to_string()))?),
@@ -466,6 +473,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         assign_to_consensus_ms: Percentiles::of(consensus),
         assign_to_final_ms: Percentiles::of(finals),
         pool_refused: report.refused.len(),
+        pool_refused_samples: report.refused.iter().take(10).cloned().collect(),
         agents_published: counters.published.load(Ordering::Relaxed),
         agents_publish_errors: counters.publish_errors.load(Ordering::Relaxed),
         agents_refused: counters.refused.load(Ordering::Relaxed),
