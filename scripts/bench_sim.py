@@ -54,11 +54,12 @@ def run_one(binary, agents, tasks, extra, outdir):
     print(p.stdout, p.stderr, sep="", flush=True)
     if not os.path.exists(path):
         return {"agents": agents, "tasks": tasks, "error": (p.stderr or p.stdout).strip()[-300:],
-                "exit": p.returncode, "command": " ".join(cmd[1:])}
+                "exit": p.returncode, "command": "edgepool-sim " + " ".join(cmd[1:])}
     with open(path) as f:
         r = json.load(f)
     r["exit"] = p.returncode
-    r["command"] = "edgepool-sim " + " ".join(cmd[1:-2])
+    shown = [a for i, a in enumerate(cmd[1:]) if a != "--json" and cmd[i] != "--json"]
+    r["command"] = "edgepool-sim " + " ".join(shown)
     return r
 
 

@@ -152,6 +152,8 @@ pub struct BenchReport {
     pub pool_refused: usize,
     /// The first ten of them, why.
     pub pool_refused_samples: Vec<String>,
+    /// Up to ten tasks that did not complete: id, status and each replica's state.
+    pub lost_samples: Vec<String>,
     /// Light agents' counters.
     pub agents_published: u64,
     /// Publications an agent's client could not queue (lost messages; should be 0).
@@ -235,6 +237,14 @@ impl BenchReport {
         for why in &self.pool_refused_samples {
             row(&mut s, "  refused", why.clone());
         }
+        for task in &self.lost_samples {
+            row(&mut s, "  not completed", task.clone());
+        }
+        row(
+            &mut s,
+            "agents' connection errors",
+            self.agents_connection_errors.to_string(),
+        );
         let mut groups: Vec<_> = self.cpu_by_thread.iter().collect();
         groups.sort_by(|a, b| b.1.total_cmp(a.1));
         for (name, secs) in groups.into_iter().take(8) {
@@ -441,7 +451,21 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let (mut completed, mut failed, mut unfinished) = (0, 0, 0);
     let (mut queue, mut contribution, mut consensus, mut finals) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut lost_samples = Vec::new();
     for task in &report.tasks {
+        if task.status != "COMPLETED" && lost_samples.len() < 10 {
+            let replicas: Vec<String> = task
+                .replicas
+                .iter()
+                .map(|r| format!("{} {} {:?}", r.worker, r.state, r.last_status))
+                .collect();
+            lost_samples.push(format!(
+                "{} {}: {}",
+                task.task_id,
+                task.status,
+                replicas.join("; ")
+            ));
+        }
         match task.status.as_str() {
             "COMPLETED" => completed += 1,
             "FAILED" => failed += 1,
@@ -474,6 +498,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         assign_to_final_ms: Percentiles::of(finals),
         pool_refused: report.refused.len(),
         pool_refused_samples: report.refused.iter().take(10).cloned().collect(),
+        lost_samples,
         agents_published: counters.published.load(Ordering::Relaxed),
         agents_publish_errors: counters.publish_errors.load(Ordering::Relaxed),
         agents_refused: counters.refused.load(Ordering::Relaxed),
