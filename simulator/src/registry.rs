@@ -236,6 +236,49 @@ mod tests {
     }
 
     #[test]
+    fn the_free_slot_index_follows_every_change_of_a_worker() {
+        let (a, b) = (Address([1; 20]), Address([2; 20]));
+        let mut registry = Registry::new();
+        // Online without a capacity: not placeable yet.
+        registry.presence(a, true, 0);
+        assert!(!registry.has_free_slot());
+        registry.capacity(a, 1, capacity(a, 1, Tag::NONE), 0);
+        assert_eq!(registry.best_candidate(Tag::NONE, &[]), Some(a));
+        // Full, then free again.
+        registry.assigned(a);
+        assert!(!registry.has_free_slot());
+        registry.released(a);
+        assert_eq!(registry.best_candidate(Tag::NONE, &[]), Some(a));
+        // A heartbeat that stops accepting, then one that accepts again.
+        let heartbeat = |accepting| Heartbeat {
+            running_tasks: 0,
+            free_slots: 1,
+            free_memory_bytes: 1,
+            free_disk_bytes: 1,
+            accepting,
+        };
+        registry.heartbeat(a, heartbeat(false), 1);
+        assert!(!registry.has_free_slot());
+        registry.heartbeat(a, heartbeat(true), 2);
+        assert!(registry.has_free_slot());
+        // Expired, then back through any signed message.
+        assert_eq!(registry.expire(10_000, 1_000), vec![a]);
+        assert!(!registry.has_free_slot());
+        registry.seen(a, 10_001);
+        assert_eq!(registry.best_candidate(Tag::NONE, &[]), Some(a));
+        // Tags are checked on the index too; exclusions skip to the next.
+        registry.presence(b, true, 0);
+        registry.capacity(b, 1, capacity(b, 1, Tag::encode(&["gpu"]).unwrap()), 0);
+        assert_eq!(
+            registry.best_candidate(Tag::encode(&["gpu"]).unwrap(), &[]),
+            Some(b)
+        );
+        assert_eq!(registry.best_candidate(Tag::NONE, &[a]), Some(b));
+        registry.presence(b, false, 0);
+        assert_eq!(registry.best_candidate(Tag::NONE, &[a]), None);
+    }
+
+    #[test]
     fn placement_prefers_the_least_loaded_worker_and_skips_full_excluded_and_offline_ones() {
         let (a, b, c, d) = (
             Address([1; 20]),
