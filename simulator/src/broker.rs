@@ -168,7 +168,8 @@ fn rumqttd_config(port: u16) -> Config {
     Config {
         id: 0,
         router: RouterConfig {
-            max_connections: 10_000,
+            // `edgepool-sim bench` connects 10,000 agents plus the pool.
+            max_connections: 100_000,
             max_outgoing_packet_count: 200,
             max_segment_size: 10 * 1024 * 1024,
             max_segment_count: 10,

@@ -84,4 +84,51 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "edgepool-sim-state")]
         state: PathBuf,
     },
+    /// Benchmarks the pool: many light agents (real connections, keys, signed envelopes and
+    /// uploads; simulated compute); exits 1 unless every task completed.
+    Bench {
+        /// Connected agents.
+        #[arg(long, default_value_t = 20)]
+        agents: usize,
+        /// Tasks in total.
+        #[arg(long, default_value_t = 100)]
+        tasks: u64,
+        /// Agreeing contributions per task.
+        #[arg(long, default_value_t = 1)]
+        trust: u64,
+        /// Tasks per deal (the deals are submitted one after the other; each waits for the
+        /// pool's answer behind whatever it is processing).
+        #[arg(long, default_value_t = 100_000)]
+        deal_size: u64,
+        /// Slots per agent.
+        #[arg(long, default_value_t = 4)]
+        slots: u32,
+        /// Simulated compute time per task (ms).
+        #[arg(long, default_value_t = 10)]
+        compute_ms: u64,
+        /// OS threads running the agents (tokio workers; connections per thread = agents/threads).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Agents connected per batch while ramping up.
+        #[arg(long, default_value_t = 500)]
+        connect_batch: usize,
+        /// Agents' heartbeat period (ms); the pool's limit is three periods.
+        #[arg(long, default_value_t = 30_000)]
+        heartbeat_ms: u64,
+        /// Also send a COMPUTING status update per task.
+        #[arg(long)]
+        status_updates: bool,
+        /// Use this broker (mqtt://host:port) instead of the embedded rumqttd.
+        #[arg(long, value_name = "URL")]
+        broker: Option<String>,
+        /// Give up after this many seconds (unfinished tasks are lost).
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+        /// Write the JSON figures here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
 }

@@ -24,8 +24,11 @@
 //! - [`agents`]: real `edgepool-agent` child processes.
 //! - [`scenario`], [`runner`]: scenario files and their execution; [`report`]: the JSON report.
 //! - [`demo`], [`serve`], [`cli`]: the commands of `edgepool-sim`.
+//! - [`bench`]: `edgepool-sim bench`, many light agents on real connections against the real
+//!   pool, store and broker; tasks/s, latency and CPU per thread.
 
 pub mod agents;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod demo;

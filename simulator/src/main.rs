@@ -10,7 +10,7 @@ use clap::Parser;
 use edgepool_simulator::cli::{Cli, Command};
 use edgepool_simulator::runner::{self, RunOptions};
 use edgepool_simulator::scenario::Scenario;
-use edgepool_simulator::{demo, serve};
+use edgepool_simulator::{bench, demo, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -77,6 +77,45 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 serve::request(&info.store, "POST", "/deals", &serde_json::to_vec(&body)?)?;
             println!("{text}");
             Ok(status == 200)
+        }
+        Command::Bench {
+            agents,
+            tasks,
+            trust,
+            deal_size,
+            slots,
+            compute_ms,
+            threads,
+            connect_batch,
+            heartbeat_ms,
+            status_updates,
+            broker,
+            timeout_secs,
+            json,
+            quiet,
+        } => {
+            let options = bench::BenchOptions {
+                agents,
+                tasks,
+                trust,
+                deal_size,
+                slots,
+                compute_ms,
+                threads,
+                connect_batch,
+                heartbeat_ms,
+                status_updates,
+                broker,
+                timeout_secs,
+                verbose: !quiet,
+                ..bench::BenchOptions::default()
+            };
+            let report = bench::run(&options)?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+            }
+            Ok(report.nothing_lost())
         }
         Command::Report { state } => {
             let info = serve::info(&state)?;

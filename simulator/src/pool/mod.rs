@@ -87,6 +87,7 @@ struct TaskBook {
     replica_timeout_ms: Option<u64>,
     replicas: BTreeMap<Address, ReplicaBook>,
     created_ms: u64,
+    position: usize,
     consensus_ms: Option<u64>,
     final_ms: Option<u64>,
     revealers: BTreeSet<Address>,
@@ -106,6 +107,10 @@ pub struct PoolCore {
     store: StoreHandle,
     tasks: BTreeMap<TaskId, TaskBook>,
     order: Vec<TaskId>,
+    /// Tasks that may need a replica, by position in `order`: placement looks only at these
+    /// (a task leaves when it has what it needs or is no longer contributing, and comes back on
+    /// any message, loss or timeout of one of its replicas).
+    wanting: BTreeMap<usize, TaskId>,
     seq: u64,
     outgoing: Vec<Outgoing>,
     progress: Vec<String>,
@@ -150,6 +155,7 @@ impl PoolCore {
             store,
             tasks: BTreeMap::new(),
             order: Vec::new(),
+            wanting: BTreeMap::new(),
             seq: now_ms.saturating_mul(1000),
             outgoing: Vec::new(),
             progress: Vec::new(),
@@ -233,6 +239,7 @@ impl PoolCore {
                     replica_timeout_ms: request.replica_timeout_ms,
                     replicas: BTreeMap::new(),
                     created_ms: now_ms,
+                    position: self.order.len(),
                     consensus_ms: None,
                     final_ms: None,
                     revealers: BTreeSet::new(),
@@ -240,6 +247,7 @@ impl PoolCore {
                     uploader: None,
                 },
             );
+            self.wanting.insert(self.order.len(), *id);
             self.order.push(*id);
         }
         self.progress.push(format!(
@@ -333,6 +341,7 @@ impl PoolCore {
                 message.kind().as_str()
             ));
         }
+        self.wanting.insert(book.position, task_id);
         // The ledger sees contributions and reveals before the scheduler counts them.
         if let Some(run) = self.scheduler.task(&task_id) {
             let hooked = match &message {
@@ -483,6 +492,9 @@ impl PoolCore {
         {
             r.lost = Some((why.clone(), state));
         }
+        if let Some(b) = self.tasks.get(&task_id) {
+            self.wanting.insert(b.position, task_id);
+        }
         self.release(task_id, worker);
         self.progress.push(format!(
             "task {}: replica of {} {state} ({why}); placing it elsewhere",
@@ -623,11 +635,17 @@ impl PoolCore {
 
     /// Puts replicas where tasks need them (see the module documentation).
     fn place(&mut self, now_ms: u64) {
-        let ids: Vec<TaskId> = self.order.clone();
-        for task_id in ids {
+        let mut from = 0;
+        while let Some((position, task_id)) = self.wanting.range(from..).next() {
+            let (position, task_id) = (*position, *task_id);
+            from = position + 1;
+            if !self.registry.has_free_slot() {
+                return;
+            }
             while let Some(book) = self.tasks.get(&task_id) {
                 let run = self.scheduler.task(&task_id);
                 if run.is_some_and(|r| r.phase != Phase::Contributing) {
+                    self.wanting.remove(&position);
                     break;
                 }
                 let required = usize::try_from(book.deal.trust.max(1)).unwrap_or(usize::MAX);
@@ -635,18 +653,24 @@ impl PoolCore {
                 // The first `initial` replicas go out at once; after that, only what the
                 // consensus still needs.
                 if book.replicas.len() >= book.initial && best + pending >= required {
+                    self.wanting.remove(&position);
                     break;
                 }
                 let exclude: Vec<Address> = book.replicas.keys().copied().collect();
-                let hooks = &self.hooks;
-                let Some(worker) = self
-                    .registry
-                    .candidates_scored(book.deal.tag, &exclude, |w| {
-                        hooks.standing(*w).score.unwrap_or(0)
-                    })
-                    .first()
-                    .copied()
-                else {
+                // With a ledger, ties in load go to the higher score (its contributions weigh more);
+                // without one (the bench's light pools), the O(log n) free-slot index decides.
+                let worker = if self.hooks.decides_consensus() {
+                    let hooks = &self.hooks;
+                    self.registry
+                        .candidates_scored(book.deal.tag, &exclude, |w| {
+                            hooks.standing(*w).score.unwrap_or(0)
+                        })
+                        .first()
+                        .copied()
+                } else {
+                    self.registry.best_candidate(book.deal.tag, &exclude)
+                };
+                let Some(worker) = worker else {
                     break;
                 };
                 let (deal, index, limits) = (book.deal.clone(), book.task_index, book.limits);
