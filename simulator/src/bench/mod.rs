@@ -407,6 +407,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
                 limits: TaskLimits::default(),
                 replicas: 0,
                 replica_timeout_ms: None,
+                dataset_restrictions: None,
             })
             .map_err(|e| BenchError::Setup(format!("submitting a deal: {e}")))?;
         submitted_at.extend(ids.into_iter().map(|id| (id, at)));
