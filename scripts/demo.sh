@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet -p edgepool-agent
-agent=target/debug/edgepool-agent
+agent="${CARGO_TARGET_DIR:-target}/debug/edgepool-agent"
 vectors=protocol/tests/data/iexec
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
