@@ -155,19 +155,12 @@ impl Pool {
     /// # Errors
     /// A message when the deal is refused or the service has stopped.
     pub fn submit(&self, request: DealRequest) -> Result<Vec<TaskId>, String> {
-        let (tx, rx) = mpsc::channel();
-        self.inputs
-            .send(Input::Submit(Box::new(request), tx))
-            .map_err(|_| "the pool has stopped".to_string())?;
-        rx.recv_timeout(Duration::from_secs(10))
-            .map_err(|_| "the pool did not answer".to_string())?
+        self.remote().submit(request)
     }
 
     /// The report as of now (`None` if the service has stopped).
     pub fn report(&self) -> Option<Report> {
-        let (tx, rx) = mpsc::channel();
-        self.inputs.send(Input::Report(tx)).ok()?;
-        rx.recv_timeout(Duration::from_secs(10)).ok()
+        self.remote().report()
     }
 
     /// A cheap clonable handle for other threads (e.g. the control API).
