@@ -91,6 +91,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
             status_updates,
             broker,
             timeout_secs,
+            state,
             json,
             quiet,
         } => {
@@ -107,6 +108,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 status_updates,
                 broker,
                 timeout_secs,
+                state,
                 verbose: !quiet,
                 ..bench::BenchOptions::default()
             };

@@ -104,7 +104,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         scenario.name, scenario.description
     ));
 
-    let broker = match (&options.broker_url, scenario.broker.kind) {
+    let mut broker = match (&options.broker_url, scenario.broker.kind) {
         (Some(url), _) => BrokerGuard::External(url.clone()),
         (None, BrokerKind::Embedded) => BrokerGuard::Embedded(EmbeddedBroker::start()?),
         (None, BrokerKind::Mosquitto) => BrokerGuard::Mosquitto(MosquittoBroker::start()?),
@@ -120,24 +120,23 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let url = store.publish(&format!("apps/{}", app.name), bytes.clone());
         apps.push((app.name.clone(), url, bytes));
     }
-    // The ledger (in memory) with this run's workerpool, owned by the scheduler; the SMS.
+    // The run's state directory: the ledger's SQLite file and the pool's journal, which a
+    // `restart_simulator` fault reopens.
+    let state = tempfile::tempdir().context("creating the run's state directory")?;
+    // The ledger with this run's workerpool, owned by the scheduler; the SMS.
     let signer = Signer::random(&mut rand::thread_rng());
-    let ledger = std::sync::Arc::new(std::sync::Mutex::new(
-        Ledger::in_memory().map_err(|e| anyhow::anyhow!("ledger: {e}"))?,
-    ));
-    let market = Market::new(
-        ledger,
-        signer.address(),
-        &format!(
-            "edgepool-sim run {} {}",
-            scenario.name,
-            rand::random::<u64>()
-        ),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let description = format!(
+        "edgepool-sim run {} {}",
+        scenario.name,
+        rand::random::<u64>()
+    );
+    let mut market = open_market(state.path(), &signer, &description)?;
     let pool_address = market.workerpool();
     let mut sms = Sms::new(signer.address(), Policy::simulator());
     let dataset_owner = Signer::random(&mut rand::thread_rng());
+    // Dataset keys pushed to the SMS (registry address, value): pushed again to the SMS of a
+    // restarted pool.
+    let mut dataset_keys: Vec<(Address, zeroize::Zeroizing<String>)> = Vec::new();
 
     let mut datasets: Vec<(String, DatasetOffer)> = Vec::new();
     for d in &scenario.datasets {
@@ -173,6 +172,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             sms.secrets_mut()
                 .push_dataset_secret(address, dataset_owner.address(), &value, &signature)
                 .map_err(|e| anyhow::anyhow!("pushing the key of {}: {e}", d.name))?;
+            dataset_keys.push((address, value));
             out.line(&format!(
                 "dataset {} encrypted ({} bytes), its key pushed to the SMS",
                 d.name,
@@ -195,16 +195,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let settings = PoolSettings {
         heartbeat_limit_ms: scenario.pool.heartbeat_limit_ms,
     };
-    let pool = Pool::start_with_sms(
+    let journal = state.path().join("pool.sqlite");
+    let mut pool = Pool::start_durable(
         &broker_url,
         pool_address,
-        signer,
+        signer.clone(),
         settings,
         Box::new(market.hooks()),
         store.handle(),
-        Some(progress_tx),
+        Some(progress_tx.clone()),
         Some((sms, pool_address)),
+        Some(&journal),
     )?;
+    let scheduler = pool.scheduler();
     out.line(&format!(
         "pool {pool_address}, scheduler {}",
         pool.scheduler()
@@ -227,7 +230,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let agent = AgentProcess::start_with_env(
             &broker_url,
             pool_address,
-            pool.scheduler(),
+            scheduler,
             scenario.workers.agent_slots,
             agent_env,
         )?;
@@ -249,7 +252,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                 behaviour,
                 &broker_url,
                 pool_address,
-                pool.scheduler(),
+                scheduler,
                 timing,
             )
             .map_err(anyhow::Error::msg)?;
@@ -386,10 +389,75 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             last_status = status;
         }
         for (fault, pending, done) in &mut faults {
-            let FaultSpec::KillAgent {
-                when_status,
-                restart_after_ms,
-            } = fault;
+            let (when_status, restart_after_ms) = match fault {
+                FaultSpec::KillAgent {
+                    when_status,
+                    restart_after_ms,
+                } => (when_status.clone(), *restart_after_ms),
+                FaultSpec::RestartSimulator {
+                    when_completed,
+                    when_status,
+                    down_ms,
+                } => {
+                    if *done || !due(&report, &agents, *when_completed, when_status.as_deref()) {
+                        continue;
+                    }
+                    *done = true;
+                    for line in progress.try_iter() {
+                        out.line(&line);
+                    }
+                    pool.stop();
+                    drop(market);
+                    out.line("fault: simulator stopped (pool, scheduler, ledger, SMS)");
+                    std::thread::sleep(Duration::from_millis(*down_ms));
+                    market = open_market(state.path(), &signer, &description)?;
+                    let mut sms = Sms::new(signer.address(), Policy::simulator());
+                    for (address, value) in &dataset_keys {
+                        let signature = dataset_owner
+                            .sign_personal(web3_secret_challenge(address, value).as_bytes());
+                        sms.secrets_mut()
+                            .push_dataset_secret(
+                                *address,
+                                dataset_owner.address(),
+                                value,
+                                &signature,
+                            )
+                            .map_err(|e| anyhow::anyhow!("pushing a dataset key again: {e}"))?;
+                    }
+                    pool = Pool::start_durable(
+                        &broker_url,
+                        pool_address,
+                        signer.clone(),
+                        settings,
+                        Box::new(market.hooks()),
+                        store.handle(),
+                        Some(progress_tx.clone()),
+                        Some((sms, pool_address)),
+                        Some(&journal),
+                    )?;
+                    out.line("fault: simulator restarted on the same state, broker and store");
+                    continue;
+                }
+                FaultSpec::RestartBroker {
+                    when_completed,
+                    when_status,
+                    down_ms,
+                } => {
+                    if *done || !due(&report, &agents, *when_completed, when_status.as_deref()) {
+                        continue;
+                    }
+                    *done = true;
+                    let BrokerGuard::Mosquitto(mosquitto) = &mut broker else {
+                        bail!("restart_broker needs [broker] kind = \"mosquitto\"");
+                    };
+                    mosquitto.kill();
+                    out.line("fault: broker killed (SIGKILL)");
+                    std::thread::sleep(Duration::from_millis(*down_ms));
+                    mosquitto.restart()?;
+                    out.line(&format!("fault: broker restarted on {}", mosquitto.url()));
+                    continue;
+                }
+            };
             if let Some((index, at)) = *pending {
                 if Instant::now() >= at {
                     if let Some(agent) = agents.get_mut(index) {
@@ -469,6 +537,16 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     }
     let mut failures = check(scenario, &report, &results, Instant::now() > deadline);
     failures.extend(mismatches);
+    // The ledger conserves money whatever happened (restarts included).
+    match market.ledger().lock() {
+        Ok(l) if u128::from(l.supply()) != l.total_money() => failures.push(format!(
+            "the ledger lost money: supply {}, balances and frozen amounts {}",
+            l.supply(),
+            l.total_money()
+        )),
+        Ok(_) => {}
+        Err(_) => failures.push("the ledger's lock is poisoned".into()),
+    }
     if !failures.is_empty() && options.verbose {
         for agent in &agents {
             eprintln!(
@@ -482,11 +560,41 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     drop(agents);
     pool.stop();
     drop(broker);
+    drop(state);
     Ok(Outcome {
         report,
         failures,
         results,
         elapsed: start.elapsed(),
+    })
+}
+
+/// The ledger in `state` (created or reopened) and this run's workerpool on it.
+fn open_market(state: &std::path::Path, signer: &Signer, description: &str) -> anyhow::Result<Market> {
+    let path = state.join("ledger.sqlite");
+    let ledger = Ledger::open(&path).map_err(|e| anyhow::anyhow!("ledger {}: {e}", path.display()))?;
+    Market::new(
+        std::sync::Arc::new(std::sync::Mutex::new(ledger)),
+        signer.address(),
+        description,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Whether a restart fault is due: at least `completed` tasks completed and, when `status` is
+/// given, a real agent's live replica last reported it.
+fn due(report: &Report, agents: &[AgentProcess], completed: usize, status: Option<&str>) -> bool {
+    let done = report.tasks.iter().filter(|t| t.status == "COMPLETED").count();
+    if done < completed {
+        return false;
+    }
+    let Some(status) = status else {
+        return true;
+    };
+    report.tasks.iter().flat_map(|t| &t.replicas).any(|r| {
+        r.last_status.as_deref() == Some(status)
+            && r.lost.is_none()
+            && agents.iter().any(|a| a.address() == r.worker)
     })
 }
 
