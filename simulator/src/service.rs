@@ -342,7 +342,8 @@ fn run(
     // acknowledging, and the broker stops delivering (and acknowledging) in turn.
     let mut to_ack: VecDeque<Publish> = VecDeque::new();
     let mut to_publish: VecDeque<Outgoing> = VecDeque::new();
-    'turns: loop {
+    let mut stop = false;
+    'turns: while !stop {
         let mut wait = next_tick.saturating_duration_since(Instant::now());
         if !to_ack.is_empty() || !to_publish.is_empty() {
             wait = wait.min(RETRY);
@@ -377,7 +378,11 @@ fn run(
                 Ok(Input::Report(reply)) => {
                     let _ = reply.send(core.report());
                 }
-                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break 'turns,
+                // What this turn handled is still committed and published.
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    stop = true;
+                    break;
+                }
                 Err(RecvTimeoutError::Timeout) => break,
             }
         }

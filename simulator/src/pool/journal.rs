@@ -27,6 +27,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE task (
     CREATE TABLE meta (
         key TEXT PRIMARY KEY,
         value INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE capacity (
+        worker BLOB PRIMARY KEY,
+        topic TEXT NOT NULL,
+        envelope BLOB NOT NULL
     ) STRICT;"];
 
 /// Why the journal failed.
@@ -62,12 +67,18 @@ pub struct JournalBatch {
     pub peers: Vec<(Address, u64)>,
     /// The pool's last outgoing sequence number, when it grew.
     pub seq: Option<u64>,
+    /// Workers' latest signed capacity advertisements (topic, envelope): a broker does not
+    /// always deliver retained messages again to a resumed session.
+    pub capacities: Vec<(Address, String, Vec<u8>)>,
 }
 
 impl JournalBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty() && self.peers.is_empty() && self.seq.is_none()
+        self.tasks.is_empty()
+            && self.peers.is_empty()
+            && self.seq.is_none()
+            && self.capacities.is_empty()
     }
 }
 
@@ -80,6 +91,8 @@ pub struct Recovered {
     pub peers: Vec<(Address, u64)>,
     /// The pool's last outgoing sequence number (0 when none was written).
     pub seq: u64,
+    /// The workers' latest capacity advertisements (topic, envelope).
+    pub capacities: Vec<(String, Vec<u8>)>,
 }
 
 /// The open journal.
@@ -149,6 +162,14 @@ impl PoolJournal {
             for (worker, seq) in &batch.peers {
                 peer.execute(params![worker.0.as_slice(), to_sql(*seq)])?;
             }
+            let mut capacity = tx.prepare_cached(
+                "INSERT INTO capacity (worker, topic, envelope) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (worker) DO UPDATE SET topic = excluded.topic,
+                 envelope = excluded.envelope",
+            )?;
+            for (worker, topic, envelope) in &batch.capacities {
+                capacity.execute(params![worker.0.as_slice(), topic, envelope])?;
+            }
             if let Some(seq) = batch.seq {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('seq', ?1)
@@ -189,6 +210,11 @@ impl PoolJournal {
             out.peers
                 .push((Address(bytes), u64::try_from(seq).unwrap_or(0)));
         }
+        let mut stmt = self.conn.prepare("SELECT topic, envelope FROM capacity")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        for row in rows {
+            out.capacities.push(row?);
+        }
         out.seq = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| {
@@ -220,6 +246,7 @@ mod tests {
                 tasks: vec![(b, 1, vec![2]), (a, 0, vec![1])],
                 peers: vec![(Address([7; 20]), 10)],
                 seq: Some(500),
+                capacities: vec![(Address([7; 20]), "t".into(), vec![9])],
             })
             .unwrap();
         journal
@@ -227,6 +254,7 @@ mod tests {
                 tasks: vec![(a, 0, vec![1, 1])],
                 peers: vec![(Address([7; 20]), 4)],
                 seq: Some(400),
+                capacities: Vec::new(),
             })
             .unwrap();
         drop(journal);
@@ -234,5 +262,6 @@ mod tests {
         assert_eq!(loaded.tasks, vec![vec![1, 1], vec![2]]);
         assert_eq!(loaded.peers, vec![(Address([7; 20]), 10)]);
         assert_eq!(loaded.seq, 500);
+        assert_eq!(loaded.capacities, vec![("t".to_string(), vec![9])]);
     }
 }

@@ -125,6 +125,8 @@ pub struct PoolCore {
     dirty: BTreeSet<TaskId>,
     /// Workers whose accepted sequence number grew since the last journal batch.
     dirty_peers: BTreeSet<Address>,
+    /// Capacity advertisements (topic, envelope) to journal.
+    dirty_capacities: BTreeMap<Address, (String, Vec<u8>)>,
     /// The outgoing sequence number last written to the journal.
     seq_journaled: u64,
     /// Per worker, the tasks for which it may still need to be told something (see
@@ -180,6 +182,7 @@ impl PoolCore {
             journaled: false,
             dirty: BTreeSet::new(),
             dirty_peers: BTreeSet::new(),
+            dirty_capacities: BTreeMap::new(),
             seq_journaled: 0,
             follow_ups: BTreeMap::new(),
             resent_at: BTreeMap::new(),
@@ -331,6 +334,14 @@ impl PoolCore {
         let worker = opened.sender;
         match opened.message {
             Message::Capacity(capacity) => {
+                let newer = self
+                    .registry
+                    .get(&worker)
+                    .is_none_or(|w| w.capacity.is_none() || opened.seq >= w.capacity_seq);
+                if self.journaled && newer {
+                    self.dirty_capacities
+                        .insert(worker, (topic.to_string(), payload.to_vec()));
+                }
                 self.registry.capacity(worker, opened.seq, capacity, now_ms);
                 self.place(now_ms);
             }

@@ -16,6 +16,7 @@
 use edgepool_protocol::messages::{Message, Notification};
 use edgepool_protocol::primitives::{Address, TaskId};
 use edgepool_protocol::status::NotificationType;
+use edgepool_protocol::topics::Topic;
 use serde::{Deserialize, Serialize};
 
 use super::journal::{JournalBatch, Recovered};
@@ -93,6 +94,9 @@ impl PoolCore {
                 batch.peers.push((worker, seq));
             }
         }
+        for (worker, (topic, envelope)) in std::mem::take(&mut self.dirty_capacities) {
+            batch.capacities.push((worker, topic, envelope));
+        }
         if self.seq > self.seq_journaled {
             batch.seq = Some(self.seq);
             self.seq_journaled = self.seq;
@@ -123,6 +127,20 @@ impl PoolCore {
         self.seq_journaled = recovered.seq;
         let count = snapshots.len();
         let mut workers = std::collections::BTreeSet::new();
+        // The registry's knowledge of each worker's capacity (a resumed MQTT session may not
+        // get the retained advertisements again); checked as when they first arrived.
+        for (topic, envelope) in &recovered.capacities {
+            self.on_publish(topic, envelope, now_ms);
+            if let Ok(parsed) = Topic::parse(&self.prefix, topic) {
+                if self
+                    .registry
+                    .get(&parsed.worker)
+                    .is_some_and(|w| w.capacity.is_some())
+                {
+                    workers.insert(parsed.worker);
+                }
+            }
+        }
         for Snapshot { mut book, run } in snapshots {
             let task_id = run.as_ref().map_or_else(
                 || edgepool_protocol::poco::task_id(&book.deal.deal_id, book.task_index),
@@ -167,8 +185,8 @@ impl PoolCore {
             }
             self.resettle(task_id, phase, now_ms);
         }
-        // Workers with an open replica count as seen now: one that never comes back is lost
-        // after the heartbeat limit, and its replicas go elsewhere.
+        // Known workers count as seen now: one that never comes back is lost after the
+        // heartbeat limit, and its replicas go elsewhere.
         for worker in &workers {
             self.registry.seen(*worker, now_ms);
         }
@@ -177,7 +195,7 @@ impl PoolCore {
             self.resend_pending(worker, now_ms);
         }
         self.progress.push(format!(
-            "recovered {count} task(s) from the journal; {} worker(s) with open replicas",
+            "recovered {count} task(s) from the journal; {} worker(s) known",
             workers.len()
         ));
         self.place(now_ms);
