@@ -248,14 +248,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let mut sims = Vec::new();
     let start_sim =
         |behaviour: Behaviour, kinds: &mut Vec<(Address, String)>, sims: &mut Vec<SimWorker>| {
-            let sim = SimWorker::start(
-                behaviour,
-                &broker_url,
-                pool_address,
-                scheduler,
-                timing,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let sim = SimWorker::start(behaviour, &broker_url, pool_address, scheduler, timing)
+                .map_err(anyhow::Error::msg)?;
             kinds.push((sim.address(), behaviour.as_str().into()));
             sims.push(sim);
             anyhow::Ok(())
@@ -570,9 +564,14 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
 }
 
 /// The ledger in `state` (created or reopened) and this run's workerpool on it.
-fn open_market(state: &std::path::Path, signer: &Signer, description: &str) -> anyhow::Result<Market> {
+fn open_market(
+    state: &std::path::Path,
+    signer: &Signer,
+    description: &str,
+) -> anyhow::Result<Market> {
     let path = state.join("ledger.sqlite");
-    let ledger = Ledger::open(&path).map_err(|e| anyhow::anyhow!("ledger {}: {e}", path.display()))?;
+    let ledger =
+        Ledger::open(&path).map_err(|e| anyhow::anyhow!("ledger {}: {e}", path.display()))?;
     Market::new(
         std::sync::Arc::new(std::sync::Mutex::new(ledger)),
         signer.address(),
@@ -584,7 +583,11 @@ fn open_market(state: &std::path::Path, signer: &Signer, description: &str) -> a
 /// Whether a restart fault is due: at least `completed` tasks completed and, when `status` is
 /// given, a real agent's live replica last reported it.
 fn due(report: &Report, agents: &[AgentProcess], completed: usize, status: Option<&str>) -> bool {
-    let done = report.tasks.iter().filter(|t| t.status == "COMPLETED").count();
+    let done = report
+        .tasks
+        .iter()
+        .filter(|t| t.status == "COMPLETED")
+        .count();
     if done < completed {
         return false;
     }

@@ -13,11 +13,11 @@
 //! workers sent (unacknowledged publications come again, and the core handles a repeat as a
 //! no-op) and publishes nothing the journal does not hold.
 
+use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::collections::VecDeque;
-use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

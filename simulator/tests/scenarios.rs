@@ -230,7 +230,11 @@ fn assert_exactly_once(outcome: &Outcome) {
             .collect();
         let all = contributors.len();
         contributors.dedup();
-        assert_eq!(all, contributors.len(), "a worker contributed twice: {task:?}");
+        assert_eq!(
+            all,
+            contributors.len(),
+            "a worker contributed twice: {task:?}"
+        );
     }
 }
 

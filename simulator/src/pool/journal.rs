@@ -126,7 +126,11 @@ impl PoolJournal {
             .skip(usize::try_from(version).unwrap_or(0))
         {
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(i + 1).unwrap_or(i64::MAX),
+            )?;
         }
         tx.commit()?;
         Ok(Self { conn })
@@ -211,7 +215,9 @@ impl PoolJournal {
                 .push((Address(bytes), u64::try_from(seq).unwrap_or(0)));
         }
         let mut stmt = self.conn.prepare("SELECT topic, envelope FROM capacity")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         for row in rows {
             out.capacities.push(row?);
         }

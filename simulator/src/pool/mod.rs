@@ -799,3 +799,5 @@ fn tally(run: &TaskRun, book: &TaskBook) -> (usize, usize) {
     }
     (groups.values().copied().max().unwrap_or(0), pending)
 }
+#[cfg(test)]
+mod recovery_tests;

@@ -115,10 +115,11 @@ impl PoolCore {
         }
         let mut snapshots = Vec::with_capacity(recovered.tasks.len());
         for (row, body) in recovered.tasks.iter().enumerate() {
-            let snapshot: Snapshot = postcard::from_bytes(body).map_err(|e| RestoreError::Decode {
-                row,
-                why: e.to_string(),
-            })?;
+            let snapshot: Snapshot =
+                postcard::from_bytes(body).map_err(|e| RestoreError::Decode {
+                    row,
+                    why: e.to_string(),
+                })?;
             snapshots.push(snapshot);
         }
         self.sequences = edgepool_protocol::envelope::SequenceTracker::restore(recovered.peers);
@@ -278,7 +279,7 @@ impl PoolCore {
             sends.len()
         ));
         for (message, _) in sends {
-            self.send(worker, message, now_ms);
+            self.send(worker, *message, now_ms);
         }
     }
 
@@ -295,12 +296,12 @@ impl PoolCore {
         let told_final = replica.last_status.is_some_and(|s| s.is_final());
         let notify = |kind, deadline_ms, last| {
             FollowUp::Send(
-                Message::Notification(Notification {
+                Box::new(Message::Notification(Notification {
                     task_id: *task_id,
                     kind,
                     deadline_ms,
                     detail: None,
-                }),
+                })),
                 last,
             )
         };
@@ -317,7 +318,7 @@ impl PoolCore {
                 Phase::Contributing => self
                     .scheduler
                     .assignment(task_id, worker, book.limits)
-                    .map_or(FollowUp::Done, |a| FollowUp::Send(a, false)),
+                    .map_or(FollowUp::Done, |a| FollowUp::Send(Box::new(a), false)),
                 _ => FollowUp::Done,
             },
             ReplicaState::Accepted | ReplicaState::Contributed => FollowUp::Wait,
@@ -355,7 +356,7 @@ impl PoolCore {
 
 enum FollowUp {
     /// Send this; `true`: nothing more after it.
-    Send(Message, bool),
+    Send(Box<Message>, bool),
     /// Nothing to send now, maybe later.
     Wait,
     /// Nothing more for this worker on this task.
