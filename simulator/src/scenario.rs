@@ -221,6 +221,12 @@ pub struct DealSpec {
     /// Fuel per task. Default 10,000,000,000.
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Encrypt the result for the beneficiary (`iexec_result_encryption`): the runner makes the
+    /// beneficiary's RSA key pair, pushes the public key to the SMS signed by the beneficiary,
+    /// and decrypts each uploaded result with the private key before checking it. As in iExec,
+    /// only TEE deals can use it (agents decline a standard one). Default false.
+    #[serde(default)]
+    pub result_encryption: bool,
 }
 
 fn one() -> u64 {

@@ -288,6 +288,8 @@ fn submit(
             time_ref_secs: body.time_ref_secs,
             volume: body.volume,
             result_storage_proxy: Some(store.base_url().to_string()),
+            // `serve` holds no beneficiary key: its deals keep their results in clear.
+            result_encryption: false,
         },
         now_ms(),
     )?;
