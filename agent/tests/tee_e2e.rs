@@ -866,6 +866,10 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
     // The search can find what it looks for: the encrypted archive is found.
     assert!(!leaks(&agent, &[("the encrypted archive", kept.as_slice())]).is_empty());
 
+    // A crash between the contribution and the upload: the resumed agent uploads the archive it
+    // kept, byte for byte (not a recomputed one, and never the clear form).
+    let mut agent = agent;
+    agent.kill9_and_restart();
     driver.run_until(&agent, |_, actions| {
         actions
             .iter()
@@ -879,9 +883,23 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
         .cloned()
         .unwrap();
     assert_eq!(uploaded, kept, "the upload is the kept encrypted archive");
+    assert_eq!(
+        driver
+            .seen
+            .iter()
+            .filter(|m| matches!(m, Message::Contribution(c) if c.task_id == task_id))
+            .map(|m| match m {
+                Message::Contribution(c) => c.result_hash,
+                _ => unreachable!(),
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        1,
+        "one contribution, possibly re-sent"
+    );
 
-    // After the end (killed as a crash would, so the WAL stays as it was): still nothing.
-    let mut agent = agent;
+    // After the end (killed as a crash would, so the WAL stays as it was): still nothing, in
+    // the state directory and in the logs of both runs.
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();
     assert_eq!(leaks(&agent, &needles), Vec::new());
