@@ -415,6 +415,10 @@ app = "hello"
 "#;
         let s = Scenario::parse(text, "x.toml", Path::new("/base")).unwrap();
         assert_eq!(s.deals[0].trust, 1);
+        assert!(!s.deals[0].result_encryption);
+        let encrypting = format!("{text}result_encryption = true\n");
+        let e = Scenario::parse(&encrypting, "x.toml", Path::new("/base")).unwrap();
+        assert!(e.deals[0].result_encryption);
         assert_eq!(s.expect.status, "COMPLETED");
         assert_eq!(s.apps[0].path, Path::new("/base/hello.wasm"));
         let typo = format!("{text}\ntrsut = 2\n");
