@@ -128,6 +128,9 @@ pub enum Command {
         /// Give up after this many seconds (unfinished tasks are lost).
         #[arg(long, default_value_t = 900)]
         timeout_secs: u64,
+        /// Keep the pool's journal in DIR (as `serve --state`), to measure durability's cost.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
         /// Write the JSON figures here.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,

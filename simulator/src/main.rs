@@ -98,6 +98,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
             status_updates,
             broker,
             timeout_secs,
+            state,
             json,
             quiet,
         } => {
@@ -114,6 +115,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 status_updates,
                 broker,
                 timeout_secs,
+                state,
                 verbose: !quiet,
                 ..bench::BenchOptions::default()
             };

@@ -114,7 +114,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         scenario.name, scenario.description
     ));
 
-    let broker = match (&options.broker_url, scenario.broker.kind) {
+    let mut broker = match (&options.broker_url, scenario.broker.kind) {
         (Some(url), _) => BrokerGuard::External(url.clone()),
         (None, BrokerKind::Embedded) => BrokerGuard::Embedded(EmbeddedBroker::start()?),
         (None, BrokerKind::Mosquitto) => BrokerGuard::Mosquitto(MosquittoBroker::start()?),
@@ -130,24 +130,23 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let url = store.publish(&format!("apps/{}", app.name), bytes.clone());
         apps.push((app.name.clone(), url, bytes));
     }
-    // The ledger (in memory) with this run's workerpool, owned by the scheduler; the SMS.
+    // The run's state directory: the ledger's SQLite file and the pool's journal, which a
+    // `restart_simulator` fault reopens.
+    let state = tempfile::tempdir().context("creating the run's state directory")?;
+    // The ledger with this run's workerpool, owned by the scheduler; the SMS.
     let signer = Signer::random(&mut rand::thread_rng());
-    let ledger = std::sync::Arc::new(std::sync::Mutex::new(
-        Ledger::in_memory().map_err(|e| anyhow::anyhow!("ledger: {e}"))?,
-    ));
-    let market = Market::new(
-        ledger,
-        signer.address(),
-        &format!(
-            "edgepool-sim run {} {}",
-            scenario.name,
-            rand::random::<u64>()
-        ),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let description = format!(
+        "edgepool-sim run {} {}",
+        scenario.name,
+        rand::random::<u64>()
+    );
+    let mut market = open_market(state.path(), &signer, &description)?;
     let pool_address = market.workerpool();
     let mut sms = Sms::new(signer.address(), Policy::simulator());
     let dataset_owner = Signer::random(&mut rand::thread_rng());
+    // Dataset keys pushed to the SMS (registry address, value): pushed again to the SMS of a
+    // restarted pool.
+    let mut dataset_keys: Vec<(Address, zeroize::Zeroizing<String>)> = Vec::new();
     // The requester, who is also the beneficiary of the results (as the ledger's orders say).
     let requester = Signer::random(&mut rand::thread_rng());
     let beneficiary_key = if scenario.deals.iter().any(|d| d.result_encryption) {
@@ -195,6 +194,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             sms.secrets_mut()
                 .push_dataset_secret(address, dataset_owner.address(), &value, &signature)
                 .map_err(|e| anyhow::anyhow!("pushing the key of {}: {e}", d.name))?;
+            dataset_keys.push((address, value));
             out.line(&format!(
                 "dataset {} encrypted ({} bytes), its key pushed to the SMS",
                 d.name,
@@ -217,16 +217,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let settings = PoolSettings {
         heartbeat_limit_ms: scenario.pool.heartbeat_limit_ms,
     };
-    let pool = Pool::start_with_sms(
+    let journal = state.path().join("pool.sqlite");
+    let mut pool = Pool::start_durable(
         &broker_url,
         pool_address,
-        signer,
+        signer.clone(),
         settings,
         Box::new(market.hooks()),
         store.handle(),
-        Some(progress_tx),
+        Some(progress_tx.clone()),
         Some((sms, pool_address)),
+        Some(&journal),
     )?;
+    let scheduler = pool.scheduler();
     out.line(&format!(
         "pool {pool_address}, scheduler {}",
         pool.scheduler()
@@ -249,7 +252,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let agent = AgentProcess::start_with_env(
             &broker_url,
             pool_address,
-            pool.scheduler(),
+            scheduler,
             scenario.workers.agent_slots,
             agent_env,
         )?;
@@ -267,14 +270,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let mut sims = Vec::new();
     let start_sim =
         |behaviour: Behaviour, kinds: &mut Vec<(Address, String)>, sims: &mut Vec<SimWorker>| {
-            let sim = SimWorker::start(
-                behaviour,
-                &broker_url,
-                pool_address,
-                pool.scheduler(),
-                timing,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let sim = SimWorker::start(behaviour, &broker_url, pool_address, scheduler, timing)
+                .map_err(anyhow::Error::msg)?;
             kinds.push((sim.address(), behaviour.as_str().into()));
             sims.push(sim);
             anyhow::Ok(())
@@ -413,10 +410,78 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             last_status = status;
         }
         for (fault, pending, done) in &mut faults {
-            let FaultSpec::KillAgent {
-                when_status,
-                restart_after_ms,
-            } = fault;
+            let (when_status, restart_after_ms) = match fault {
+                FaultSpec::KillAgent {
+                    when_status,
+                    restart_after_ms,
+                } => (when_status.clone(), *restart_after_ms),
+                FaultSpec::RestartSimulator {
+                    when_completed,
+                    when_status,
+                    down_ms,
+                } => {
+                    if *done || !due(&report, &agents, *when_completed, when_status.as_deref()) {
+                        continue;
+                    }
+                    *done = true;
+                    for line in progress.try_iter() {
+                        out.line(&line);
+                    }
+                    pool.stop();
+                    drop(market);
+                    out.line("fault: simulator stopped (pool, scheduler, ledger, SMS)");
+                    std::thread::sleep(Duration::from_millis(*down_ms));
+                    market = open_market(state.path(), &signer, &description)?;
+                    let mut sms = Sms::new(signer.address(), Policy::simulator());
+                    for (address, value) in &dataset_keys {
+                        let signature = dataset_owner
+                            .sign_personal(web3_secret_challenge(address, value).as_bytes());
+                        sms.secrets_mut()
+                            .push_dataset_secret(
+                                *address,
+                                dataset_owner.address(),
+                                value,
+                                &signature,
+                            )
+                            .map_err(|e| anyhow::anyhow!("pushing a dataset key again: {e}"))?;
+                    }
+                    if let Some(key) = &beneficiary_key {
+                        push_beneficiary_public_key(&mut sms, &requester, key)?;
+                    }
+                    pool = Pool::start_durable(
+                        &broker_url,
+                        pool_address,
+                        signer.clone(),
+                        settings,
+                        Box::new(market.hooks()),
+                        store.handle(),
+                        Some(progress_tx.clone()),
+                        Some((sms, pool_address)),
+                        Some(&journal),
+                    )?;
+                    out.line("fault: simulator restarted on the same state, broker and store");
+                    continue;
+                }
+                FaultSpec::RestartBroker {
+                    when_completed,
+                    when_status,
+                    down_ms,
+                } => {
+                    if *done || !due(&report, &agents, *when_completed, when_status.as_deref()) {
+                        continue;
+                    }
+                    *done = true;
+                    let BrokerGuard::Mosquitto(mosquitto) = &mut broker else {
+                        bail!("restart_broker needs [broker] kind = \"mosquitto\"");
+                    };
+                    mosquitto.kill();
+                    out.line("fault: broker killed (SIGKILL)");
+                    std::thread::sleep(Duration::from_millis(*down_ms));
+                    mosquitto.restart()?;
+                    out.line(&format!("fault: broker restarted on {}", mosquitto.url()));
+                    continue;
+                }
+            };
             if let Some((index, at)) = *pending {
                 if Instant::now() >= at {
                     if let Some(agent) = agents.get_mut(index) {
@@ -514,6 +579,16 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     }
     let mut failures = check(scenario, &report, &results, Instant::now() > deadline);
     failures.extend(mismatches);
+    // The ledger conserves money whatever happened (restarts included).
+    match market.ledger().lock() {
+        Ok(l) if u128::from(l.supply()) != l.total_money() => failures.push(format!(
+            "the ledger lost money: supply {}, balances and frozen amounts {}",
+            l.supply(),
+            l.total_money()
+        )),
+        Ok(_) => {}
+        Err(_) => failures.push("the ledger's lock is poisoned".into()),
+    }
     if !failures.is_empty() && options.verbose {
         for agent in &agents {
             eprintln!(
@@ -527,6 +602,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     drop(agents);
     pool.stop();
     drop(broker);
+    drop(state);
     let beneficiary_key_pem = match &beneficiary_key {
         Some(key) => Some(
             key.to_pem()
@@ -544,6 +620,44 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     })
 }
 
+/// The ledger in `state` (created or reopened) and this run's workerpool on it.
+fn open_market(
+    state: &std::path::Path,
+    signer: &Signer,
+    description: &str,
+) -> anyhow::Result<Market> {
+    let path = state.join("ledger.sqlite");
+    let ledger =
+        Ledger::open(&path).map_err(|e| anyhow::anyhow!("ledger {}: {e}", path.display()))?;
+    Market::new(
+        std::sync::Arc::new(std::sync::Mutex::new(ledger)),
+        signer.address(),
+        description,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Whether a restart fault is due: at least `completed` tasks completed and, when `status` is
+/// given, a real agent's live replica last reported it.
+fn due(report: &Report, agents: &[AgentProcess], completed: usize, status: Option<&str>) -> bool {
+    let done = report
+        .tasks
+        .iter()
+        .filter(|t| t.status == "COMPLETED")
+        .count();
+    if done < completed {
+        return false;
+    }
+    let Some(status) = status else {
+        return true;
+    };
+    report.tasks.iter().flat_map(|t| &t.replicas).any(|r| {
+        r.last_status.as_deref() == Some(status)
+            && r.lost.is_none()
+            && agents.iter().any(|a| a.address() == r.worker)
+    })
+}
+
 /// Size of the beneficiary keys the runner makes. The iExec SDK makes 4096-bit keys; 2048 bits
 /// keep the key generation of a run short and use the same code paths.
 pub const BENEFICIARY_KEY_BITS: usize = 2048;
@@ -555,9 +669,20 @@ fn push_beneficiary_key(
     sms: &mut Sms,
     beneficiary: &Signer,
 ) -> anyhow::Result<BeneficiaryPrivateKey> {
-    use base64::Engine as _;
     let key = BeneficiaryPrivateKey::generate(&mut rand::rngs::OsRng, BENEFICIARY_KEY_BITS)
         .map_err(|e| anyhow::anyhow!("making the beneficiary key: {e}"))?;
+    push_beneficiary_public_key(sms, beneficiary, &key)?;
+    Ok(key)
+}
+
+/// Pushes the public half of `key` to the SMS for `beneficiary` (also what a restarted pool's
+/// new SMS is given again).
+fn push_beneficiary_public_key(
+    sms: &mut Sms,
+    beneficiary: &Signer,
+    key: &BeneficiaryPrivateKey,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
     let pem = key
         .public_key()
         .to_pem()
@@ -569,7 +694,7 @@ fn push_beneficiary_key(
     sms.secrets_mut()
         .push_result_encryption_key(beneficiary.address(), &value, &signature)
         .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
-    Ok(key)
+    Ok(())
 }
 
 /// The clear `iexec_out.zip` of an uploaded encrypted result; an error says why the upload is

@@ -250,6 +250,39 @@ pub enum FaultSpec {
         #[serde(default)]
         restart_after_ms: Option<u64>,
     },
+    /// Stop the pool (scheduler, ledger, SMS) mid-deal, once `when_completed` tasks completed
+    /// and a real agent reports `when_status`, keep the agents running, and start a new pool on
+    /// the same state (its journal and the ledger's SQLite file), broker and store after
+    /// `down_ms`.
+    RestartSimulator {
+        /// Completed tasks before it fires.
+        #[serde(default)]
+        when_completed: usize,
+        /// The replicate status that triggers it (any, when absent).
+        #[serde(default)]
+        when_status: Option<String>,
+        /// How long the pool stays down.
+        #[serde(default = "one_second")]
+        down_ms: u64,
+    },
+    /// Kill the broker (Mosquitto only: `[broker] kind = "mosquitto"`) with SIGKILL, once
+    /// `when_completed` tasks completed and a real agent reports `when_status`, and start it
+    /// again on the same port after `down_ms`.
+    RestartBroker {
+        /// Completed tasks before it fires.
+        #[serde(default)]
+        when_completed: usize,
+        /// The replicate status that triggers it (any, when absent).
+        #[serde(default)]
+        when_status: Option<String>,
+        /// How long the broker stays down.
+        #[serde(default = "one_second")]
+        down_ms: u64,
+    },
+}
+
+fn one_second() -> u64 {
+    1_000
 }
 
 fn computing() -> String {

@@ -144,7 +144,10 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     let mut sms = Sms::new(signer.address(), Policy::simulator());
     let beneficiary = beneficiary(state, &mut sms)?;
     let (progress_tx, progress) = std::sync::mpsc::channel();
-    let pool = Pool::start_with_sms(
+    // The pool's journal lives there too: deals, tasks and replicas survive a restart, and the
+    // workers are told what to do next.
+    let journal_path = state_file(state, "pool.sqlite");
+    let pool = Pool::start_durable(
         &broker_url,
         pool_address,
         signer,
@@ -153,6 +156,7 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         store.handle(),
         Some(progress_tx),
         Some((sms, market.workerpool())),
+        Some(&journal_path),
     )?;
     let remote = pool.remote();
     let publisher = store.handle();

@@ -231,3 +231,53 @@ fn the_tee_demo_refuses_the_liar_on_every_task_and_its_results_are_the_csv_stati
         .all(|(_, text)| text.starts_with("(uploaded encrypted") && text.contains("temp_c")));
     assert!(outcome.elapsed.as_secs() < 60, "{:?}", outcome.elapsed);
 }
+
+/// What a restart must never break: every task settled once by the ledger, no worker with two
+/// different contributions to one task (the pool and the ledger would refuse the second as a
+/// conflict), every task's upload the consensus (checked by the runner).
+fn assert_exactly_once(outcome: &Outcome) {
+    let conflicts: Vec<&String> = outcome
+        .report
+        .refused
+        .iter()
+        .filter(|r| r.contains("conflicting") || r.contains("AlreadyContributed"))
+        .collect();
+    assert!(conflicts.is_empty(), "{conflicts:#?}");
+    for task in &outcome.report.tasks {
+        assert_eq!(task.status, "COMPLETED", "{task:?}");
+        assert_eq!(task.settlement.status, "COMPLETED", "{:?}", task.settlement);
+        let mut contributors: Vec<_> = task
+            .replicas
+            .iter()
+            .filter(|r| r.result_hash.is_some())
+            .map(|r| r.worker)
+            .collect();
+        let all = contributors.len();
+        contributors.dedup();
+        assert_eq!(
+            all,
+            contributors.len(),
+            "a worker contributed twice: {task:?}"
+        );
+    }
+}
+
+#[test]
+fn the_simulator_restarted_mid_deal_recovers_its_tasks_and_the_agents_finish_them() {
+    let outcome = run("simulator-restarted.toml");
+    assert_eq!(outcome.report.tasks.len(), 6);
+    assert_exactly_once(&outcome);
+    // The restart happened mid-deal: some tasks ended after it, on the recovered state.
+    assert!(
+        outcome.report.tasks.iter().any(|t| t.status == "COMPLETED"),
+        "{:?}",
+        outcome.report.tasks
+    );
+}
+
+#[test]
+fn mosquitto_killed_and_restarted_mid_deal_loses_no_task() {
+    let outcome = run("broker-restarted.toml");
+    assert_eq!(outcome.report.tasks.len(), 6);
+    assert_exactly_once(&outcome);
+}
