@@ -390,9 +390,12 @@ impl Daemon {
                     Message::SecretResponse(response) => self.on_secret_response(response),
                     _ => inbox::ignore(&opened),
                 }
+                // Relaxed (durable with the next durable commit): lost to a power cut, the
+                // number only goes back to one whose message was already acted on, and acting
+                // on it again is harmless, as above.
                 self.store
                     .lock()
-                    .transaction(|tx| tx.accept_peer_seq(sender, seq))?;
+                    .transaction_relaxed(|tx| tx.accept_peer_seq(sender, seq))?;
             }
             Err(e) => {
                 self.counters.refused += 1;
