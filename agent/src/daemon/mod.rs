@@ -35,6 +35,8 @@ pub use advertise::Advertiser;
 
 /// How long a drain may take before the remaining outbox is left for the next start.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many job events waiting together are committed in one go.
+const JOB_EVENT_BATCH: usize = 32;
 /// How often the capacity is detected again (republished only when it changed).
 pub const CAPACITY_REFRESH: Duration = Duration::from_secs(60);
 
@@ -286,7 +288,15 @@ impl Daemon {
                     self.flush(&client)?;
                 }
                 Some(event) = job_events.recv() => {
-                    self.on_job_event(event)?;
+                    // Whatever else is already waiting is handled with it (see on_job_events).
+                    let mut events = vec![event];
+                    while events.len() < JOB_EVENT_BATCH {
+                        match job_events.try_recv() {
+                            Ok(event) => events.push(event),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_job_events(events)?;
                     self.flush(&client)?;
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
