@@ -20,6 +20,7 @@
 //! - [`fetch`]: http(s)/file/IPFS downloads into a content-addressed cache.
 //! - [`sandbox`]: wasmi with an in-memory, deterministic WASI (the iExec app contract).
 //! - [`systemd`], [`logging`], [`dir_tree`] (the protocol's `FileTree` over a real directory).
+//! - [`footprint`]: gives the kernel back the binary's pages that start-up touched once.
 //! - [`failpoints`]: crash points for the fault-injection tests (feature `failpoints` only).
 
 pub mod attest;
@@ -30,6 +31,7 @@ pub mod daemon;
 pub mod dir_tree;
 pub mod failpoints;
 pub mod fetch;
+pub mod footprint;
 pub mod identity;
 pub mod link;
 pub mod logging;

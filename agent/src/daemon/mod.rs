@@ -105,6 +105,9 @@ pub struct Daemon {
     connected: bool,
     draining: bool,
     runner: tasks::TaskRunner,
+    /// Start-up steps still running after which the start-up pages are given back: READY (with
+    /// the task tools built after it) and the sandbox benchmark.
+    startup_steps_left: u8,
     job_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>>,
 }
 
@@ -148,6 +151,7 @@ impl Daemon {
         }
         let mut daemon = Self {
             runner,
+            startup_steps_left: 2,
             job_events: Some(job_events),
             advertiser,
             config,
@@ -313,6 +317,7 @@ impl Daemon {
                         Ok(Err(e)) => tracing::warn!(error = %e, "sandbox benchmark failed"),
                         Err(e) => tracing::warn!(error = %e, "sandbox benchmark did not finish"),
                     }
+                    self.startup_step_done();
                 }
             }
         }
@@ -355,6 +360,7 @@ impl Daemon {
                             );
                             // Now that READY is out, build what tasks need.
                             self.tools()?;
+                            self.startup_step_done();
                         }
                     }
                     Some(Tracked::Presence) | None => {}
@@ -559,6 +565,23 @@ impl Daemon {
             tracing::info!("capacity changed: advertisement republished");
         }
         Ok(())
+    }
+
+    /// Once start-up is over (READY and the sandbox benchmark), gives the kernel back the pages of
+    /// the binary that only start-up used (see [`crate::footprint`]).
+    fn startup_step_done(&mut self) {
+        self.startup_steps_left = self.startup_steps_left.saturating_sub(1);
+        if self.startup_steps_left != 0 {
+            return;
+        }
+        match crate::footprint::release_startup_pages() {
+            Ok(released) => tracing::debug!(
+                mappings = released.mappings,
+                bytes = released.bytes,
+                "start-up pages of the binary given back"
+            ),
+            Err(e) => tracing::debug!(error = %e, "start-up pages not given back"),
+        }
     }
 
     fn update_status(&mut self) {
