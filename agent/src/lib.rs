@@ -21,6 +21,7 @@
 //! - [`sandbox`]: wasmi with an in-memory, deterministic WASI (the iExec app contract).
 //! - [`systemd`], [`logging`], [`dir_tree`] (the protocol's `FileTree` over a real directory).
 //! - [`footprint`]: gives the kernel back the binary's pages that start-up touched once.
+//! - [`wipe`]: zeroizes large secret buffers by words.
 //! - [`failpoints`]: crash points for the fault-injection tests (feature `failpoints` only).
 
 pub mod attest;
@@ -41,3 +42,4 @@ pub mod sandbox;
 pub mod store;
 pub mod systemd;
 pub mod tools;
+pub mod wipe;
