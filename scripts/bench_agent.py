@@ -179,7 +179,7 @@ def write_benchmarks(r):
         f"{os.cpu_count()} cores, {cpu}, Mosquitto 2 on loopback with set_tcp_nodelay "
         f"{'true' if r['broker_tcp_nodelay'] else 'false'}.\n\n"
         "| figure | value | target |\n|---|---|---|\n"
-        f"| stripped release binary | {r['binary_bytes'] / 1048576:.1f} MiB | small |\n"
+        f"| stripped release binary | {r['binary_bytes'] / 1048576:.2f} MiB ({r['binary_bytes']:,} bytes) | ≤ 8 MiB |\n"
         f"| exec to READY=1 (median of {r['runs']}) | {r['ready_ms_median']} ms (max {r['ready_ms_max']}) | ≤ 50 ms |\n"
         f"| reference: `mosquitto_sub` connect + one retained message | {r['reference_mosquitto_sub_ms_median']} ms | |\n"
         f"| ratio agent / reference | {ratio} | |\n"
@@ -192,8 +192,10 @@ def write_benchmarks(r):
     )
     start = text.find("## Agent start-up and footprint")
     if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        # The section ends at the next heading or at the next generated block's marker.
+        ends = [i for i in (text.find("\n## ", start + 1), text.find("\n<!--", start + 1)) if i >= 0]
+        end = min(ends) if ends else -1
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     open(path, "w").write(text)
