@@ -35,6 +35,8 @@ pub use advertise::Advertiser;
 
 /// How long a drain may take before the remaining outbox is left for the next start.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many job events waiting together are committed in one go.
+const JOB_EVENT_BATCH: usize = 32;
 /// How often the capacity is detected again (republished only when it changed).
 pub const CAPACITY_REFRESH: Duration = Duration::from_secs(60);
 
@@ -103,6 +105,9 @@ pub struct Daemon {
     connected: bool,
     draining: bool,
     runner: tasks::TaskRunner,
+    /// Start-up steps still running after which the start-up pages are given back: READY (with
+    /// the task tools built after it) and the sandbox benchmark.
+    startup_steps_left: u8,
     job_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>>,
 }
 
@@ -146,6 +151,7 @@ impl Daemon {
         }
         let mut daemon = Self {
             runner,
+            startup_steps_left: 2,
             job_events: Some(job_events),
             advertiser,
             config,
@@ -286,7 +292,15 @@ impl Daemon {
                     self.flush(&client)?;
                 }
                 Some(event) = job_events.recv() => {
-                    self.on_job_event(event)?;
+                    // Whatever else is already waiting is handled with it (see on_job_events).
+                    let mut events = vec![event];
+                    while events.len() < JOB_EVENT_BATCH {
+                        match job_events.try_recv() {
+                            Ok(event) => events.push(event),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_job_events(events)?;
                     self.flush(&client)?;
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
@@ -303,6 +317,7 @@ impl Daemon {
                         Ok(Err(e)) => tracing::warn!(error = %e, "sandbox benchmark failed"),
                         Err(e) => tracing::warn!(error = %e, "sandbox benchmark did not finish"),
                     }
+                    self.startup_step_done();
                 }
             }
         }
@@ -345,6 +360,7 @@ impl Daemon {
                             );
                             // Now that READY is out, build what tasks need.
                             self.tools()?;
+                            self.startup_step_done();
                         }
                     }
                     Some(Tracked::Presence) | None => {}
@@ -390,9 +406,12 @@ impl Daemon {
                     Message::SecretResponse(response) => self.on_secret_response(response),
                     _ => inbox::ignore(&opened),
                 }
+                // Relaxed (durable with the next durable commit): lost to a power cut, the
+                // number only goes back to one whose message was already acted on, and acting
+                // on it again is harmless, as above.
                 self.store
                     .lock()
-                    .transaction(|tx| tx.accept_peer_seq(sender, seq))?;
+                    .transaction_relaxed(|tx| tx.accept_peer_seq(sender, seq))?;
             }
             Err(e) => {
                 self.counters.refused += 1;
@@ -546,6 +565,23 @@ impl Daemon {
             tracing::info!("capacity changed: advertisement republished");
         }
         Ok(())
+    }
+
+    /// Once start-up is over (READY and the sandbox benchmark), gives the kernel back the pages of
+    /// the binary that only start-up used (see [`crate::footprint`]).
+    fn startup_step_done(&mut self) {
+        self.startup_steps_left = self.startup_steps_left.saturating_sub(1);
+        if self.startup_steps_left != 0 {
+            return;
+        }
+        match crate::footprint::release_startup_pages() {
+            Ok(released) => tracing::debug!(
+                mappings = released.mappings,
+                bytes = released.bytes,
+                "start-up pages of the binary given back"
+            ),
+            Err(e) => tracing::debug!(error = %e, "start-up pages not given back"),
+        }
     }
 
     fn update_status(&mut self) {
