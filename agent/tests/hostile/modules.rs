@@ -1,0 +1,1 @@
+//! Adversarial modules in parallel with honest tasks (filled below).
