@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod files;
 mod harness;
 mod messages;
 mod modules;
