@@ -317,6 +317,33 @@ impl Daemon {
     }
 
     /// Commits the outputs, the final compute state and the contribution together.
+    /// Journals and reports a failure that ends the task without a contribution.
+    fn fail_without_contribution(
+        &mut self,
+        task_id: TaskId,
+        status: ReplicateStatus,
+        cause: ReplicateStatusCause,
+        detail: &str,
+        log: &'static str,
+    ) -> Result<(), DaemonError> {
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        let update = Message::StatusUpdate(StatusUpdate {
+            task_id,
+            status,
+            cause: Some(cause),
+            detail: Some(detail.chars().take(400).collect()),
+            at_ms: now,
+        });
+        self.store.lock().transaction(|tx| {
+            tx.set_task_state(task_id, status, Some(cause), now)?;
+            enqueue_in(tx, &signer, &topic, &update, now)
+        })?;
+        tracing::warn!(%task_id, %status, %cause, %detail, "{log}");
+        Ok(())
+    }
+
     fn contribute(&mut self, task_id: TaskId, outcome: &JobOutcome) -> Result<(), DaemonError> {
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
@@ -340,20 +367,26 @@ impl Daemon {
                     ReplicateStatusCause::EnclaveSignatureNotFound,
                     "no enclave key".into(),
                 ));
-                let update = Message::StatusUpdate(StatusUpdate {
+                return self.fail_without_contribution(
                     task_id,
                     status,
-                    cause: Some(cause),
-                    detail: Some(detail.chars().take(400).collect()),
-                    at_ms: now,
-                });
-                self.store.lock().transaction(|tx| {
-                    tx.set_task_state(task_id, status, Some(cause), now)?;
-                    enqueue_in(tx, &signer, &topic, &update, now)
-                })?;
-                tracing::warn!(%task_id, %status, %cause, %detail, "TEE task failed before its secrets: not contributed");
-                return Ok(());
+                    cause,
+                    &detail,
+                    "TEE task failed before its secrets: not contributed",
+                );
             }
+        }
+        if let Some((status, cause @ ReplicateStatusCause::ContributionTimeout, detail)) =
+            &outcome.failure
+        {
+            // Past the contribution deadline the scheduler and the chain refuse any contribution.
+            return self.fail_without_contribution(
+                task_id,
+                *status,
+                *cause,
+                detail,
+                "task reached its contribution deadline: not contributed",
+            );
         }
         self.store.lock().transaction(|tx| {
             if let Some((status, cause, _)) = &outcome.failure {
