@@ -86,6 +86,21 @@ fn serve(mut stream: TcpStream) {
                 sent += chunk.len();
             }
         }
+        // 1 MiB announced, one byte every 300 ms: never stalls long enough for the per-read
+        // timeout (slowloris). Bounded: the client hangs up, or 60 s.
+        "/drip" => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
+            for _ in 0..200 {
+                if stream
+                    .write_all(b"x")
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
         // Announces 1 MiB, sends 10 KiB, closes.
         "/truncated" => {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
@@ -119,6 +134,15 @@ fn hostile_file_servers_fail_their_task_with_a_typed_cause_and_the_agent_keeps_s
     ];
     let mut agent = Agent::start(&broker.url(), driver.scheduler.address(), &env);
     driver.wait_online(&[&agent]);
+    // An honest task first: the app is then in the agent's content-addressed cache, so the
+    // hostile tasks below differ only in what they name as hostile.
+    let warm = driver.assign(
+        &deal(&server, "mandelbrot.wasm", &app, args.trim(), 39),
+        agent.address,
+        TaskLimits::default(),
+    );
+    let (finalized, _) = driver.run_until_settled(&[warm], &|| agent.log());
+    assert!(finalized.contains_key(&warm), "{}", agent.log());
     let baseline_kib = agent.vm_hwm_kib();
 
     let dataset = |url: String, checksum: Digest| DatasetRef {
@@ -145,6 +169,12 @@ fn hostile_file_servers_fail_their_task_with_a_typed_cause_and_the_agent_keeps_s
             C::DatasetFileDownloadFailed,
         ),
         (
+            "dataset server drips a byte at a time",
+            Some(dataset(hostile.url("drip"), good_sum)),
+            false,
+            C::ContributionTimeout,
+        ),
+        (
             "dataset body truncated",
             Some(dataset(hostile.url("truncated"), good_sum)),
             false,
@@ -167,6 +197,10 @@ fn hostile_file_servers_fail_their_task_with_a_typed_cause_and_the_agent_keeps_s
     for (i, (name, data, wrong_app, cause)) in cases.iter().enumerate() {
         let mut d = deal(&server, "mandelbrot.wasm", &app, args.trim(), 40 + i as u8);
         d.dataset = data.clone();
+        if name.contains("drips") {
+            // Contribution deadline 7 s after the start (7 time refs).
+            d.time_ref_seconds = 1;
+        }
         if *wrong_app {
             // A checksum nothing in the agent's content-addressed cache has, so the served
             // bytes are fetched and compared.
@@ -180,10 +214,16 @@ fn hostile_file_servers_fail_their_task_with_a_typed_cause_and_the_agent_keeps_s
             *cause,
         ));
     }
-    let ids: Vec<_> = tasks.iter().map(|(t, _, _)| *t).collect();
+    // A task failed at its contribution deadline is not contributed, so the scheduler only
+    // settles it at its own deadline: wait for the report instead.
+    let ids: Vec<_> = tasks
+        .iter()
+        .filter(|(_, _, cause)| *cause != C::ContributionTimeout)
+        .map(|(t, _, _)| *t)
+        .collect();
     driver.run_until_settled(&ids, &|| agent.log());
     for (task, name, cause) in &tasks {
-        let reported = driver.failure_cause(*task);
+        let reported = Some(driver.run_until_failure_reported(*task, &|| agent.log()));
         assert_eq!(
             reported.map(|(_, c)| c),
             Some(*cause),

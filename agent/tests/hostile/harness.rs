@@ -394,6 +394,26 @@ impl Driver {
         })
     }
 
+    /// Drives the pool until a worker reports a failure cause for `task`.
+    pub fn run_until_failure_reported(
+        &mut self,
+        task: TaskId,
+        logs: &dyn Fn() -> String,
+    ) -> (ReplicateStatus, ReplicateStatusCause) {
+        let deadline = Instant::now() + SCENARIO;
+        loop {
+            if let Some(found) = self.failure_cause(task) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no failure reported for {task}; logs:\n{}",
+                logs()
+            );
+            self.step();
+        }
+    }
+
     /// The result digests the workers contributed for a task.
     pub fn contributions(&self, task: TaskId) -> Vec<Digest> {
         self.seen
