@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod archives;
 mod files;
 mod harness;
 mod messages;
