@@ -180,12 +180,13 @@ fn a_secret_request_made_for_one_task_is_refused_for_another() {
         refusal(&w, &first, &other_ctx),
         Refusal::WrongTask { .. }
     ));
-    // Task A's request relabelled as task B: A's authorization does not sign B.
+    // Task A's request relabelled as task B: the authorization inside still names task A, so
+    // the request does not even hold together.
     let mut relabelled = first.clone();
     relabelled.task_id = second.task_id;
     assert_eq!(
         refusal(&w, &relabelled, &other_ctx).code(),
-        RefusalCode::Authorization
+        RefusalCode::Malformed
     );
     // Task A's authorization and challenge inside an otherwise fresh request for task B.
     let mut borrowed = second.clone();
@@ -193,8 +194,22 @@ fn a_secret_request_made_for_one_task_is_refused_for_another() {
     borrowed.enclave_challenge = first.enclave_challenge;
     assert_eq!(
         refusal(&w, &borrowed, &other_ctx).code(),
-        RefusalCode::Authorization
+        RefusalCode::Malformed
     );
+    // Task A's authorization re-signed by the real scheduler for task B but with A's
+    // challenge: the SMS made that challenge for A only.
+    let mut moved = second.clone();
+    moved.enclave_challenge = first.enclave_challenge;
+    moved.authorization = WorkerpoolAuthorization::sign(
+        &w.scheduler,
+        w.worker.address(),
+        second.task_id,
+        first.enclave_challenge,
+    );
+    assert!(matches!(
+        refusal(&w, &moved, &other_ctx),
+        Refusal::UnknownChallenge { .. }
+    ));
     // Task A's request again once task A is over.
     let mut over = context(&deal(1));
     over.active = false;
