@@ -189,7 +189,7 @@ fn adversarial_modules_fail_with_their_cause_while_honest_tasks_complete_and_rss
             let Some((d, case)) = queue.pop_front() else {
                 break;
             };
-            let task = driver.assign(d, agent.address, case.limits.clone());
+            let task = driver.assign(d, agent.address, case.limits);
             in_flight.insert(task, case);
         }
         max_parallel = max_parallel.max(in_flight.len());

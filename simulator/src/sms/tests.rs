@@ -190,7 +190,7 @@ fn a_secret_request_made_for_one_task_is_refused_for_another() {
     );
     // Task A's authorization and challenge inside an otherwise fresh request for task B.
     let mut borrowed = second.clone();
-    borrowed.authorization = first.authorization.clone();
+    borrowed.authorization = first.authorization;
     borrowed.enclave_challenge = first.enclave_challenge;
     assert_eq!(
         refusal(&w, &borrowed, &other_ctx).code(),
