@@ -77,6 +77,10 @@ pub enum Command {
         /// The category's reference time in seconds (deadlines derive from it).
         #[arg(long, default_value_t = 60)]
         time_ref_secs: u64,
+        /// Encrypt the result for the serve's beneficiary (`iexec_result_encryption`; its
+        /// private key is `STATE/beneficiary_key.pem`). Needs `--tag tee`, as in iExec.
+        #[arg(long)]
+        encrypt_result: bool,
     },
     /// Prints the JSON report of a running `serve`.
     Report {

@@ -11,10 +11,16 @@ use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::hash::sha256;
 use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::poco;
+use edgepool_protocol::primitives::DealId;
 use edgepool_protocol::primitives::{Address, Digest};
-use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
+use edgepool_protocol::result_archive::{
+    decrypt_result, unzip_to_tree, BeneficiaryPrivateKey, ExtractLimits, AES_KEY_ENTRY,
+    PAYLOAD_ENTRY,
+};
 use edgepool_protocol::signature::Signer;
-use edgepool_protocol::sms::web3_secret_challenge;
+use edgepool_protocol::sms::{
+    web2_secret_challenge, web3_secret_challenge, RESULT_ENCRYPTION_KEY_NAME,
+};
 use edgepool_protocol::tags::Tag;
 
 use crate::agents::AgentProcess;
@@ -36,8 +42,12 @@ pub struct Outcome {
     pub report: Report,
     /// Every expectation that did not hold (empty: the scenario passed).
     pub failures: Vec<String>,
-    /// The text of each completed task's uploaded result files, by task.
+    /// The text of each completed task's uploaded result files, by task (decrypted with the
+    /// beneficiary's private key when the deal encrypts its result).
     pub results: Vec<(String, String)>,
+    /// The beneficiary's private key (PKCS#8 PEM), when a deal encrypts its result: what
+    /// `edgepool-agent result decrypt --key` takes.
+    pub beneficiary_key_pem: Option<String>,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -138,6 +148,18 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let pool_address = market.workerpool();
     let mut sms = Sms::new(signer.address(), Policy::simulator());
     let dataset_owner = Signer::random(&mut rand::thread_rng());
+    // The requester, who is also the beneficiary of the results (as the ledger's orders say).
+    let requester = Signer::random(&mut rand::thread_rng());
+    let beneficiary_key = if scenario.deals.iter().any(|d| d.result_encryption) {
+        let key = push_beneficiary_key(&mut sms, &requester)?;
+        out.line(&format!(
+            "beneficiary {}: RSA-{BENEFICIARY_KEY_BITS} result key pushed to the SMS",
+            requester.address()
+        ));
+        Some(key)
+    } else {
+        None
+    };
 
     let mut datasets: Vec<(String, DatasetOffer)> = Vec::new();
     for d in &scenario.datasets {
@@ -295,6 +317,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         agents.len()
     ));
 
+    let mut encrypted_deals: Vec<DealId> = Vec::new();
     for (i, spec) in scenario.deals.iter().enumerate() {
         let (_, app_url, app_bytes) = apps.iter().find(|(n, ..)| *n == spec.app).context("app")?;
         let dataset = match &spec.dataset {
@@ -328,7 +351,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     app_checksum: Digest(sha256(app_bytes)),
                     app_size: app_bytes.len() as u64,
                     dataset,
-                    requester: Address([0x51; 20]),
+                    requester: requester.address(),
                     args: spec.args.clone(),
                     input_files,
                     tag,
@@ -336,10 +359,14 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     time_ref_secs: spec.time_ref_secs,
                     volume: spec.volume,
                     result_storage_proxy: Some(store.base_url()),
+                    result_encryption: spec.result_encryption,
                 },
                 now_ms(),
             )
             .map_err(|e| anyhow::anyhow!("deal {i}: the ledger refused it: {e}"))?;
+        if spec.result_encryption {
+            encrypted_deals.push(opened.summary.deal_id);
+        }
         let limits = TaskLimits {
             fuel: spec.fuel.unwrap_or(TaskLimits::default().fuel),
             ..TaskLimits::default()
@@ -444,7 +471,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let mut mismatches = Vec::new();
     for task in &report.tasks {
         if let Some(upload) = store.handle().result(&task.task_id) {
-            let text = match unzip_to_tree(&upload.archive, &ExtractLimits::default()) {
+            let encrypted = encrypted_deals.contains(&task.deal_id);
+            let archive = match (encrypted, &beneficiary_key) {
+                (true, Some(key)) => match open_encrypted(&upload.archive, key) {
+                    Ok(clear) => clear,
+                    Err(e) => {
+                        mismatches.push(format!("task {}: {e}", task.task_id));
+                        results.push((task.task_id.to_string(), format!("({e})")));
+                        continue;
+                    }
+                },
+                _ => upload.archive.clone(),
+            };
+            let text = match unzip_to_tree(&archive, &ExtractLimits::default()) {
                 Ok(tree) => {
                     // The stored result must be the one the consensus was reached on.
                     let hash = result_digest(&tree, "")
@@ -456,11 +495,17 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                             task.task_id, task.consensus_hash
                         ));
                     }
-                    tree.files()
+                    let files = tree
+                        .files()
                         .filter(|(name, _)| *name != "computed.json")
                         .map(|(name, bytes)| format!("{name}:\n{}", String::from_utf8_lossy(bytes)))
                         .collect::<Vec<_>>()
-                        .join("\n")
+                        .join("\n");
+                    if encrypted {
+                        format!("(uploaded encrypted; decrypted with the beneficiary's private key)\n{files}")
+                    } else {
+                        files
+                    }
                 }
                 Err(e) => format!("(unreadable archive: {e})"),
             };
@@ -482,11 +527,65 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     drop(agents);
     pool.stop();
     drop(broker);
+    let beneficiary_key_pem = match &beneficiary_key {
+        Some(key) => Some(
+            key.to_pem()
+                .map_err(|e| anyhow::anyhow!("the beneficiary key: {e}"))?
+                .to_string(),
+        ),
+        None => None,
+    };
     Ok(Outcome {
         report,
         failures,
         results,
+        beneficiary_key_pem,
         elapsed: start.elapsed(),
+    })
+}
+
+/// Size of the beneficiary keys the runner makes. The iExec SDK makes 4096-bit keys; 2048 bits
+/// keep the key generation of a run short and use the same code paths.
+pub const BENEFICIARY_KEY_BITS: usize = 2048;
+
+/// Makes the beneficiary's RSA key pair and pushes the public key to the SMS as
+/// `iexec result push-encryption-key` does: base64 of the SPKI PEM, signed by the beneficiary
+/// over iExec's web2 secret challenge for `iexec-result-encryption-public-key`.
+fn push_beneficiary_key(
+    sms: &mut Sms,
+    beneficiary: &Signer,
+) -> anyhow::Result<BeneficiaryPrivateKey> {
+    use base64::Engine as _;
+    let key = BeneficiaryPrivateKey::generate(&mut rand::rngs::OsRng, BENEFICIARY_KEY_BITS)
+        .map_err(|e| anyhow::anyhow!("making the beneficiary key: {e}"))?;
+    let pem = key
+        .public_key()
+        .to_pem()
+        .map_err(|e| anyhow::anyhow!("the beneficiary key: {e}"))?;
+    let value = base64::engine::general_purpose::STANDARD.encode(pem);
+    let challenge =
+        web2_secret_challenge(&beneficiary.address(), RESULT_ENCRYPTION_KEY_NAME, &value);
+    let signature = beneficiary.sign_personal(challenge.as_bytes());
+    sms.secrets_mut()
+        .push_result_encryption_key(beneficiary.address(), &value, &signature)
+        .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
+    Ok(key)
+}
+
+/// The clear `iexec_out.zip` of an uploaded encrypted result; an error says why the upload is
+/// not iExec's encrypted form or does not decrypt.
+fn open_encrypted(upload: &[u8], key: &BeneficiaryPrivateKey) -> Result<Vec<u8>, String> {
+    let tree = unzip_to_tree(upload, &ExtractLimits::default())
+        .map_err(|e| format!("the uploaded archive is unreadable: {e}"))?;
+    let mut names: Vec<&str> = tree.files().map(|(name, _)| name).collect();
+    names.sort_unstable();
+    if names != [AES_KEY_ENTRY, PAYLOAD_ENTRY] {
+        return Err(format!(
+            "the deal encrypts its result but the upload holds {names:?}, not {AES_KEY_ENTRY} and {PAYLOAD_ENTRY}"
+        ));
+    }
+    decrypt_result(upload, key, &ExtractLimits::default()).map_err(|e| {
+        format!("the uploaded result does not decrypt with the beneficiary's key: {e}")
     })
 }
 

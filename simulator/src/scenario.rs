@@ -221,6 +221,12 @@ pub struct DealSpec {
     /// Fuel per task. Default 10,000,000,000.
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Encrypt the result for the beneficiary (`iexec_result_encryption`): the runner makes the
+    /// beneficiary's RSA key pair, pushes the public key to the SMS signed by the beneficiary,
+    /// and decrypts each uploaded result with the private key before checking it. As in iExec,
+    /// only TEE deals can use it (agents decline a standard one). Default false.
+    #[serde(default)]
+    pub result_encryption: bool,
 }
 
 fn one() -> u64 {
@@ -409,6 +415,10 @@ app = "hello"
 "#;
         let s = Scenario::parse(text, "x.toml", Path::new("/base")).unwrap();
         assert_eq!(s.deals[0].trust, 1);
+        assert!(!s.deals[0].result_encryption);
+        let encrypting = format!("{text}result_encryption = true\n");
+        let e = Scenario::parse(&encrypting, "x.toml", Path::new("/base")).unwrap();
+        assert!(e.deals[0].result_encryption);
         assert_eq!(s.expect.status, "COMPLETED");
         assert_eq!(s.apps[0].path, Path::new("/base/hello.wasm"));
         let typo = format!("{text}\ntrsut = 2\n");

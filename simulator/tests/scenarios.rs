@@ -134,6 +134,24 @@ fn a_tee_task_on_an_encrypted_dataset_completes_and_the_keyless_liar_is_refused(
 }
 
 #[test]
+fn a_tee_task_with_an_encrypted_result_uploads_it_encrypted_and_it_decrypts_to_the_consensus() {
+    // The runner refuses an upload that is not iExec's encrypted form or does not decrypt with
+    // the beneficiary's key, and checks the decrypted files against the consensus.
+    let outcome = run("encrypted-result.toml");
+    let task = &outcome.report.tasks[0];
+    assert_eq!(task.status, "COMPLETED");
+    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "agent"));
+    let key = outcome.beneficiary_key_pem.as_deref().unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let (_, text) = &outcome.results[0];
+    assert!(
+        text.starts_with("(uploaded encrypted; decrypted with the beneficiary's private key)"),
+        "{text}"
+    );
+    assert!(text.contains("\"name\": \"temp_c\""), "{text}");
+}
+
+#[test]
 fn silent_and_crashing_workers_are_replaced_and_the_task_completes() {
     let outcome = run("silent-replaced.toml");
     let task = &outcome.report.tasks[0];
@@ -179,7 +197,7 @@ fn every_committed_scenario_parses() {
             count += 1;
         }
     }
-    assert!(count >= 7, "{count} scenarios");
+    assert!(count >= 8, "{count} scenarios");
 }
 
 #[test]
@@ -205,5 +223,11 @@ fn the_tee_demo_refuses_the_liar_on_every_task_and_its_results_are_the_csv_stati
         assert!(task.disagreed.is_empty());
         assert_eq!(task.settlement.rewarded.len(), 3);
     }
+    // Its results were uploaded encrypted and are shown decrypted.
+    assert!(outcome.beneficiary_key_pem.is_some());
+    assert!(outcome
+        .results
+        .iter()
+        .all(|(_, text)| text.starts_with("(uploaded encrypted") && text.contains("temp_c")));
     assert!(outcome.elapsed.as_secs() < 60, "{:?}", outcome.elapsed);
 }

@@ -6,6 +6,12 @@
 //! the iExec worker does, a failure before or during the computation still gives a deterministic
 //! result (an `error.txt` naming the cause, and a `computed.json` pointing at it), so honest
 //! replicas of a failing task agree on its digest.
+//!
+//! When the deal asks for result encryption (a TEE task: admission declines it otherwise), the
+//! archive is encrypted for the beneficiary in memory, with the key the SMS released, before it
+//! is written: `<state>/results/<task>.zip` then only ever holds the encrypted form, which is
+//! what the upload step reads, after a restart too. Without that key nothing is kept and the
+//! task is not contributed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use edgepool_protocol::dataset::{decrypt_checked, DatasetKey};
 use edgepool_protocol::digest::{result_digest, DigestError};
 use edgepool_protocol::messages::{Assignment, Contribution, SecretRequest, SecretResponse};
 use edgepool_protocol::primitives::{Address, Digest, TaskId};
-use edgepool_protocol::result_archive::zip_tree;
+use edgepool_protocol::result_archive::{encrypt_result, zip_tree, BeneficiaryPublicKey};
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tree::MemTree;
 use tokio::sync::mpsc::UnboundedSender;
@@ -94,7 +100,8 @@ pub struct JobOutcome {
     pub fuel_used: u64,
     /// The failed step and its cause, when the task failed.
     pub failure: Option<(ReplicateStatus, ReplicateStatusCause, String)>,
-    /// The `iexec_out.zip` kept for the upload.
+    /// The archive kept for the upload: `iexec_out.zip`, or its encryption for the beneficiary
+    /// when the deal asks for it (then never the clear form).
     pub archive: PathBuf,
     /// The enclave part of the contribution.
     pub enclave: Enclave,
@@ -128,12 +135,13 @@ pub fn archive_path(results_dir: &Path, task_id: &TaskId) -> PathBuf {
 /// while keeping the archive is reported as a failure with the storage cause.
 pub async fn run(ctx: JobContext, assignment: Assignment) {
     let task_id = assignment.task_id;
-    // A TEE task's enclave key, once the SMS released it; dropped (and zeroized) at the end.
-    let mut enclave = None;
-    let mut outcome = match work(&ctx, &assignment, &mut enclave).await {
+    // What the SMS released to a TEE task; dropped (the enclave key zeroized) at the end.
+    let mut released = Released::default();
+    let mut outcome = match work(&ctx, &assignment, &mut released).await {
         Ok(outcome) => outcome,
-        Err(failure) => failed_outcome(&ctx, &assignment, failure),
+        Err(failure) => failed_outcome(&ctx, &assignment, failure, &released),
     };
+    let enclave = released.enclave;
     outcome.enclave = match (assignment.is_tee(), &enclave) {
         (false, _) => Enclave::Standard,
         (true, None) => Enclave::Missing,
@@ -162,10 +170,65 @@ pub(crate) fn now_ms() -> u64 {
 /// A failed step: the status to report, its cause and a detail for the logs.
 pub(crate) type StepFailure = (ReplicateStatus, ReplicateStatusCause, String, u64);
 
+/// What a TEE job keeps from the SMS's answer, in memory only.
+///
+/// Invariant: `enclave` is set only after everything else the task needs from the SMS was
+/// checked, so a task whose deal encrypts its result and that got no usable beneficiary key has
+/// no enclave key, and is therefore never contributed (nor uploaded).
+#[derive(Debug, Default)]
+struct Released {
+    /// The task's enclave key (zeroized on drop).
+    enclave: Option<edgepool_protocol::signature::Signer>,
+    /// The beneficiary's public key, when the deal encrypts its result.
+    result_key: Option<BeneficiaryPublicKey>,
+}
+
+/// How a task's archive is kept.
+#[derive(Debug, Clone, Copy)]
+enum Keep<'a> {
+    /// The deal does not encrypt: the clear `iexec_out.zip`.
+    Clear,
+    /// Encrypted for the beneficiary (iExec's `aes-key.rsa` + `iexec_out.zip.aes`).
+    EncryptedFor(&'a BeneficiaryPublicKey),
+    /// The deal encrypts and we have no key: nothing is kept (and the task has no enclave key,
+    /// so it is not contributed).
+    Nothing,
+}
+
+impl<'a> Keep<'a> {
+    fn of(assignment: &Assignment, released: &'a Released) -> Self {
+        match (assignment.deal.result_encryption, &released.result_key) {
+            (false, _) => Keep::Clear,
+            (true, Some(key)) => Keep::EncryptedFor(key),
+            (true, None) => Keep::Nothing,
+        }
+    }
+}
+
+/// The beneficiary key of a deal that encrypts its result, from what the SMS released.
+fn beneficiary_key(pem: Option<&str>) -> Result<BeneficiaryPublicKey, StepFailure> {
+    let pem = pem.ok_or_else(|| {
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::EncryptionPublicKeyMissing,
+            "the deal encrypts its result and the SMS released no beneficiary key".to_string(),
+            0,
+        )
+    })?;
+    BeneficiaryPublicKey::parse(pem).map_err(|e| {
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::MalformedEncryptionPublicKey,
+            format!("the beneficiary key the SMS released is unusable: {e}"),
+            0,
+        )
+    })
+}
+
 async fn work(
     ctx: &JobContext,
     assignment: &Assignment,
-    enclave: &mut Option<edgepool_protocol::signature::Signer>,
+    released: &mut Released,
 ) -> Result<JobOutcome, StepFailure> {
     let task_id = assignment.task_id;
     let deal = &assignment.deal;
@@ -281,6 +344,11 @@ async fn work(
     let mut dataset = dataset;
     if assignment.is_tee() {
         let secrets = super::tee::obtain_secrets(ctx, assignment).await?;
+        if deal.result_encryption {
+            released.result_key = Some(beneficiary_key(
+                secrets.released.beneficiary_key.as_deref(),
+            )?);
+        }
         if let (Some(input), Some(reference)) = (dataset.as_mut(), deal.dataset.as_ref()) {
             let Some(key) = secrets.released.dataset_key else {
                 return Err((
@@ -302,7 +370,7 @@ async fn work(
                 })?;
             input.content = Zeroizing::new(plain);
         }
-        *enclave = Some(secrets.enclave);
+        released.enclave = Some(secrets.enclave);
     }
     let spec = RunSpec {
         app_name: "app".into(),
@@ -342,6 +410,12 @@ async fn work(
             ))
         }
     };
+    // The digest is over the clear output, also when the result is encrypted: iExec's TEE
+    // post-compute computes it first (`build_result_digest_in_computed_file` over /iexec_out)
+    // and only then encrypts and uploads (`encrypt_and_upload_result`), in
+    // tee-worker-post-compute-rust `src/compute/app_runner.rs`. The ciphertext differs on every
+    // run (fresh AES key and IV), so it could not be agreed on anyway; the beneficiary checks
+    // the result by decrypting it and digesting the files.
     let digest = result_digest(&output, "").map_err(|e| {
         let cause = match e {
             DigestError::ComputedFileMissing
@@ -358,14 +432,13 @@ async fn work(
             fuel_used,
         )
     })?;
-    let archive = keep_archive(&ctx.results_dir, &task_id, &output).map_err(|e| {
-        (
-            ReplicateStatus::ComputeFailed,
-            ReplicateStatusCause::OutFolderZipFailed,
-            e,
-            fuel_used,
-        )
-    })?;
+    let archive = keep_archive(
+        &ctx.results_dir,
+        &task_id,
+        &output,
+        Keep::of(assignment, released),
+    )
+    .map_err(|(cause, e)| (ReplicateStatus::ComputeFailed, cause, e, fuel_used))?;
     progress(ReplicateStatus::Computed);
     Ok(JobOutcome {
         digest,
@@ -437,11 +510,18 @@ pub fn error_tree(cause: ReplicateStatusCause) -> MemTree {
     tree
 }
 
-fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailure) -> JobOutcome {
+fn failed_outcome(
+    ctx: &JobContext,
+    assignment: &Assignment,
+    failure: StepFailure,
+    released: &Released,
+) -> JobOutcome {
     let (status, cause, detail, fuel_used) = failure;
     let tree = error_tree(cause);
     let digest = result_digest(&tree, "").unwrap_or_default();
-    let archive = keep_archive(&ctx.results_dir, &assignment.task_id, &tree)
+    // Encrypted like any result of the deal, when it asks for it.
+    let keep = Keep::of(assignment, released);
+    let archive = keep_archive(&ctx.results_dir, &assignment.task_id, &tree, keep)
         .unwrap_or_else(|_| archive_path(&ctx.results_dir, &assignment.task_id));
     JobOutcome {
         digest,
@@ -452,16 +532,44 @@ fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailur
     }
 }
 
-/// Zips the output and writes it atomically to the results directory.
-fn keep_archive(results_dir: &Path, task_id: &TaskId, tree: &MemTree) -> Result<PathBuf, String> {
-    let bytes = zip_tree(tree, "").map_err(|e| format!("zipping the output: {e}"))?;
-    std::fs::create_dir_all(results_dir).map_err(|e| format!("{}: {e}", results_dir.display()))?;
+/// Zips the output, encrypts it for the beneficiary when `keep` says so (in memory: the clear
+/// zip never reaches the disk), and writes the result atomically to the results directory.
+fn keep_archive(
+    results_dir: &Path,
+    task_id: &TaskId,
+    tree: &MemTree,
+    keep: Keep<'_>,
+) -> Result<PathBuf, (ReplicateStatusCause, String)> {
     let path = archive_path(results_dir, task_id);
+    let zip_failed = |e: String| (ReplicateStatusCause::OutFolderZipFailed, e);
+    let bytes = match keep {
+        Keep::Nothing => {
+            // A stale archive of an earlier attempt is not left for an upload either.
+            let _ = std::fs::remove_file(&path);
+            return Ok(path);
+        }
+        Keep::Clear => {
+            zip_tree(tree, "").map_err(|e| zip_failed(format!("zipping the output: {e}")))?
+        }
+        Keep::EncryptedFor(key) => {
+            let clear = Zeroizing::new(
+                zip_tree(tree, "").map_err(|e| zip_failed(format!("zipping the output: {e}")))?,
+            );
+            encrypt_result(&clear, key, &mut rand::rngs::OsRng).map_err(|e| {
+                (
+                    ReplicateStatusCause::EncryptionFailed,
+                    format!("encrypting the result for the beneficiary: {e}"),
+                )
+            })?
+        }
+    };
+    std::fs::create_dir_all(results_dir)
+        .map_err(|e| zip_failed(format!("{}: {e}", results_dir.display())))?;
     crate::tools::write_atomically(&path, |file| {
         use std::io::Write;
         file.write_all(&bytes)
     })
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    .map_err(|e| zip_failed(format!("{}: {e}", path.display())))?;
     Ok(path)
 }
 
@@ -477,6 +585,52 @@ mod tests {
         assert_eq!(input_file_name("http://h/a/..", 3), "input-3");
         assert_eq!(input_file_name("http://h/a/b%2F..", 4), "input-4");
         assert_eq!(input_file_name("/ipfs/Qm123", 5), "Qm123");
+    }
+
+    #[test]
+    fn an_encrypted_archive_holds_no_clear_result_and_decrypts_to_the_clear_zip() {
+        use edgepool_protocol::result_archive::{
+            decrypt_result, BeneficiaryPrivateKey, ExtractLimits,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = MemTree::new();
+        tree.insert_file("result.txt", b"CLEAR-RESULT-MARKER".to_vec())
+            .unwrap();
+        let private = BeneficiaryPrivateKey::generate(&mut rand::rngs::OsRng, 1024).unwrap();
+        let public = private.public_key();
+        let task = TaskId::from([7; 32]);
+        let path = keep_archive(dir.path(), &task, &tree, Keep::EncryptedFor(&public)).unwrap();
+        let stored = std::fs::read(&path).unwrap();
+        assert!(!stored
+            .windows(b"CLEAR-RESULT-MARKER".len())
+            .any(|w| w == b"CLEAR-RESULT-MARKER"));
+        let clear = decrypt_result(&stored, &private, &ExtractLimits::default()).unwrap();
+        assert_eq!(clear, zip_tree(&tree, "").unwrap());
+        // Only the archive itself is in the directory (no temporary clear file left behind).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn without_a_beneficiary_key_nothing_is_kept_and_a_stale_archive_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = TaskId::from([8; 32]);
+        let tree = error_tree(ReplicateStatusCause::AppComputeFailed);
+        let path = keep_archive(dir.path(), &task, &tree, Keep::Clear).unwrap();
+        assert!(path.exists());
+        let again = keep_archive(dir.path(), &task, &tree, Keep::Nothing).unwrap();
+        assert_eq!(again, path);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_missing_or_malformed_beneficiary_key_is_a_typed_failure() {
+        let missing = beneficiary_key(None).unwrap_err();
+        assert_eq!(missing.1, ReplicateStatusCause::EncryptionPublicKeyMissing);
+        let malformed = beneficiary_key(Some("not a key")).unwrap_err();
+        assert_eq!(
+            malformed.1,
+            ReplicateStatusCause::MalformedEncryptionPublicKey
+        );
     }
 
     #[test]
