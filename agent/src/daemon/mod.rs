@@ -13,6 +13,7 @@
 
 mod advertise;
 mod inbox;
+pub mod refusals;
 mod tasks;
 
 use std::future::Future;
@@ -81,7 +82,8 @@ pub fn now_ms() -> u64 {
 pub struct Counters {
     /// Connections established.
     pub connections: u64,
-    /// Inbox messages refused (bad envelope, wrong sender, replay…).
+    /// Inbox messages refused (bad envelope, wrong sender, replay…) since this process started;
+    /// the per-reason counts across restarts are in [`refusals::RefusalCounts`].
     pub refused: u64,
     /// Inbox messages accepted.
     pub accepted: u64,
@@ -101,6 +103,9 @@ pub struct Daemon {
     notifier: Notifier,
     tracker: PublishTracker,
     counters: Counters,
+    refusals: refusals::RefusalCounts,
+    /// When the unwritten refusal counts are due to be written (none while all are written).
+    refusals_due: Option<tokio::time::Instant>,
     started: Instant,
     connected: bool,
     draining: bool,
@@ -131,6 +136,7 @@ impl Daemon {
         let store = SharedStore::new(Store::open(&config.agent.state_dir)?);
         let topics = WorkerTopics::new(&config, signer.address())?;
         let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
+        let refusals = refusals::RefusalCounts::load(&store.lock())?;
         let mut advertiser = Advertiser::detect(&config, signer.address(), &store.lock())?;
         let (mut runner, job_events) = Self::task_runner(&config);
         // `tee` is claimed only after our own verifier accepted the attester's evidence.
@@ -162,6 +168,8 @@ impl Daemon {
             notifier: Notifier::new(),
             tracker: PublishTracker::new(),
             counters: Counters::default(),
+            refusals,
+            refusals_due: None,
             started,
             connected: false,
             draining: false,
@@ -287,6 +295,9 @@ impl Daemon {
                     }
                 }
                 () = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => retry_at = None,
+                () = sleep_until(self.refusals_due.unwrap_or(far)), if self.refusals_due.is_some() => {
+                    self.write_refusals();
+                }
                 _ = heartbeat.tick() => {
                     self.enqueue_heartbeat()?;
                     self.flush(&client)?;
@@ -415,6 +426,10 @@ impl Daemon {
             }
             Err(e) => {
                 self.counters.refused += 1;
+                self.refusals.record(e.reason());
+                if self.refusals_due.is_none() {
+                    self.refusals_due = Some(tokio::time::Instant::now() + refusals::FLUSH_EVERY);
+                }
                 tracing::warn!(
                     reason = e.reason(),
                     error = %e,
@@ -424,6 +439,15 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// Writes the refusal counts to the journal. A failure is logged, not fatal: the counts are
+    /// diagnostics and are tried again at the next refusal or at shutdown.
+    fn write_refusals(&mut self) {
+        self.refusals_due = None;
+        if let Err(e) = self.refusals.flush(&self.store.lock()) {
+            tracing::warn!(error = %e, "refusal counts not written to the journal");
+        }
     }
 
     fn connection_lost(
@@ -646,6 +670,7 @@ impl Daemon {
                 () = sleep_until(deadline) => break,
             }
         }
+        self.write_refusals();
         tracing::info!(delivered = self.counters.delivered, "stopped");
         Ok(())
     }

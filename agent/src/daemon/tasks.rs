@@ -393,6 +393,39 @@ impl Daemon {
         Ok(())
     }
 
+    /// Journals and reports a failure that ends the task without a contribution, with the
+    /// progress reports `earlier` that came just before the outcome.
+    fn fail_without_contribution(
+        &mut self,
+        earlier: &[(TaskId, ReplicateStatus)],
+        task_id: TaskId,
+        status: ReplicateStatus,
+        cause: ReplicateStatusCause,
+        detail: &str,
+        log: &'static str,
+    ) -> Result<(), DaemonError> {
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        let update = Message::StatusUpdate(StatusUpdate {
+            task_id,
+            status,
+            cause: Some(cause),
+            detail: Some(detail.chars().take(400).collect()),
+            at_ms: now,
+        });
+        self.store.lock().transaction(|tx| {
+            report_steps(tx, &signer, &topic, earlier, now)?;
+            tx.set_task_state(task_id, status, Some(cause), now)?;
+            enqueue_in(tx, &signer, &topic, &update, now)
+        })?;
+        for (_, status) in earlier {
+            crash_point_at("status.after_commit", *status);
+        }
+        tracing::warn!(%task_id, %status, %cause, %detail, "{log}");
+        Ok(())
+    }
+
     /// Commits the outputs, the final compute state and the contribution together, with the
     /// progress reports `earlier` that came just before the outcome.
     fn contribute(
@@ -423,24 +456,28 @@ impl Daemon {
                     ReplicateStatusCause::EnclaveSignatureNotFound,
                     "no enclave key".into(),
                 ));
-                let update = Message::StatusUpdate(StatusUpdate {
+                return self.fail_without_contribution(
+                    earlier,
                     task_id,
                     status,
-                    cause: Some(cause),
-                    detail: Some(detail.chars().take(400).collect()),
-                    at_ms: now,
-                });
-                self.store.lock().transaction(|tx| {
-                    report_steps(tx, &signer, &topic, earlier, now)?;
-                    tx.set_task_state(task_id, status, Some(cause), now)?;
-                    enqueue_in(tx, &signer, &topic, &update, now)
-                })?;
-                for (_, status) in earlier {
-                    crash_point_at("status.after_commit", *status);
-                }
-                tracing::warn!(%task_id, %status, %cause, %detail, "TEE task failed before its secrets: not contributed");
-                return Ok(());
+                    cause,
+                    &detail,
+                    "TEE task failed before its secrets: not contributed",
+                );
             }
+        }
+        if let Some((status, cause @ ReplicateStatusCause::ContributionTimeout, detail)) =
+            &outcome.failure
+        {
+            // Past the contribution deadline the scheduler and the chain refuse any contribution.
+            return self.fail_without_contribution(
+                earlier,
+                task_id,
+                *status,
+                *cause,
+                detail,
+                "task reached its contribution deadline: not contributed",
+            );
         }
         self.store.lock().transaction(|tx| {
             report_steps(tx, &signer, &topic, earlier, now)?;

@@ -101,6 +101,7 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
     let outbox = store.outbox_len().map_err(io)?;
     let counts = store.counts_by_state().map_err(io)?;
     let version = store.schema_version().map_err(io)?;
+    let refused = crate::daemon::refusals::RefusalCounts::load(&store).map_err(io)?;
     if json {
         let tasks: serde_json::Map<String, serde_json::Value> = counts
             .iter()
@@ -111,6 +112,8 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
             "schema_version": version,
             "outbox_pending": outbox,
             "tasks": tasks,
+            "inbox_refused": refused.to_json(),
+            "inbox_refused_total": refused.total(),
         });
         write_out(stdout, &value.to_string())
     } else {
@@ -118,16 +121,30 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
         write_out(
             stdout,
             &format!(
-                "journal  {} (schema {version})\noutbox   {outbox} pending\ntasks    {}",
+                "journal  {} (schema {version})\noutbox   {outbox} pending\ntasks    {}\nrefused  {}",
                 store.path().display(),
                 if tasks.is_empty() {
                     "none".into()
                 } else {
                     tasks.join(" ")
-                }
+                },
+                refused_line(&refused)
             ),
         )
     }
+}
+
+/// `total (reason=n …)` or `none`.
+fn refused_line(refused: &crate::daemon::refusals::RefusalCounts) -> String {
+    if refused.total() == 0 {
+        return "none".into();
+    }
+    let reasons: Vec<String> = refused
+        .to_json()
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    format!("{} inbox messages ({})", refused.total(), reasons.join(" "))
 }
 
 /// Prints the tasks of the journal.

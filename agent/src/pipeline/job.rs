@@ -239,17 +239,25 @@ async fn work(
     let index = ctx.store.index();
 
     progress(ReplicateStatus::AppDownloading);
-    let app = ctx
-        .fetcher
-        .fetch(
-            index,
-            &deal.app.url,
-            Some(deal.app.checksum),
-            Role::App,
-            limits.max_input_bytes,
-        )
-        .await
-        .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))?;
+    let deadline_ms = deal.contribution_deadline_ms();
+    let app = before_deadline(
+        deadline_ms,
+        ReplicateStatus::AppDownloadFailed,
+        "the app",
+        async {
+            ctx.fetcher
+                .fetch(
+                    index,
+                    &deal.app.url,
+                    Some(deal.app.checksum),
+                    Role::App,
+                    limits.max_input_bytes,
+                )
+                .await
+                .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))
+        },
+    )
+    .await?;
     let app_bytes = read(&app.path).map_err(|e| {
         (
             ReplicateStatus::AppDownloadFailed,
@@ -264,19 +272,26 @@ async fn work(
     let dataset = match &deal.dataset {
         None => None,
         Some(reference) => {
-            let fetched = ctx
-                .fetcher
-                .fetch(
-                    index,
-                    &reference.url,
-                    Some(reference.checksum),
-                    Role::Dataset,
-                    limits.max_input_bytes,
-                )
-                .await
-                .map_err(|e| {
-                    fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
-                })?;
+            let fetched = before_deadline(
+                deadline_ms,
+                ReplicateStatus::DataDownloadFailed,
+                "the dataset",
+                async {
+                    ctx.fetcher
+                        .fetch(
+                            index,
+                            &reference.url,
+                            Some(reference.checksum),
+                            Role::Dataset,
+                            limits.max_input_bytes,
+                        )
+                        .await
+                        .map_err(|e| {
+                            fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
+                        })
+                },
+            )
+            .await?;
             // A standard task's dataset is given as it is (admission refused an encrypted
             // one); a TEE task's is decrypted below, in memory, with the key the SMS releases.
             let content = read(&fetched.path).map_err(|e| {
@@ -297,11 +312,18 @@ async fn work(
     let mut input_files = Vec::with_capacity(deal.input_files.len());
     for (i, url) in deal.input_files.iter().enumerate() {
         let role = Role::InputFile(i + 1);
-        let fetched = ctx
-            .fetcher
-            .fetch(index, url, None, role, limits.max_input_bytes)
-            .await
-            .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, role, &e))?;
+        let fetched = before_deadline(
+            deadline_ms,
+            ReplicateStatus::DataDownloadFailed,
+            "an input file",
+            async {
+                ctx.fetcher
+                    .fetch(index, url, None, role, limits.max_input_bytes)
+                    .await
+                    .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, role, &e))
+            },
+        )
+        .await?;
         let content = read(&fetched.path).map_err(|e| {
             (
                 ReplicateStatus::DataDownloadFailed,
@@ -441,6 +463,28 @@ async fn work(
         archive,
         enclave: Enclave::Standard,
     })
+}
+
+/// Runs one download, but never past the task's contribution deadline. The fetcher's timeout
+/// bounds a stall, not a whole download (a big item on a slow link is fine), so a server that
+/// drips a byte now and then would otherwise hold a slot for ever (found by
+/// `agent/tests/hostile`); past the deadline the result is worthless anyway.
+async fn before_deadline<T>(
+    deadline_ms: u64,
+    status: ReplicateStatus,
+    what: &str,
+    download: impl std::future::Future<Output = Result<T, StepFailure>>,
+) -> Result<T, StepFailure> {
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    match tokio::time::timeout(left, download).await {
+        Ok(result) => result,
+        Err(_) => Err((
+            status,
+            ReplicateStatusCause::ContributionTimeout,
+            format!("{what} was still downloading at the contribution deadline {deadline_ms}"),
+            0,
+        )),
+    }
 }
 
 fn fetch_failure(status: ReplicateStatus, role: Role, e: &fetch::FetchError) -> StepFailure {
