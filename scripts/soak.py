@@ -126,12 +126,16 @@ def main():
     p.add_argument("--broker-down-ms", type=int, default=1_000)
     p.add_argument("--replica-timeout-ms", type=int, default=20_000)
     p.add_argument("--heartbeat-limit-ms", type=int, default=5_000)
-    p.add_argument("--time-ref-secs", type=int, default=30,
-                   help="contribution deadline 7x; must outlast a kill and a broker restart")
+    p.add_argument("--time-ref-secs", type=int, default=0,
+                   help="the deals' time reference; every task of a deal has its contribution "
+                        "deadline 7x after the deal's start, so it must cover the whole run "
+                        "(default: tasks/35 s, at least 30: the run may go as slow as 5 tasks/s)")
     p.add_argument("--timeout-secs", type=int, default=3_600, help="the whole run's bound")
     p.add_argument("--out", default=os.path.join(target_dir(), "soak"))
     p.add_argument("--no-build", action="store_true", help="use the release binaries as built")
     args = p.parse_args()
+    if args.time_ref_secs <= 0:
+        args.time_ref_secs = max(30, -(-args.tasks // 35))
 
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"soak-{args.tasks}-seed{args.seed}.toml")
