@@ -186,6 +186,9 @@ impl AgentProcess {
             .arg(&self.config)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("NOTIFY_SOCKET")
+            // The agent reads every EDGEPOOL_AGENT_* variable as a configuration key and refuses
+            // unknown ones: the simulator's own variable must not reach it.
+            .env_remove("EDGEPOOL_AGENT_BIN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -275,6 +278,7 @@ pub fn init(
         ])
         .arg("--password-file")
         .arg(&password)
+        .env_remove("EDGEPOOL_AGENT_BIN")
         .stdin(Stdio::null())
         .output()
         .map_err(|e| AgentError::Start(format!("{}: {e}", bin.display())))?;

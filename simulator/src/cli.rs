@@ -35,6 +35,10 @@ pub enum Command {
         /// Only the summary, no progress lines.
         #[arg(long)]
         quiet: bool,
+        /// Write the end-of-run accounting (JSON: submitted, completed, failed, lost, double
+        /// contributions, money conserved, liar slashed, faults injected) here.
+        #[arg(long, value_name = "FILE")]
+        accounting: Option<PathBuf>,
     },
     /// Runs a long-lived local workerpool for external agents.
     Serve {

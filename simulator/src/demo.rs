@@ -46,7 +46,11 @@ fn short(text: &str) -> &str {
     text.get(..10).unwrap_or(text)
 }
 
-/// Prints what happened to each task and worker, and the verdict.
+/// Above this many tasks the summary leaves per-task details to the JSON report.
+pub const SUMMARY_TASKS: usize = 20;
+
+/// Prints what happened to each task (up to [`SUMMARY_TASKS`]) and worker, the accounting and
+/// the verdict.
 pub fn print_summary(outcome: &Outcome) {
     let report = &outcome.report;
     let kind = |a: &edgepool_protocol::primitives::Address| {
@@ -65,7 +69,18 @@ pub fn print_summary(outcome: &Outcome) {
     };
     println!();
     println!("== summary");
-    for task in &report.tasks {
+    if report.tasks.len() > SUMMARY_TASKS {
+        println!(
+            "{} tasks: per-task details only in the JSON report (--json)",
+            report.tasks.len()
+        );
+    }
+    let shown = if report.tasks.len() > SUMMARY_TASKS {
+        &report.tasks[..0]
+    } else {
+        &report.tasks[..]
+    };
+    for task in shown {
         println!("task {} [{}] {}", task.task_id, task.index, task.status);
         if let Some(why) = &task.failure {
             println!("  failure:   {why}");
@@ -169,6 +184,10 @@ pub fn print_summary(outcome: &Outcome) {
             w.score.map_or("-".into(), |s| s.to_string()),
             w.stake.as_deref().unwrap_or("-")
         );
+    }
+    println!("== accounting");
+    for line in outcome.accounting.lines() {
+        println!("{line}");
     }
     println!("elapsed {:.1} s", outcome.elapsed.as_secs_f64());
     if outcome.failures.is_empty() {

@@ -22,14 +22,18 @@
 //! - [`store`]: the HTTP store (apps, datasets, signed result uploads, result links, control API).
 //! - [`workers`]: simulated workers (honest, liar, silent, slow, crashing) on real connections.
 //! - [`agents`]: real `edgepool-agent` child processes.
-//! - [`scenario`], [`runner`]: scenario files and their execution; [`report`]: the JSON report.
+//! - [`scenario`], [`runner`]: scenario files and their execution; [`report`]: the JSON report;
+//!   [`chaos`]: the seeded schedule of the `chaos` fault (soak); [`accounting`]: the end-of-run
+//!   accounting (submitted, completed, lost, double contributions, money, faults done).
 //! - [`demo`], [`serve`], [`cli`]: the commands of `edgepool-sim`.
 //! - [`bench`]: `edgepool-sim bench`, many light agents on real connections against the real
 //!   pool, store and broker; tasks/s, latency and CPU per thread.
 
+pub mod accounting;
 pub mod agents;
 pub mod bench;
 pub mod broker;
+pub mod chaos;
 pub mod cli;
 pub mod demo;
 pub mod economy;

@@ -32,6 +32,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
             json,
             broker,
             quiet,
+            accounting,
         } => {
             let scenario = Scenario::load(&scenario)?;
             let options = RunOptions {
@@ -41,6 +42,9 @@ fn run(command: Command) -> anyhow::Result<bool> {
             let outcome = runner::run(&scenario, &options)?;
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&outcome.report)?)?;
+            }
+            if let Some(path) = accounting {
+                std::fs::write(&path, serde_json::to_vec_pretty(&outcome.accounting)?)?;
             }
             demo::print_summary(&outcome);
             Ok(outcome.failures.is_empty())

@@ -23,8 +23,10 @@ use edgepool_protocol::sms::{
 };
 use edgepool_protocol::tags::Tag;
 
+use crate::accounting::{Accounting, FaultCounts};
 use crate::agents::AgentProcess;
 use crate::broker::{EmbeddedBroker, MosquittoBroker};
+use crate::chaos::{Chaos, ChaosAction};
 use crate::economy::{DatasetOffer, DealOffer, Market};
 use crate::ledger::Ledger;
 use crate::pool::{DealRequest, PoolSettings};
@@ -50,6 +52,8 @@ pub struct Outcome {
     pub beneficiary_key_pem: Option<String>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Tasks submitted, completed, failed and lost, double contributions, money, faults done.
+    pub accounting: Accounting,
 }
 
 /// Options of a run.
@@ -300,6 +304,17 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         if ready >= expected {
             break;
         }
+        if let Some(dead) = agents
+            .iter_mut()
+            .position(|a| !a.is_running())
+            .and_then(|i| agents.get(i))
+        {
+            bail!(
+                "agent {} exited before coming online; its log:\n{}",
+                dead.address(),
+                tail(&dead.logs(), 20)
+            );
+        }
         if Instant::now() > deadline {
             let logs: Vec<String> = agents.iter().map(AgentProcess::logs).collect();
             bail!(
@@ -393,6 +408,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         .iter()
         .map(|f| (f.clone(), None, false))
         .collect();
+    let faults_start = Instant::now();
+    let mut chaos: Vec<Chaos> = scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            FaultSpec::Chaos(spec) => Some(Chaos::new(*spec, agents.len(), Duration::ZERO)),
+            _ => None,
+        })
+        .collect();
+    let mut done_faults = FaultCounts::default();
+    let submitted: u64 = scenario.deals.iter().map(|d| d.volume).sum();
+    // A large run's report costs the pool thread time: poll it less often.
+    let poll_every = Duration::from_millis(if submitted > 1_000 { 500 } else { 100 });
     let mut last_status = String::new();
     let mut report;
     loop {
@@ -409,8 +437,50 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             out.line(&status);
             last_status = status;
         }
+        if report.all_final() {
+            chaos.iter_mut().for_each(Chaos::stop);
+        }
+        let since = faults_start.elapsed();
+        for action in chaos.iter_mut().flat_map(|c| c.poll(since)) {
+            match action {
+                ChaosAction::KillAgent(index) => {
+                    if let Some(agent) = agents.get_mut(index) {
+                        agent.kill();
+                        done_faults.agent_kills += 1;
+                        out.line(&format!(
+                            "chaos: agent {} killed (kill -9), kill {}",
+                            agent.address(),
+                            done_faults.agent_kills
+                        ));
+                    }
+                }
+                ChaosAction::RestartAgent(index) => {
+                    if let Some(agent) = agents.get_mut(index) {
+                        agent.restart()?;
+                        done_faults.agent_restarts += 1;
+                        out.line(&format!("chaos: agent {} restarted", agent.address()));
+                    }
+                }
+                ChaosAction::RestartBroker { down_ms } => {
+                    let BrokerGuard::Mosquitto(mosquitto) = &mut broker else {
+                        bail!("a chaos fault with broker_every_ms needs [broker] kind = \"mosquitto\"");
+                    };
+                    mosquitto.kill();
+                    out.line("chaos: broker killed (SIGKILL)");
+                    std::thread::sleep(Duration::from_millis(down_ms));
+                    mosquitto.restart()?;
+                    done_faults.broker_restarts += 1;
+                    out.line(&format!(
+                        "chaos: broker restarted on {}, restart {}",
+                        mosquitto.url(),
+                        done_faults.broker_restarts
+                    ));
+                }
+            }
+        }
         for (fault, pending, done) in &mut faults {
             let (when_status, restart_after_ms) = match fault {
+                FaultSpec::Chaos(_) => continue,
                 FaultSpec::KillAgent {
                     when_status,
                     restart_after_ms,
@@ -429,6 +499,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     }
                     pool.stop();
                     drop(market);
+                    done_faults.simulator_restarts += 1;
                     out.line("fault: simulator stopped (pool, scheduler, ledger, SMS)");
                     std::thread::sleep(Duration::from_millis(*down_ms));
                     market = open_market(state.path(), &signer, &description)?;
@@ -478,6 +549,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     out.line("fault: broker killed (SIGKILL)");
                     std::thread::sleep(Duration::from_millis(*down_ms));
                     mosquitto.restart()?;
+                    done_faults.broker_restarts += 1;
                     out.line(&format!("fault: broker restarted on {}", mosquitto.url()));
                     continue;
                 }
@@ -486,6 +558,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                 if Instant::now() >= at {
                     if let Some(agent) = agents.get_mut(index) {
                         agent.restart()?;
+                        done_faults.agent_restarts += 1;
                         out.line(&format!("fault: agent {} restarted", agent.address()));
                     }
                     *pending = None;
@@ -504,6 +577,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             if let Some(index) = victim {
                 if let Some(agent) = agents.get_mut(index) {
                     agent.kill();
+                    done_faults.agent_kills += 1;
                     out.line(&format!(
                         "fault: agent {} killed (kill -9) at {when_status}",
                         agent.address()
@@ -514,7 +588,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     restart_after_ms.map(|ms| (index, Instant::now() + Duration::from_millis(ms)));
             }
         }
-        let restarts_pending = faults.iter().any(|(_, p, _)| p.is_some());
+        let restarts_pending =
+            faults.iter().any(|(_, p, _)| p.is_some()) || chaos.iter().any(Chaos::restarts_pending);
         // A completed task whose ledger finalize waits for a reveal is not settled yet.
         let settling = report
             .tasks
@@ -526,7 +601,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         if Instant::now() > deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(poll_every);
     }
     for line in progress.try_iter() {
         out.line(&line);
@@ -580,15 +655,29 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let mut failures = check(scenario, &report, &results, Instant::now() > deadline);
     failures.extend(mismatches);
     // The ledger conserves money whatever happened (restarts included).
-    match market.ledger().lock() {
-        Ok(l) if u128::from(l.supply()) != l.total_money() => failures.push(format!(
-            "the ledger lost money: supply {}, balances and frozen amounts {}",
-            l.supply(),
-            l.total_money()
-        )),
-        Ok(_) => {}
-        Err(_) => failures.push("the ledger's lock is poisoned".into()),
-    }
+    let money_conserved = match market.ledger().lock() {
+        Ok(l) if u128::from(l.supply()) != l.total_money() => {
+            failures.push(format!(
+                "the ledger lost money: supply {}, balances and frozen amounts {}",
+                l.supply(),
+                l.total_money()
+            ));
+            false
+        }
+        Ok(_) => true,
+        Err(_) => {
+            failures.push("the ledger's lock is poisoned".into());
+            false
+        }
+    };
+    let accounting = Accounting::of(
+        &report,
+        submitted,
+        money_conserved,
+        done_faults,
+        start.elapsed().as_secs_f64(),
+    );
+    failures.extend(accounting.violations());
     if !failures.is_empty() && options.verbose {
         for agent in &agents {
             eprintln!(
@@ -617,6 +706,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         results,
         beneficiary_key_pem,
         elapsed: start.elapsed(),
+        accounting,
     })
 }
 

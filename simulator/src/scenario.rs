@@ -279,6 +279,55 @@ pub enum FaultSpec {
         #[serde(default = "one_second")]
         down_ms: u64,
     },
+    /// Seeded random faults for the whole run (a soak): an agent killed every
+    /// `kill_every_ms` ± `kill_jitter_ms` and restarted after `restart_after_ms`, the broker
+    /// restarted every `broker_every_ms` ± `broker_jitter_ms` (Mosquitto only), until every task
+    /// is final. The same seed gives the same intervals and the same victims.
+    Chaos(ChaosSpec),
+}
+
+/// `kind = "chaos"`: repeated random faults, deterministic given `seed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosSpec {
+    /// Seeds the intervals and the choice of victims.
+    pub seed: u64,
+    /// Mean time between two agent kills (ms); absent: no kills.
+    #[serde(default)]
+    pub kill_every_ms: Option<u64>,
+    /// Each interval is drawn uniformly in `kill_every_ms` ± this (ms). Default 0.
+    #[serde(default)]
+    pub kill_jitter_ms: u64,
+    /// A killed agent is started again on its state after this long (ms). Default 2,000.
+    #[serde(default = "two_seconds")]
+    pub restart_after_ms: u64,
+    /// Never kill an agent when fewer than this many would stay up. Default 2 (trust 2 needs
+    /// two agents to agree).
+    #[serde(default = "two")]
+    pub min_alive: u32,
+    /// At most this many kills (absent: no limit but the run's end).
+    #[serde(default)]
+    pub max_kills: Option<u32>,
+    /// Mean time between two broker restarts (ms); absent: none. Needs Mosquitto.
+    #[serde(default)]
+    pub broker_every_ms: Option<u64>,
+    /// Each broker interval is drawn in `broker_every_ms` ± this (ms). Default 0.
+    #[serde(default)]
+    pub broker_jitter_ms: u64,
+    /// How long the broker stays down (ms). Default 1,000.
+    #[serde(default = "one_second")]
+    pub broker_down_ms: u64,
+    /// At most this many broker restarts (absent: no limit but the run's end).
+    #[serde(default)]
+    pub max_broker_restarts: Option<u32>,
+}
+
+fn two_seconds() -> u64 {
+    2_000
+}
+
+fn two() -> u32 {
+    2
 }
 
 fn one_second() -> u64 {

@@ -253,6 +253,7 @@ fn assert_exactly_once(outcome: &Outcome) {
             .map(|r| r.worker)
             .collect();
         let all = contributors.len();
+        contributors.sort();
         contributors.dedup();
         assert_eq!(
             all,
@@ -279,5 +280,26 @@ fn the_simulator_restarted_mid_deal_recovers_its_tasks_and_the_agents_finish_the
 fn mosquitto_killed_and_restarted_mid_deal_loses_no_task() {
     let outcome = run("broker-restarted.toml");
     assert_eq!(outcome.report.tasks.len(), 6);
+    assert_exactly_once(&outcome);
+}
+
+// Known defect (RELIABILITY.md, "Soak"): when an agent is killed while uploading and the broker
+// restarts before the agent is back, the task can stay REVEALING with its replica
+// UploadRequested until the final deadline; this run then times out (2 of 4 runs here).
+#[test]
+#[ignore = "known defect: an upload interrupted by a kill and a broker restart can stall the task"]
+fn a_short_soak_with_random_kills_and_a_broker_restart_accounts_for_every_task() {
+    let outcome = run("soak-short.toml");
+    let a = &outcome.accounting;
+    assert_eq!(a.submitted, 60, "{a:?}");
+    assert_eq!(a.completed, 60, "{a:?}");
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert_eq!(a.double_contributions, 0, "{a:?}");
+    assert!(a.money_conserved, "{a:?}");
+    assert_eq!(a.liar_agreed, 0, "{a:?}");
+    assert!(a.liar_slashed > 0, "the liar was never slashed: {a:?}");
+    assert_eq!(a.faults.agent_kills, 2, "{a:?}");
+    assert_eq!(a.faults.agent_restarts, 2, "{a:?}");
+    assert_eq!(a.faults.broker_restarts, 1, "{a:?}");
     assert_exactly_once(&outcome);
 }

@@ -703,8 +703,15 @@ impl PoolCore {
                 let required = usize::try_from(book.deal.trust.max(1)).unwrap_or(usize::MAX);
                 let (best, pending) = run.map_or((0, 0), |r| tally(r, book));
                 // The first `initial` replicas go out at once; after that, only what the
-                // consensus still needs.
-                if book.replicas.len() >= book.initial && best + pending >= required {
+                // consensus still needs. The ledger weighs contributions by score: after a
+                // dissent it can need more than `trust` agreeing ones (BRIEF §2), so when every
+                // replica has contributed and the task still has no consensus, one more goes out.
+                let enough = if self.hooks.decides_consensus() {
+                    pending > 0 && best + pending >= required
+                } else {
+                    best + pending >= required
+                };
+                if book.replicas.len() >= book.initial && enough {
                     self.wanting.remove(&position);
                     break;
                 }
