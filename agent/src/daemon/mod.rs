@@ -10,9 +10,13 @@
 //! in one transaction before it is published; its row is deleted on the broker's PUBACK. After a
 //! reconnect the retained presence and capacity are re-published and the outbox is flushed in
 //! order.
+//!
+//! A journal that cannot be written (disk full, read-only state directory) does not stop the
+//! daemon: it stops taking tasks and waits for the journal (`storage`).
 
 mod advertise;
 mod inbox;
+mod storage;
 mod tasks;
 
 use std::future::Future;
@@ -103,6 +107,10 @@ pub struct Daemon {
     connected: bool,
     draining: bool,
     runner: tasks::TaskRunner,
+    /// Why the journal cannot be written, while it cannot.
+    trouble: Option<storage::Trouble>,
+    /// Work waiting for the journal, and messages to send without it.
+    waiting: storage::Waiting,
     job_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>>,
 }
 
@@ -123,7 +131,9 @@ impl Daemon {
         let signer = identity::unlock(&keystore, &password)?;
         drop(password);
         tracing::info!(worker = %signer.address(), password_source = %source, keystore = %keystore.display(), "wallet unlocked");
-        let store = SharedStore::new(Store::open(&config.agent.state_dir)?);
+        let mut journal = Store::open(&config.agent.state_dir)?;
+        journal.skip_own_seqs(storage::UNJOURNALED_SEQ_SPAN)?;
+        let store = SharedStore::new(journal);
         let topics = WorkerTopics::new(&config, signer.address())?;
         let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
         let mut advertiser = Advertiser::detect(&config, signer.address(), &store.lock())?;
@@ -159,6 +169,8 @@ impl Daemon {
             started,
             connected: false,
             draining: false,
+            trouble: None,
+            waiting: storage::Waiting::default(),
         };
         daemon.advertiser.seal_if_changed(
             &mut daemon.store.lock(),
@@ -250,6 +262,8 @@ impl Daemon {
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         refresh.tick().await; // the first tick is immediate: capacity was just detected
         let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut journal_retry = interval(storage::RETRY_EVERY);
+        journal_retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut bench = Some(tokio::task::spawn_blocking(
             crate::capacity::fuel_per_second,
         ));
@@ -286,19 +300,34 @@ impl Daemon {
                     self.flush(&client)?;
                 }
                 Some(event) = job_events.recv() => {
-                    self.on_job_event(event)?;
+                    if self.trouble.is_some() {
+                        self.waiting.deferred.push_back(storage::Deferred::Job(event));
+                    } else if let Some(event) = self.on_job_event(event)? {
+                        self.waiting.deferred.push_back(storage::Deferred::Job(event));
+                    }
+                    self.flush(&client)?;
+                }
+                _ = journal_retry.tick(), if self.trouble.is_some() => {
+                    self.retry_journal(&client)?;
                     self.flush(&client)?;
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
-                _ = refresh.tick() => self.refresh_capacity(&client)?,
+                _ = refresh.tick() => {
+                    let refreshed = self.refresh_capacity(&client);
+                    self.tolerate(refreshed)?;
+                }
                 joined = async { bench.as_mut().expect("guarded by is_some").await }, if bench.is_some() => {
                     bench = None;
                     match joined {
                         Ok(Ok(measured)) => {
                             tracing::info!(fuel_per_second = measured, "sandbox benchmark");
-                            if self.advertiser.update_fuel(&mut self.store.lock(), measured)? {
-                                self.reseal_and_publish(&client)?;
-                            }
+                            let updated = self.advertiser.update_fuel(&mut self.store.lock(), measured);
+                            let resealed = match updated {
+                                Ok(true) => self.reseal_and_publish(&client),
+                                Ok(false) => Ok(()),
+                                Err(e) => Err(e.into()),
+                            };
+                            self.tolerate(resealed)?;
                         }
                         Ok(Err(e)) => tracing::warn!(error = %e, "sandbox benchmark failed"),
                         Err(e) => tracing::warn!(error = %e, "sandbox benchmark did not finish"),
@@ -332,7 +361,9 @@ impl Daemon {
                     Some(Tracked::Outbox(id)) => {
                         #[cfg(feature = "failpoints")]
                         self.crash_point_on_ack(id)?;
-                        self.store.lock().ack_outbox(id)?;
+                        if self.trouble.is_some() || !self.try_ack_outbox(id)? {
+                            self.waiting.deferred.push_back(storage::Deferred::Ack(id));
+                        }
                         self.counters.delivered += 1;
                     }
                     Some(Tracked::Capacity) => {
@@ -347,13 +378,28 @@ impl Daemon {
                             self.tools()?;
                         }
                     }
-                    Some(Tracked::Presence) | None => {}
+                    Some(Tracked::Presence | Tracked::Unjournaled) | None => {}
                 }
                 self.flush(client)?;
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 if publish.topic == self.topics.inbox {
-                    self.handle_inbox(&publish.topic, &publish.payload)?;
+                    if let Some((message, sender, seq)) =
+                        self.handle_inbox(&publish.topic, &publish.payload)?
+                    {
+                        // Not acted on (the journal cannot be written): it waits, and is
+                        // acknowledged once acted on.
+                        let connection = self.counters.connections;
+                        self.waiting.deferred.push_back(storage::Deferred::Inbox {
+                            message,
+                            sender,
+                            seq,
+                            publish,
+                            connection,
+                        });
+                        self.flush(client)?;
+                        return Ok(());
+                    }
                 }
                 // Acknowledged only now that its effects are committed: a crash before this
                 // line gets it redelivered (persistent session), and acting again is harmless.
@@ -365,9 +411,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// Opens an inbox message; refused ones are logged and counted, accepted ones have their
-    /// sequence number committed before they are acted on.
-    fn handle_inbox(&mut self, topic: &str, payload: &[u8]) -> Result<(), DaemonError> {
+    /// Opens an inbox message; refused ones are logged and counted, accepted ones are acted on,
+    /// then their sequence number is committed. Returns the message when it must wait for the
+    /// journal (it cannot be written, or earlier work is waiting for it).
+    fn handle_inbox(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Option<(Message, Address, u64)>, DaemonError> {
         match inbox::open(
             payload,
             topic,
@@ -384,15 +435,25 @@ impl Daemon {
                 let (sender, seq) = (opened.sender, opened.seq);
                 self.peers.accept(sender, seq);
                 self.counters.accepted += 1;
-                match opened.message {
-                    Message::Assignment(assignment) => self.on_assignment(assignment, payload)?,
-                    Message::Notification(notification) => self.on_notification(&notification)?,
-                    Message::SecretResponse(response) => self.on_secret_response(response),
-                    _ => inbox::ignore(&opened),
+                // Notifications keep their order behind work already waiting for the journal;
+                // assignments (declined while it cannot be written) and secret answers (held
+                // in memory only) need no journal.
+                let waits = matches!(opened.message, Message::Notification(_));
+                if waits && self.trouble.is_some() {
+                    return Ok(Some((opened.message, sender, seq)));
                 }
-                self.store
-                    .lock()
-                    .transaction(|tx| tx.accept_peer_seq(sender, seq))?;
+                if !matches!(
+                    opened.message,
+                    Message::Assignment(_) | Message::Notification(_) | Message::SecretResponse(_)
+                ) {
+                    inbox::ignore(&opened);
+                }
+                if !self.act_on(&opened.message, payload)? {
+                    return Ok(Some((opened.message, sender, seq)));
+                }
+                // If this cannot be committed, a redelivery after a restart is acted on again,
+                // which is harmless.
+                self.try_commit(|tx| tx.accept_peer_seq(sender, seq))?;
             }
             Err(e) => {
                 self.counters.refused += 1;
@@ -404,7 +465,23 @@ impl Daemon {
                 );
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Acts on an accepted inbox message; `Ok(false)` when it must wait for the journal.
+    fn act_on(&mut self, message: &Message, payload: &[u8]) -> Result<bool, DaemonError> {
+        match message {
+            Message::Assignment(assignment) => {
+                self.on_assignment(assignment.clone(), payload)?;
+                Ok(true)
+            }
+            Message::Notification(notification) => self.on_notification(notification),
+            Message::SecretResponse(response) => {
+                self.on_secret_response(response.clone());
+                Ok(true)
+            }
+            _ => Ok(true),
+        }
     }
 
     fn connection_lost(
@@ -478,7 +555,7 @@ impl Daemon {
             self.tracker.requested(Tracked::Outbox(entry.id));
             crate::failpoints::crash_point("outbox.after_publish");
         }
-        Ok(())
+        self.flush_unjournaled(client)
     }
 
     /// `outbox.acked.<kind>`: the broker acknowledged the row, which is still in the journal.
@@ -493,33 +570,39 @@ impl Daemon {
         Ok(())
     }
 
-    /// Seals a heartbeat and commits it to the outbox (delivered now or after reconnect).
-    fn enqueue_heartbeat(&mut self) -> Result<(), DaemonError> {
-        let heartbeat = Heartbeat {
+    /// The heartbeat for now: no free slot and not accepting while draining or while the
+    /// journal cannot be written.
+    fn heartbeat(&self) -> Message {
+        let accepting = !self.draining && self.trouble.is_none();
+        Message::Heartbeat(Heartbeat {
             running_tasks: 0,
-            free_slots: if self.draining {
-                0
-            } else {
+            free_slots: if accepting {
                 self.config.agent.slots
+            } else {
+                0
             },
             free_memory_bytes: crate::capacity::available_memory_bytes(
                 &self.config.agent.system_root,
             ),
             free_disk_bytes: self.advertiser.disk_free_bytes(),
-            accepting: !self.draining,
-        };
-        self.enqueue(Message::Heartbeat(heartbeat))
+            accepting,
+        })
     }
 
-    /// Seals `message` with our next sequence number and commits it to the outbox, in one
-    /// transaction: nothing is published that the journal does not hold.
-    fn enqueue(&mut self, message: Message) -> Result<(), DaemonError> {
+    /// Seals a heartbeat and commits it to the outbox (delivered now or after reconnect); while
+    /// the journal cannot be written, it is sent without a journal row.
+    fn enqueue_heartbeat(&mut self) -> Result<(), DaemonError> {
+        let heartbeat = self.heartbeat();
+        if self.trouble.is_some() {
+            self.queue_unjournaled(heartbeat);
+            return Ok(());
+        }
         let topic = self.topics.outbox.clone();
-        let signer = &self.signer;
+        let signer = self.signer.clone();
         let now = now_ms();
-        self.store
-            .lock()
-            .transaction(|tx| tasks::enqueue_in(tx, signer, &topic, &message, now))?;
+        // When this cannot be committed, the trouble just started and queued its own heartbeat
+        // (not accepting).
+        self.try_commit(|tx| tasks::enqueue_in(tx, &signer, &topic, &heartbeat, now))?;
         Ok(())
     }
 
@@ -551,6 +634,11 @@ impl Daemon {
     fn update_status(&mut self) {
         let line = if self.draining {
             "draining: no new tasks".to_string()
+        } else if let Some(trouble) = &self.trouble {
+            format!(
+                "the journal cannot be written ({}): not accepting tasks",
+                trouble.reason
+            )
         } else if self.connected {
             format!(
                 "connected, {}/{} slots busy",

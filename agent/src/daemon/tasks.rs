@@ -176,6 +176,7 @@ impl Daemon {
             max_limits: self.config.limits.to_task_limits(),
             draining: self.draining,
             disk_low: (free_disk < reserve).then_some((free_disk, reserve)),
+            journal_unwritable: self.journal_unwritable(),
         }
     }
 
@@ -195,18 +196,9 @@ impl Daemon {
         let signer = self.signer.clone();
         let now = now_ms();
         if let Err(refusal) = pipeline::admit(&assignment, &self.resources()) {
-            tracing::warn!(%task_id, cause = %refusal.cause(), reason = %refusal, "assignment declined");
-            let decline = Message::Decline(Decline {
-                task_id,
-                cause: refusal.cause(),
-                detail: refusal.to_string().chars().take(400).collect(),
-            });
-            self.store
-                .lock()
-                .transaction(|tx| enqueue_in(tx, &signer, &topic, &decline, now))?;
-            return Ok(());
+            return self.decline(task_id, &refusal);
         }
-        self.store.lock().transaction(|tx| {
+        let accepted = self.try_commit(|tx| {
             tx.insert_task(&NewTask {
                 task_id,
                 deal_id: assignment.deal.deal_id,
@@ -223,9 +215,32 @@ impl Daemon {
                 now,
             )
         })?;
+        if !accepted {
+            let reason = self.journal_unwritable().unwrap_or_default();
+            return self.decline(task_id, &pipeline::Refusal::JournalUnwritable(reason));
+        }
         crash_point("accept.after_commit");
         tracing::info!(%task_id, "assignment accepted");
         self.start_job(assignment)
+    }
+
+    /// Declines an assignment; while the journal cannot be written, without a journal row.
+    fn decline(&mut self, task_id: TaskId, refusal: &pipeline::Refusal) -> Result<(), DaemonError> {
+        tracing::warn!(%task_id, cause = %refusal.cause(), reason = %refusal, "assignment declined");
+        let decline = Message::Decline(Decline {
+            task_id,
+            cause: refusal.cause(),
+            detail: refusal.to_string().chars().take(400).collect(),
+        });
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        if self.trouble.is_some()
+            || !self.try_commit(|tx| enqueue_in(tx, &signer, &topic, &decline, now))?
+        {
+            self.queue_unjournaled(decline);
+        }
+        Ok(())
     }
 
     pub(super) fn start_job(&mut self, assignment: Assignment) -> Result<(), DaemonError> {
@@ -236,32 +251,39 @@ impl Daemon {
         Ok(())
     }
 
-    /// A job's progress or outcome, or an upload's result.
-    pub(super) fn on_job_event(&mut self, event: JobEvent) -> Result<(), DaemonError> {
+    /// A job's progress or outcome, or an upload's result. Returns the event back when the
+    /// journal cannot be written (nothing was done; it is tried again later, in order).
+    pub(super) fn on_job_event(&mut self, event: JobEvent) -> Result<Option<JobEvent>, DaemonError> {
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let now = now_ms();
-        match event {
-            JobEvent::Progress { task_id, status } => {
-                self.store.lock().transaction(|tx| {
+        match &event {
+            &JobEvent::Progress { task_id, status } => {
+                if !self.try_commit(|tx| {
                     report_state(tx, &signer, &topic, task_id, status, None, now)
-                })?;
+                })? {
+                    return Ok(Some(event));
+                }
                 crash_point_at("status.after_commit", status);
             }
             JobEvent::Done { task_id, outcome } => {
+                let task_id = *task_id;
+                if !self.contribute(task_id, outcome)? {
+                    return Ok(Some(event));
+                }
                 self.runner.running.remove(&task_id);
-                self.contribute(task_id, &outcome)?;
                 self.update_status();
             }
             JobEvent::Uploaded {
                 task_id,
                 result_link,
             } => {
+                let task_id = *task_id;
                 let message = Message::ResultUploaded(ResultUploaded {
                     task_id,
                     result_link: result_link.clone(),
                 });
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     tx.set_task_outputs(
                         task_id,
                         &TaskOutputs {
@@ -272,35 +294,40 @@ impl Daemon {
                     )?;
                     tx.set_task_state(task_id, ReplicateStatus::ResultUploaded, None, now)?;
                     enqueue_in(tx, &signer, &topic, &message, now)
-                })?;
+                })? {
+                    return Ok(Some(event));
+                }
                 crash_point("uploaded.after_commit");
                 tracing::info!(%task_id, %result_link, "result uploaded");
             }
-            JobEvent::SecretRequest {
-                task_id,
-                request,
-                reply,
-            } => {
+            JobEvent::SecretRequest { request, .. } => {
                 // The request carries evidence and a public key, no secret: it is journaled
                 // like every other message. Only the answer's waiter lives in memory.
-                let ephemeral_public_key = request.ephemeral_public_key;
-                let message = Message::SecretRequest(*request);
-                self.store
-                    .lock()
-                    .transaction(|tx| enqueue_in(tx, &signer, &topic, &message, now))?;
-                self.runner.secret_waiters.insert(
+                let message = Message::SecretRequest((**request).clone());
+                if !self.try_commit(|tx| enqueue_in(tx, &signer, &topic, &message, now))? {
+                    return Ok(Some(event));
+                }
+                if let JobEvent::SecretRequest {
                     task_id,
-                    SecretWaiter {
-                        ephemeral_public_key,
-                        reply,
-                    },
-                );
-                tracing::info!(%task_id, "secret request sent");
+                    request,
+                    reply,
+                } = event
+                {
+                    self.runner.secret_waiters.insert(
+                        task_id,
+                        SecretWaiter {
+                            ephemeral_public_key: request.ephemeral_public_key,
+                            reply,
+                        },
+                    );
+                    tracing::info!(%task_id, "secret request sent");
+                }
             }
             JobEvent::UploadFailed { task_id, detail } => {
+                let task_id = *task_id;
                 tracing::warn!(%task_id, %detail, "result upload failed");
                 let cause = Some(ReplicateStatusCause::ResultLinkMissing);
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     report_state(
                         tx,
                         &signer,
@@ -310,14 +337,17 @@ impl Daemon {
                         cause,
                         now,
                     )
-                })?;
+                })? {
+                    return Ok(Some(event));
+                }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Commits the outputs, the final compute state and the contribution together.
-    fn contribute(&mut self, task_id: TaskId, outcome: &JobOutcome) -> Result<(), DaemonError> {
+    /// Commits the outputs, the final compute state and the contribution together; `Ok(false)`
+    /// when the journal cannot be written (nothing committed).
+    fn contribute(&mut self, task_id: TaskId, outcome: &JobOutcome) -> Result<bool, DaemonError> {
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let worker = self.worker();
@@ -347,15 +377,17 @@ impl Daemon {
                     detail: Some(detail.chars().take(400).collect()),
                     at_ms: now,
                 });
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     tx.set_task_state(task_id, status, Some(cause), now)?;
                     enqueue_in(tx, &signer, &topic, &update, now)
-                })?;
+                })? {
+                    return Ok(false);
+                }
                 tracing::warn!(%task_id, %status, %cause, %detail, "TEE task failed before its secrets: not contributed");
-                return Ok(());
+                return Ok(true);
             }
         }
-        self.store.lock().transaction(|tx| {
+        let committed = self.try_commit(|tx| {
             if let Some((status, cause, _)) = &outcome.failure {
                 report_state(tx, &signer, &topic, task_id, *status, Some(*cause), now)?;
             }
@@ -379,6 +411,9 @@ impl Daemon {
                 now,
             )
         })?;
+        if !committed {
+            return Ok(false);
+        }
         crash_point("contribution.after_commit");
         match &outcome.failure {
             None => {
@@ -388,7 +423,7 @@ impl Daemon {
                 %task_id, %status, %cause, %detail, digest = %outcome.digest, "task failed: contributed its error result"
             ),
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The SMS's answer to one of our secret requests: handed to the waiting job. An answer
@@ -450,15 +485,16 @@ impl Daemon {
         Ok(())
     }
 
-    /// A notification from the scheduler about one of our tasks.
+    /// A notification from the scheduler about one of our tasks; `Ok(false)` when it must wait
+    /// for the journal (nothing was done).
     pub(super) fn on_notification(
         &mut self,
         notification: &Notification,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<bool, DaemonError> {
         let task_id = notification.task_id;
         let Some(record) = self.store.lock().task(task_id)? else {
             tracing::warn!(%task_id, kind = %notification.kind, "notification for an unknown task: ignored");
-            return Ok(());
+            return Ok(true);
         };
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
@@ -467,14 +503,14 @@ impl Daemon {
             NotificationType::PleaseReveal => {
                 if record.state != ReplicateStatus::Contributed {
                     tracing::debug!(%task_id, state = %record.state, "reveal asked again: ignored");
-                    return Ok(());
+                    return Ok(true);
                 }
                 let Some(digest) = record.outputs.result_digest else {
-                    return Ok(());
+                    return Ok(true);
                 };
                 if notification.deadline_ms.is_some_and(|d| now > d) {
                     let cause = Some(ReplicateStatusCause::RevealTimeout);
-                    self.store.lock().transaction(|tx| {
+                    return self.try_commit(|tx| {
                         report_state(
                             tx,
                             &signer,
@@ -484,17 +520,18 @@ impl Daemon {
                             cause,
                             now,
                         )
-                    })?;
-                    return Ok(());
+                    });
                 }
                 let reveal = Message::Reveal(Reveal {
                     task_id,
                     result_digest: digest,
                 });
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     tx.set_task_state(task_id, ReplicateStatus::Revealed, None, now)?;
                     enqueue_in(tx, &signer, &topic, &reveal, now)
-                })?;
+                })? {
+                    return Ok(false);
+                }
                 crash_point("reveal.after_commit");
                 tracing::info!(%task_id, "revealed");
             }
@@ -503,9 +540,9 @@ impl Daemon {
                     record.state,
                     ReplicateStatus::Revealed | ReplicateStatus::ResultUploadFailed
                 ) {
-                    return Ok(());
+                    return Ok(true);
                 }
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     report_state(
                         tx,
                         &signer,
@@ -515,7 +552,9 @@ impl Daemon {
                         None,
                         now,
                     )
-                })?;
+                })? {
+                    return Ok(false);
+                }
                 self.start_upload(&record)?;
             }
             NotificationType::PleaseComplete
@@ -538,11 +577,13 @@ impl Daemon {
                     record.state,
                     ReplicateStatus::Completed | ReplicateStatus::Aborted
                 ) {
-                    return Ok(());
+                    return Ok(true);
                 }
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     report_state(tx, &signer, &topic, task_id, status, cause, now)
-                })?;
+                })? {
+                    return Ok(false);
+                }
                 crash_point_at("complete.after_commit", status);
                 // The task's material is dropped; its journal row stays.
                 let _ = std::fs::remove_file(job::archive_path(&self.runner.results_dir, &task_id));
@@ -550,6 +591,6 @@ impl Daemon {
             }
             other => tracing::debug!(%task_id, kind = %other, "notification not acted on"),
         }
-        Ok(())
+        Ok(true)
     }
 }

@@ -101,6 +101,8 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
     let outbox = store.outbox_len().map_err(io)?;
     let counts = store.counts_by_state().map_err(io)?;
     let version = store.schema_version().map_err(io)?;
+    let config = super::load_config(config_path)?;
+    let disk = capacity::state_dir_health(&config.agent.state_dir, config.agent.min_free_disk_mb);
     if json {
         let tasks: serde_json::Map<String, serde_json::Value> = counts
             .iter()
@@ -111,6 +113,10 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
             "schema_version": version,
             "outbox_pending": outbox,
             "tasks": tasks,
+            "disk": {
+                "ok": disk.is_ok(),
+                "detail": disk.as_ref().unwrap_or_else(|e| e).clone(),
+            },
         });
         write_out(stdout, &value.to_string())
     } else {
@@ -118,8 +124,12 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
         write_out(
             stdout,
             &format!(
-                "journal  {} (schema {version})\noutbox   {outbox} pending\ntasks    {}",
+                "journal  {} (schema {version})\noutbox   {outbox} pending\ndisk     {}\ntasks    {}",
                 store.path().display(),
+                match &disk {
+                    Ok(detail) => format!("ok, {detail}"),
+                    Err(why) => format!("NOT ACCEPTING TASKS: {why}"),
+                },
                 if tasks.is_empty() {
                     "none".into()
                 } else {
