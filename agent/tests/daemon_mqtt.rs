@@ -263,6 +263,7 @@ fn tls_broker(certs: &TestCerts, require_certificate: bool) -> Mosquitto {
             require_certificate,
         }),
         persistence: false,
+        port: None,
     })
 }
 

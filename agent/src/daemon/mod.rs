@@ -37,6 +37,9 @@ use crate::systemd::Notifier;
 
 pub use advertise::Advertiser;
 
+/// The journal's meta key holding the link's last state, shown by `status`.
+pub const LINK_META: &str = "link_state";
+
 /// How long a drain may take before the remaining outbox is left for the next start.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the capacity is detected again (republished only when it changed).
@@ -351,6 +354,7 @@ impl Daemon {
                 self.counters.connections += 1;
                 self.tracker.reset();
                 tracing::info!(broker = %self.config.broker.url, connection = self.counters.connections, "connected");
+                self.record_link(format!("connected to {}", self.config.broker.url));
                 self.publish_retained(client)?;
                 self.flush(client)?;
                 self.update_status();
@@ -501,12 +505,31 @@ impl Daemon {
                 let delay = backoff.next_delay(rand::random::<f64>());
                 if was_connected {
                     tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "connection lost");
+                    self.record_link(format!(
+                        "connection to {} lost ({message}), reconnecting",
+                        self.config.broker.url
+                    ));
                 } else {
                     tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "cannot connect");
+                    if self.counters.connections == 0 {
+                        self.record_link(format!(
+                            "cannot connect to {} ({message}), retrying",
+                            self.config.broker.url
+                        ));
+                    }
                 }
                 self.update_status();
                 Ok(delay)
             }
+        }
+    }
+
+    /// Notes the link's state in the journal for `status` (best effort: a journal that cannot
+    /// be written does not hold the link up).
+    fn record_link(&mut self, line: String) {
+        let stamped = format!("{line} (at {} ms)", now_ms());
+        if let Err(e) = self.store.lock().meta_set(LINK_META, stamped.as_bytes()) {
+            tracing::debug!(error = %e, "link state not journaled");
         }
     }
 
