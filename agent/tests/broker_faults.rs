@@ -74,7 +74,11 @@ fn run_with_fault(
         })
         .collect();
     let reached = driver.step_until(RUN, |d| d.finalized.len() >= at);
-    assert!(reached, "only {} finalized before the fault", driver.finalized.len());
+    assert!(
+        reached,
+        "only {} finalized before the fault",
+        driver.finalized.len()
+    );
     let before = driver.connacks.load(Ordering::SeqCst);
     fault(broker);
     let deadline = Instant::now() + RUN;
@@ -99,8 +103,16 @@ fn run_with_fault(
 fn check_after(label: &str, driver: &mut Driver, agents: &mut [Agent]) {
     for agent in agents.iter_mut() {
         let ok = driver.step_until(Duration::from_secs(30), |_| agent.outbox_len() == 0);
-        assert!(ok, "{label}: the outbox never drained; logs:\n{}", agent.logs());
-        assert!(agent.alive(), "{label}: an agent stopped; logs:\n{}", agent.logs());
+        assert!(
+            ok,
+            "{label}: the outbox never drained; logs:\n{}",
+            agent.logs()
+        );
+        assert!(
+            agent.alive(),
+            "{label}: an agent stopped; logs:\n{}",
+            agent.logs()
+        );
         assert!(
             agent.connections() >= 2,
             "{label}: never reconnected; logs:\n{}",
@@ -219,7 +231,10 @@ fn contribution_cut(cut: Cut) {
         agent.logs()
     );
     assert_eq!(proxy.cuts.load(Ordering::SeqCst), 1, "{cut:?}");
-    assert!(proxy.accepted.load(Ordering::SeqCst) >= 2, "{cut:?}: no reconnect");
+    assert!(
+        proxy.accepted.load(Ordering::SeqCst) >= 2,
+        "{cut:?}: no reconnect"
+    );
     let mut agents = [agent];
     check_after(&format!("{cut:?}"), &mut driver, &mut agents);
     agent = agents.into_iter().next().unwrap();

@@ -415,10 +415,9 @@ pub fn state_dir_unwritable(state_dir: &Path) -> Option<String> {
         ));
     }
     match rustix::fs::access(state_dir, rustix::fs::Access::WRITE_OK) {
-        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::ROFS => Some(format!(
-            "{} is not writable: {e}",
-            state_dir.display()
-        )),
+        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::ROFS => {
+            Some(format!("{} is not writable: {e}", state_dir.display()))
+        }
         _ => None,
     }
 }
@@ -431,7 +430,9 @@ pub fn state_dir_unwritable(state_dir: &Path) -> Option<String> {
 /// The reason, naming the directory and the configuration key.
 pub fn state_dir_health(state_dir: &Path, min_free_disk_mb: u64) -> Result<String, String> {
     if let Some(reason) = state_dir_unwritable(state_dir) {
-        return Err(format!("{reason}: the journal cannot be written, no new task is accepted"));
+        return Err(format!(
+            "{reason}: the journal cannot be written, no new task is accepted"
+        ));
     }
     let free = disk_free_bytes(state_dir).map_err(|e| e.to_string())?;
     let free_mb = free / (1024 * 1024);

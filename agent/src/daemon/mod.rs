@@ -299,6 +299,7 @@ impl Daemon {
                 }
                 () = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => retry_at = None,
                 _ = heartbeat.tick() => {
+                    self.check_state_dir();
                     self.enqueue_heartbeat()?;
                     self.flush(&client)?;
                 }
@@ -328,7 +329,7 @@ impl Daemon {
                             let resealed = match updated {
                                 Ok(true) => self.reseal_and_publish(&client),
                                 Ok(false) => Ok(()),
-                                Err(e) => Err(e.into()),
+                                Err(e) => Err(e),
                             };
                             self.tolerate(resealed)?;
                         }
@@ -395,7 +396,7 @@ impl Daemon {
                         // acknowledged once acted on.
                         let connection = self.counters.connections;
                         self.waiting.deferred.push_back(storage::Deferred::Inbox {
-                            message,
+                            message: Box::new(message),
                             sender,
                             seq,
                             publish,

@@ -54,8 +54,8 @@ pub enum Deferred {
     Job(JobEvent),
     /// An inbox message opened and accepted, not yet acted on (nor acknowledged).
     Inbox {
-        /// The message.
-        message: Message,
+        /// The message (boxed: it is the large variant).
+        message: Box<Message>,
         /// Its sender and sequence number (committed once acted on).
         sender: Address,
         seq: u64,
@@ -135,6 +135,19 @@ impl Daemon {
         crate::capacity::state_dir_unwritable(&self.config.agent.state_dir)
     }
 
+    /// Enters the trouble as soon as the state directory is seen read-only or unwritable,
+    /// before a write fails (the journal's open files may still take writes that new files,
+    /// result archives and downloads, would not).
+    pub(super) fn check_state_dir(&mut self) {
+        if self.trouble.is_none() {
+            if let Some(reason) =
+                crate::capacity::state_dir_unwritable(&self.config.agent.state_dir)
+            {
+                self.journal_failed(reason);
+            }
+        }
+    }
+
     /// Records that the journal cannot be written (logged once, when the trouble starts).
     pub(super) fn journal_failed(&mut self, reason: String) {
         if let Some(trouble) = &mut self.trouble {
@@ -178,18 +191,23 @@ impl Daemon {
         let topic = self.topics.outbox.clone();
         for message in std::mem::take(&mut self.waiting.unjournaled) {
             let seq = self.store.lock().unjournaled_seq()?;
-            let bytes = Envelope::seal(&self.signer, &topic, seq, now_ms(), &message).map_err(
-                |e| DaemonError::Seal {
-                    kind: message.kind().as_str(),
-                    reason: e.to_string(),
-                },
-            )?;
+            let bytes =
+                Envelope::seal(&self.signer, &topic, seq, now_ms(), &message).map_err(|e| {
+                    DaemonError::Seal {
+                        kind: message.kind().as_str(),
+                        reason: e.to_string(),
+                    }
+                })?;
             if client
                 .try_publish(&topic, QoS::AtLeastOnce, false, bytes)
                 .is_ok()
             {
                 self.tracker.requested(Tracked::Unjournaled);
-                tracing::info!(kind = message.kind().as_str(), seq, "sent without a journal row");
+                tracing::info!(
+                    kind = message.kind().as_str(),
+                    seq,
+                    "sent without a journal row"
+                );
             }
         }
         Ok(())
@@ -238,8 +256,7 @@ impl Daemon {
                 }
             }
         }
-        if let Some(reason) = crate::capacity::state_dir_unwritable(&self.config.agent.state_dir)
-        {
+        if let Some(reason) = crate::capacity::state_dir_unwritable(&self.config.agent.state_dir) {
             self.journal_failed(reason);
             return Ok(());
         }

@@ -192,6 +192,7 @@ impl Daemon {
             tracing::debug!(%task_id, "assignment already journaled: ignored");
             return Ok(());
         }
+        self.check_state_dir();
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let now = now_ms();
@@ -253,7 +254,10 @@ impl Daemon {
 
     /// A job's progress or outcome, or an upload's result. Returns the event back when the
     /// journal cannot be written (nothing was done; it is tried again later, in order).
-    pub(super) fn on_job_event(&mut self, event: JobEvent) -> Result<Option<JobEvent>, DaemonError> {
+    pub(super) fn on_job_event(
+        &mut self,
+        event: JobEvent,
+    ) -> Result<Option<JobEvent>, DaemonError> {
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let now = now_ms();

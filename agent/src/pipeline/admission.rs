@@ -67,7 +67,9 @@ pub enum Refusal {
     },
     /// The journal cannot be written (the state directory is full to the last byte, read-only
     /// or failing): a task could not be journaled, so none is taken until it can.
-    #[error("the journal in the state directory cannot be written ({0}): no new task until it can")]
+    #[error(
+        "the journal in the state directory cannot be written ({0}): no new task until it can"
+    )]
     JournalUnwritable(String),
     /// The state directory's disk is below the operator's reserve: no new task until space
     /// returns (the journal must keep room to record what running tasks do).

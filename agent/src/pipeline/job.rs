@@ -336,14 +336,17 @@ async fn work(
             fuel_used,
         )
     })?;
-    let archive = keep_archive(&ctx.results_dir, &task_id, &output).map_err(|e| {
-        (
-            ReplicateStatus::ComputeFailed,
-            ReplicateStatusCause::OutFolderZipFailed,
-            e,
-            fuel_used,
-        )
-    })?;
+    let deadline_ms = assignment.deal.contribution_deadline_ms();
+    let archive = keep_archive_waiting(&ctx.results_dir, &task_id, &output, deadline_ms)
+        .await
+        .map_err(|e| {
+            (
+                ReplicateStatus::ComputeFailed,
+                ReplicateStatusCause::OutFolderZipFailed,
+                e,
+                fuel_used,
+            )
+        })?;
     progress(ReplicateStatus::Computed);
     Ok(JobOutcome {
         digest,
@@ -408,14 +411,57 @@ fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailur
     }
 }
 
+/// How often a result archive that our own disk refused is written again.
+const ARCHIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`keep_archive`], waiting for our own disk: a result computed in memory is not lost to a
+/// full or read-only state directory, nor turned into an error result that honest workers
+/// would contradict. The write is tried again every [`ARCHIVE_RETRY`] until shortly before the
+/// contribution deadline; only then is it a failure.
+async fn keep_archive_waiting(
+    results_dir: &Path,
+    task_id: &TaskId,
+    tree: &MemTree,
+    deadline_ms: u64,
+) -> Result<PathBuf, String> {
+    let bytes = zip_tree(tree, "").map_err(|e| format!("zipping the output: {e}"))?;
+    let mut waiting = false;
+    loop {
+        match write_archive(results_dir, task_id, &bytes) {
+            Ok(path) => {
+                if waiting {
+                    tracing::info!(%task_id, "result archive written: the disk took it");
+                }
+                return Ok(path);
+            }
+            Err(e) => {
+                let retry_until = deadline_ms.saturating_sub(2 * ARCHIVE_RETRY.as_millis() as u64);
+                if crate::daemon::now_ms() >= retry_until {
+                    return Err(e);
+                }
+                if !waiting {
+                    tracing::warn!(%task_id, error = %e, "the result archive cannot be written: waiting for the disk");
+                    waiting = true;
+                }
+                tokio::time::sleep(ARCHIVE_RETRY).await;
+            }
+        }
+    }
+}
+
 /// Zips the output and writes it atomically to the results directory.
 fn keep_archive(results_dir: &Path, task_id: &TaskId, tree: &MemTree) -> Result<PathBuf, String> {
     let bytes = zip_tree(tree, "").map_err(|e| format!("zipping the output: {e}"))?;
+    write_archive(results_dir, task_id, &bytes)
+}
+
+/// Writes a zipped archive atomically to the results directory.
+fn write_archive(results_dir: &Path, task_id: &TaskId, bytes: &[u8]) -> Result<PathBuf, String> {
     std::fs::create_dir_all(results_dir).map_err(|e| format!("{}: {e}", results_dir.display()))?;
     let path = archive_path(results_dir, task_id);
     crate::tools::write_atomically(&path, |file| {
         use std::io::Write;
-        file.write_all(&bytes)
+        file.write_all(bytes)
     })
     .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)

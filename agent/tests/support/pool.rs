@@ -61,6 +61,10 @@ impl HttpServer {
         let mut files = HashMap::new();
         files.insert("hello.wasm".to_string(), hello());
         files.insert("greeting.txt".to_string(), b"hi\n".to_vec());
+        files.insert(
+            "mandelbrot.wasm".to_string(),
+            std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap(),
+        );
         HttpServer::start(files)
     }
 
@@ -89,6 +93,18 @@ impl HttpServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// A one-replica deal of `mandelbrot 400 1000` (several fuel slices: it runs a while).
+    pub fn mandelbrot_deal(&self, seed: u8) -> DealSummary {
+        let bytes = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
+        let mut deal = self.hello_deal(seed);
+        deal.app.url = self.url("mandelbrot.wasm");
+        deal.app.checksum = Digest(sha256(&bytes));
+        deal.app.size_bytes = Some(bytes.len() as u64);
+        deal.input_files = Vec::new();
+        deal.args = "400 1000".into();
+        deal
     }
 
     /// A one-replica deal of the hello app; `seed` makes its id.
@@ -533,7 +549,10 @@ impl Driver {
         for (sender, seq, hash, message) in &self.outbox {
             let (by_seq, highest) = per_worker.entry(*sender).or_default();
             if let Some(previous) = by_seq.insert(*seq, *hash) {
-                assert_eq!(&previous, hash, "{label}: seq {seq} reused for another message");
+                assert_eq!(
+                    &previous, hash,
+                    "{label}: seq {seq} reused for another message"
+                );
             } else {
                 assert!(
                     *seq > *highest,
@@ -546,7 +565,9 @@ impl Driver {
         let mut digests: HashMap<(Address, TaskId), Digest> = HashMap::new();
         for (sender, _, _, message) in &self.outbox {
             if let Message::Contribution(c) = message {
-                let first = digests.entry((*sender, c.task_id)).or_insert(c.result_digest);
+                let first = digests
+                    .entry((*sender, c.task_id))
+                    .or_insert(c.result_digest);
                 assert_eq!(
                     *first, c.result_digest,
                     "{label}: two different contributions from {sender} for {}",
@@ -621,12 +642,16 @@ impl CuttingProxy {
                 // broker → agent: copied while `relay` holds.
                 let relay = Arc::new(AtomicBool::new(true));
                 {
-                    let (mut from, mut to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+                    let (mut from, mut to) =
+                        (server.try_clone().unwrap(), client.try_clone().unwrap());
                     let relay = Arc::clone(&relay);
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
                         while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 || !relay.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+                            if n == 0
+                                || !relay.load(Ordering::SeqCst)
+                                || to.write_all(&buf[..n]).is_err()
+                            {
                                 break;
                             }
                         }
@@ -720,7 +745,13 @@ impl Tmpfs {
     pub fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .map_err(|e| format!("mount: {e}"))?;
@@ -732,7 +763,11 @@ impl Tmpfs {
 
     /// `mount -o remount,ro|rw`.
     pub fn remount(&self, read_only: bool) -> Result<(), String> {
-        let option = if read_only { "remount,ro" } else { "remount,rw" };
+        let option = if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        };
         let out = Command::new("mount")
             .args(["-o", option])
             .arg(&self.0)
