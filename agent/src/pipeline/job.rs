@@ -173,20 +173,19 @@ async fn work(
     let progress = |status| {
         let _ = ctx.events.send(JobEvent::Progress { task_id, status });
     };
-    let index = ctx.store.index();
 
     progress(ReplicateStatus::AppDownloading);
-    let app = ctx
-        .fetcher
-        .fetch(
-            index,
-            &deal.app.url,
-            Some(deal.app.checksum),
-            Role::App,
-            limits.max_input_bytes,
-        )
-        .await
-        .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))?;
+    let deadline_ms = deal.contribution_deadline_ms();
+    let app = fetch_waiting(
+        ctx,
+        &deal.app.url,
+        Some(deal.app.checksum),
+        Role::App,
+        limits.max_input_bytes,
+        deadline_ms,
+    )
+    .await
+    .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))?;
     let app_bytes = read(&app.path).map_err(|e| {
         (
             ReplicateStatus::AppDownloadFailed,
@@ -201,19 +200,16 @@ async fn work(
     let dataset = match &deal.dataset {
         None => None,
         Some(reference) => {
-            let fetched = ctx
-                .fetcher
-                .fetch(
-                    index,
-                    &reference.url,
-                    Some(reference.checksum),
-                    Role::Dataset,
-                    limits.max_input_bytes,
-                )
-                .await
-                .map_err(|e| {
-                    fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
-                })?;
+            let fetched = fetch_waiting(
+                ctx,
+                &reference.url,
+                Some(reference.checksum),
+                Role::Dataset,
+                limits.max_input_bytes,
+                deadline_ms,
+            )
+            .await
+            .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e))?;
             // A standard task's dataset is given as it is (admission refused an encrypted
             // one); a TEE task's is decrypted below, in memory, with the key the SMS releases.
             let content = read(&fetched.path).map_err(|e| {
@@ -234,9 +230,7 @@ async fn work(
     let mut input_files = Vec::with_capacity(deal.input_files.len());
     for (i, url) in deal.input_files.iter().enumerate() {
         let role = Role::InputFile(i + 1);
-        let fetched = ctx
-            .fetcher
-            .fetch(index, url, None, role, limits.max_input_bytes)
+        let fetched = fetch_waiting(ctx, url, None, role, limits.max_input_bytes, deadline_ms)
             .await
             .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, role, &e))?;
         let content = read(&fetched.path).map_err(|e| {
@@ -336,7 +330,6 @@ async fn work(
             fuel_used,
         )
     })?;
-    let deadline_ms = assignment.deal.contribution_deadline_ms();
     let archive = keep_archive_waiting(&ctx.results_dir, &task_id, &output, deadline_ms)
         .await
         .map_err(|e| {
@@ -411,6 +404,42 @@ fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailur
     }
 }
 
+/// A download that failed on our own disk (the cache cannot be written: full, read-only) is
+/// tried again every [`ARCHIVE_RETRY`] until shortly before the contribution deadline: our
+/// disk's trouble is not the task's failure, and an error result would contradict honest
+/// workers. Any other failure is returned at once.
+async fn fetch_waiting(
+    ctx: &JobContext,
+    url: &str,
+    expected: Option<edgepool_protocol::primitives::Digest>,
+    role: Role,
+    max_bytes: u64,
+    deadline_ms: u64,
+) -> Result<fetch::Fetched, fetch::FetchError> {
+    let mut waiting = false;
+    loop {
+        match ctx
+            .fetcher
+            .fetch(ctx.store.index(), url, expected, role, max_bytes)
+            .await
+        {
+            Err(e) if e.is_local_storage() && before_retry_limit(deadline_ms) => {
+                if !waiting {
+                    tracing::warn!(%role, error = %e, "download cannot be kept: waiting for the disk");
+                    waiting = true;
+                }
+                tokio::time::sleep(ARCHIVE_RETRY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether there is still time to wait for our own disk before the contribution deadline.
+fn before_retry_limit(deadline_ms: u64) -> bool {
+    crate::daemon::now_ms() < deadline_ms.saturating_sub(2 * ARCHIVE_RETRY.as_millis() as u64)
+}
+
 /// How often a result archive that our own disk refused is written again.
 const ARCHIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -435,8 +464,7 @@ async fn keep_archive_waiting(
                 return Ok(path);
             }
             Err(e) => {
-                let retry_until = deadline_ms.saturating_sub(2 * ARCHIVE_RETRY.as_millis() as u64);
-                if crate::daemon::now_ms() >= retry_until {
+                if !before_retry_limit(deadline_ms) {
                     return Err(e);
                 }
                 if !waiting {
