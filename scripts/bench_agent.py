@@ -41,16 +41,55 @@ def rss_kib(pid):
     return out
 
 
+def smaps_breakdown(pid, binary):
+    """Resident KiB of the idle process by kind of mapping (the binary's own pages, shared
+    libraries, heap, thread stacks and other anonymous memory), and its thread count."""
+    out = {}
+    name = None
+    real = os.path.realpath(binary)
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if fields and "-" in fields[0] and ":" not in fields[0] and len(fields) >= 5:
+                path = fields[5] if len(fields) > 5 else ""
+                if path and os.path.realpath(path) == real:
+                    name = "binary " + ("text" if "x" in fields[1] else "data")
+                elif path.startswith("/"):
+                    name = "libraries (" + os.path.basename(path).split(".so")[0] + ")"
+                elif path == "[heap]":
+                    name = "heap (brk)"
+                elif path.startswith("[stack"):
+                    name = "main stack"
+                elif path.startswith("["):
+                    name = path
+                else:
+                    name = "anonymous (mmap: malloc arenas, thread stacks)"
+            elif fields and fields[0] == "Rss:" and name:
+                out[name] = out.get(name, 0) + int(fields[1])
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                out["threads"] = int(line.split()[1])
+    return {k: v for k, v in out.items() if v}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--broker-nagle", action="store_true", help="leave Mosquitto's set_tcp_nodelay off")
+    ap.add_argument("--agent", help="an agent binary to measure instead of building the release one")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="print where the idle RSS is (per mapping, from /proc/PID/smaps) and the threads")
     args = ap.parse_args()
     nodelay = not args.broker_nagle
 
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "edgepool-agent"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "edgepool-agent")
+    if args.agent:
+        binary = os.path.abspath(args.agent)
+    else:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "edgepool-agent"], cwd=ROOT, check=True)
+        target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+        binary = os.path.join(target, "release", "edgepool-agent")
     size = os.path.getsize(binary)
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(mosquitto):
@@ -75,7 +114,7 @@ def main():
                         "--scheduler", "0x2222222222222222222222222222222222222222",
                         "--password-file", pw, "--json"], check=True, stdout=subprocess.DEVNULL)
         env = dict(os.environ, EDGEPOOL_IDENTITY_PASSWORD_FILE=pw, EDGEPOOL_LOG="info")
-        ready_ms, rss, internal_ms = [], [], []
+        ready_ms, rss, internal_ms, breakdown = [], [], [], {}
         for i in range(args.runs):
             sock_path = os.path.join(work, f"notify-{i}.sock")
             s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sock_path); s.settimeout(10)
@@ -89,6 +128,8 @@ def main():
                         ready_ms.append((time.perf_counter() - t0) * 1000); break
                 time.sleep(1.0)  # idle: connected, advertised, first heartbeat sent
                 rss.append(rss_kib(p.pid))
+                if args.breakdown and i == args.runs - 1:
+                    breakdown.update(smaps_breakdown(p.pid, binary))
             finally:
                 p.terminate(); p.wait(10); s.close()
             log = p.stderr.read().decode(errors="replace")
@@ -119,6 +160,8 @@ def main():
         "reference_mosquitto_sub_ms_median": round(statistics.median(ref_ms), 1) if ref_ms else None,
         "runs": args.runs,
     }
+    if breakdown:
+        result["idle_rss_breakdown_kib"] = breakdown
     print(json.dumps(result, indent=2))
     if args.write:
         write_benchmarks(result)
@@ -136,7 +179,7 @@ def write_benchmarks(r):
         f"{os.cpu_count()} cores, {cpu}, Mosquitto 2 on loopback with set_tcp_nodelay "
         f"{'true' if r['broker_tcp_nodelay'] else 'false'}.\n\n"
         "| figure | value | target |\n|---|---|---|\n"
-        f"| stripped release binary | {r['binary_bytes'] / 1048576:.1f} MiB | small |\n"
+        f"| stripped release binary | {r['binary_bytes'] / 1048576:.2f} MiB ({r['binary_bytes']:,} bytes) | ≤ 8 MiB |\n"
         f"| exec to READY=1 (median of {r['runs']}) | {r['ready_ms_median']} ms (max {r['ready_ms_max']}) | ≤ 50 ms |\n"
         f"| reference: `mosquitto_sub` connect + one retained message | {r['reference_mosquitto_sub_ms_median']} ms | |\n"
         f"| ratio agent / reference | {ratio} | |\n"
@@ -149,8 +192,10 @@ def write_benchmarks(r):
     )
     start = text.find("## Agent start-up and footprint")
     if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        # The section ends at the next heading or at the next generated block's marker.
+        ends = [i for i in (text.find("\n## ", start + 1), text.find("\n<!--", start + 1)) if i >= 0]
+        end = min(ends) if ends else -1
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     open(path, "w").write(text)

@@ -99,14 +99,15 @@ def machine():
 
 EATMYDATA = "/usr/lib/x86_64-linux-gnu/libeatmydata.so"  # apt-get install -y eatmydata
 
-# (key, broker, app, share of --tasks/--fresh, extra agent environment): the first is the headline
-# figure. The last is a diagnostic, not a configuration to ship: fsync made a no-op, to measure
-# what the journal's durability costs per task.
+# (key, broker, app, share of --tasks/--fresh, extra agent environment, TEE tasks): the first is
+# the headline figure (the target is for a TEE task). The last is a diagnostic, not a
+# configuration to ship: fsync made a no-op, to measure what the journal's durability costs.
 PIPELINE_RUNS = [
-    ("read-mosquitto", "mosquitto", "read", 1.0, []),
-    ("hello-mosquitto", "mosquitto", "hello", 0.5, []),
-    ("read-rumqttd", "rumqttd", "read", 0.5, []),
-    ("read-mosquitto-nofsync", "mosquitto", "read", 0.5, [f"LD_PRELOAD={EATMYDATA}"]),
+    ("tee-read-mosquitto", "mosquitto", "read", 1.0, [], True),
+    ("read-mosquitto", "mosquitto", "read", 1.0, [], False),
+    ("hello-mosquitto", "mosquitto", "hello", 0.5, [], False),
+    ("read-rumqttd", "rumqttd", "read", 0.5, [], False),
+    ("read-mosquitto-nofsync", "mosquitto", "read", 0.5, [f"LD_PRELOAD={EATMYDATA}"], False),
 ]
 
 
@@ -137,7 +138,7 @@ def pipeline(tdir, args):
     exe = os.path.join(tdir, "release", "examples", "bench_pipeline")
     agent = os.path.join(tdir, "release", "edgepool-agent")
     results = {}
-    for key, broker, app, share, env in PIPELINE_RUNS:
+    for key, broker, app, share, env, tee in PIPELINE_RUNS:
         if broker == "mosquitto" and not os.path.exists("/usr/sbin/mosquitto"):
             print(f"  {key}: skipped, mosquitto not installed (apt-get install -y mosquitto)", file=sys.stderr)
             continue
@@ -148,7 +149,8 @@ def pipeline(tdir, args):
         tasks, fresh = max(1, int(args.tasks * share)), int(args.fresh * share)
         print(f"  {key}: {tasks} cached + {fresh} new-dataset tasks (idle before: {idle:.0%})", file=sys.stderr)
         out = subprocess.run([exe, "--agent", agent, "--tasks", str(tasks), "--fresh", str(fresh),
-                              "--broker", broker, "--app", app] + [f"--agent-env={e}" for e in env],
+                              "--broker", broker, "--app", app] + [f"--agent-env={e}" for e in env]
+                             + (["--tee"] if tee else []),
                              cwd=ROOT, check=True, stdout=subprocess.PIPE).stdout.decode()
         results[key] = json.loads(out.strip().splitlines()[-1])
         results[key]["cpu_idle_before"] = idle

@@ -20,8 +20,14 @@
 //!
 //! Prints a human summary on stderr and one JSON object on stdout.
 //!
+//! With `--tee` every task is a TEE task, as `tests/tee_e2e.rs` runs them: the agent attests
+//! with the software attester, the datasets are encrypted (iExec format) under a key the
+//! dataset owner pushed to the scheduler's SMS (the simulator's, under its policy that accepts
+//! software evidence), and each task adds the secret request, the SMS's sealed answer, the
+//! dataset's decryption in memory and the enclave signature of the contribution.
+//!
 //! `cargo run --release -p edgepool-agent --example bench_pipeline -- --agent PATH [--tasks 100]
-//! [--fresh 20] [--broker mosquitto|rumqttd] [--app read|hello]`
+//! [--fresh 20] [--broker mosquitto|rumqttd] [--app read|hello] [--tee]`
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -32,6 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use edgepool_agent::sandbox::{DatasetInput, Prepared, RunSpec, TaskContext};
+use edgepool_protocol::dataset::{self as dataset_format, DatasetKey};
 use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::hash::sha256;
 use edgepool_protocol::messages::{AppRef, DatasetRef, DealSummary, TaskLimits};
@@ -83,6 +90,12 @@ fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 const POOL: &str = "0x1111111111111111111111111111111111111111";
 const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 const DATASET_BYTES: usize = 1 << 20;
+/// The dataset of every deal (its key is pushed to the SMS once, for `--tee`).
+const DATASET_ADDRESS: Address = Address([0xd5; 20]);
+/// The dataset owner who pushes the key (`--tee`).
+const OWNER_KEY: [u8; 32] = [0x0d; 32];
+/// The dataset key of `--tee` runs (a benchmark's fixed key, not a secret).
+const DATASET_KEY: [u8; 32] = [0x4b; 32];
 /// How long one task may take before the benchmark gives up.
 const TASK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -113,6 +126,9 @@ struct Args {
     /// The app: `read` (reads the dataset, no compute) or `hello` (apps/hello: CRC-32 of it).
     #[arg(long, default_value = "read")]
     app: String,
+    /// TEE tasks: software attestation, encrypted datasets, the SMS's secret exchange.
+    #[arg(long)]
+    tee: bool,
 }
 
 /// The app's file in the repository, and its name on the HTTP server.
@@ -142,11 +158,24 @@ fn main() -> Result<()> {
     let mut files = HashMap::new();
     files.insert(app_name.to_string(), app.clone());
     for k in 0..=args.fresh {
-        files.insert(format!("dataset-{k}.bin"), dataset(k));
+        files.insert(format!("dataset-{k}.bin"), served_dataset(k, args.tee));
     }
     let server = http::Server::start(files)?;
     let broker = broker::Broker::start(&args.broker)?;
-    let mut driver = Driver::connect(broker.port())?;
+    let mut driver = Driver::connect(broker.port(), args.tee)?;
+    if args.tee {
+        let owner = edgepool_protocol::signature::Signer::from_bytes(&OWNER_KEY)?;
+        let value = DatasetKey::from_bytes(DATASET_KEY).to_base64();
+        let challenge = edgepool_protocol::sms::web3_secret_challenge(&DATASET_ADDRESS, &value);
+        let signature = owner.sign_personal(challenge.as_bytes());
+        driver
+            .scheduler
+            .sms_mut()
+            .ok_or_else(|| anyhow!("the scheduler has no SMS"))?
+            .secrets_mut()
+            .push_dataset_secret(DATASET_ADDRESS, owner.address(), &value, &signature)
+            .map_err(|e| anyhow!("pushing the dataset key: {e}"))?;
+    }
     let agent = Agent::start(&args, &broker.url(), driver.scheduler.address())?;
     driver.wait_online(&agent)?;
     // The agent measures its sandbox once after connecting; keep it out of the first task.
@@ -163,7 +192,7 @@ fn main() -> Result<()> {
     let total = 1 + args.tasks + args.fresh;
     for i in 0..total {
         let k = i.saturating_sub(args.tasks);
-        let deal = deal(&server, (app_name, &app), k, i);
+        let deal = deal(&server, (app_name, &app), k, i, args.tee)?;
         if i == 1 {
             cached_cpu_ms.0 = agent.cpu_ms();
         }
@@ -198,6 +227,7 @@ fn main() -> Result<()> {
         "tasks": {"cold": 1, "cached": args.tasks, "fresh_dataset": args.fresh},
         "dataset_bytes": DATASET_BYTES,
         "app": app_path,
+        "tee": args.tee,
         "broker": args.broker,
         "agent_env": args.agent_env,
         "agent_log_level": args.log,
@@ -241,11 +271,28 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn deal(server: &http::Server, (name, app): (&str, &[u8]), k: usize, i: usize) -> DealSummary {
+/// What the HTTP server serves as dataset `k`: the plain bytes, or for TEE tasks their
+/// encryption under [`DATASET_KEY`] (a distinct IV per dataset).
+fn served_dataset(k: usize, tee: bool) -> Vec<u8> {
+    let plain = dataset(k);
+    if !tee {
+        return plain;
+    }
+    let iv = [k as u8; 16];
+    dataset_format::encrypt(&DatasetKey::from_bytes(DATASET_KEY), iv, &plain)
+}
+
+fn deal(
+    server: &http::Server,
+    (name, app): (&str, &[u8]),
+    k: usize,
+    i: usize,
+    tee: bool,
+) -> Result<DealSummary> {
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-    let data = dataset(k);
-    DealSummary {
+    let data = served_dataset(k, tee);
+    Ok(DealSummary {
         deal_id: DealId::from(id),
         app: AppRef {
             address: Address([0xa1; 20]),
@@ -254,16 +301,21 @@ fn deal(server: &http::Server, (name, app): (&str, &[u8]), k: usize, i: usize) -
             size_bytes: Some(app.len() as u64),
         },
         dataset: Some(DatasetRef {
-            address: Address([0xd5; 20]),
+            address: DATASET_ADDRESS,
             url: server.url(&format!("dataset-{k}.bin")),
+            // The iExec dataset checksum: sha256 of the file as served (encrypted or not).
             checksum: Digest(sha256(&data)),
             filename: "dataset.bin".into(),
             size_bytes: Some(data.len() as u64),
-            encrypted: false,
+            encrypted: tee,
         }),
         input_files: Vec::new(),
         args: String::new(),
-        tag: Tag::NONE,
+        tag: if tee {
+            Tag::encode(&["tee"]).map_err(|e| anyhow!("tag: {e}"))?
+        } else {
+            Tag::NONE
+        },
         trust: 1,
         category: 0,
         time_ref_seconds: 600,
@@ -276,7 +328,7 @@ fn deal(server: &http::Server, (name, app): (&str, &[u8]), k: usize, i: usize) -
         result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
         bot_first: 0,
         bot_size: 1,
-    }
+    })
 }
 
 /// The in-process measurement of the app on the inputs of `deal`'s task 0.
@@ -290,7 +342,7 @@ struct Compute {
 fn measure_compute(app: &[u8], deal: &DealSummary, runs: usize) -> Result<Compute> {
     let reference = deal.dataset.as_ref().ok_or_else(|| anyhow!("no dataset"))?;
     let content = dataset(0);
-    if Digest(sha256(&content)) != reference.checksum {
+    if Digest(sha256(&served_dataset(0, reference.encrypted))) != reference.checksum {
         bail!("the last task's dataset is not dataset 0");
     }
     let spec = RunSpec {

@@ -20,6 +20,8 @@
 //! - [`fetch`]: http(s)/file/IPFS downloads into a content-addressed cache.
 //! - [`sandbox`]: wasmi with an in-memory, deterministic WASI (the iExec app contract).
 //! - [`systemd`], [`logging`], [`dir_tree`] (the protocol's `FileTree` over a real directory).
+//! - [`footprint`]: gives the kernel back the binary's pages that start-up touched once.
+//! - [`wipe`]: zeroizes large secret buffers by words.
 //! - [`failpoints`]: crash points for the fault-injection tests (feature `failpoints` only).
 
 pub mod attest;
@@ -30,6 +32,7 @@ pub mod daemon;
 pub mod dir_tree;
 pub mod failpoints;
 pub mod fetch;
+pub mod footprint;
 pub mod identity;
 pub mod link;
 pub mod logging;
@@ -39,3 +42,4 @@ pub mod sandbox;
 pub mod store;
 pub mod systemd;
 pub mod tools;
+pub mod wipe;

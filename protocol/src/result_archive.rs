@@ -10,7 +10,7 @@
 //!   format of [`crate::dataset`]). This is what the TEE post-compute writes and what
 //!   `iexec result decrypt` reads.
 
-use std::io::{Cursor, ErrorKind, Read, Write};
+use std::io::{Cursor, ErrorKind, Read, Seek, Write};
 
 use rand::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
@@ -25,7 +25,7 @@ mod tree_zip;
 pub use keys::{BeneficiaryPrivateKey, BeneficiaryPublicKey};
 pub use tree_zip::{unzip_to_tree, zip_tree};
 
-use tree_zip::{entry_options, open_archive, read_bounded};
+use tree_zip::{entry_options, read_bounded};
 
 /// Name of the entry holding the RSA-encrypted AES key.
 pub const AES_KEY_ENTRY: &str = "aes-key.rsa";
@@ -98,6 +98,9 @@ pub enum ArchiveError {
     /// The file tree could not be read or written.
     #[error("result tree: {0}")]
     Tree(String),
+    /// The writer of [`decrypt_result_to`] failed.
+    #[error("writing the plain archive: {0}")]
+    Write(String),
 }
 
 impl From<ZipError> for ArchiveError {
@@ -180,7 +183,37 @@ pub fn decrypt_result(
     key: &BeneficiaryPrivateKey,
     limits: &ExtractLimits,
 ) -> Result<Vec<u8>, ArchiveError> {
-    let mut archive = open_archive(encrypted_zip, limits)?;
+    // Plaintext is wiped if anything fails; copies left by growing past the reservation are not.
+    let mut plain = Zeroizing::new(Vec::with_capacity(
+        (encrypted_zip.len() as u64).min(MAX_RESERVE) as usize,
+    ));
+    decrypt_result_to(Cursor::new(encrypted_zip), key, limits, &mut *plain)?;
+    Ok(std::mem::take(&mut *plain))
+}
+
+/// [`decrypt_result`] from a seekable reader to a writer, in constant memory: the plain
+/// `iexec_out.zip` is written as it is decrypted, so neither the encrypted file nor the
+/// plaintext is ever held whole (a zip bomb costs time up to `limits.max_total_bytes`, not
+/// memory). Returns the plaintext length.
+///
+/// When an error is returned the writer has received unverified plaintext: discard it (the CLI
+/// writes to a temporary file that is removed on error).
+///
+/// # Errors
+/// As [`decrypt_result`], plus [`ArchiveError::Write`] when the writer fails.
+pub fn decrypt_result_to<R: Read + Seek, W: Write>(
+    reader: R,
+    key: &BeneficiaryPrivateKey,
+    limits: &ExtractLimits,
+    mut writer: W,
+) -> Result<u64, ArchiveError> {
+    let mut archive = ZipArchive::new(reader)?;
+    if archive.len() > limits.max_entries {
+        return Err(ArchiveError::TooManyEntries {
+            limit: limits.max_entries,
+            found: archive.len(),
+        });
+    }
     let wrapped_key = {
         let mut entry = open_entry(&mut archive, AES_KEY_ENTRY)?;
         read_bounded(
@@ -201,11 +234,19 @@ pub fn decrypt_result(
     if entry.size() > limit {
         return Err(too_large());
     }
-    // Plaintext is wiped if anything fails; copies left by growing past the reservation are not.
-    let mut plain = Zeroizing::new(Vec::with_capacity(entry.size().min(MAX_RESERVE) as usize));
     let mut decryptor = Decryptor::new(&aes_key);
     let mut buf = vec![0u8; COPY_BUFFER_LEN];
+    let mut chunk = Zeroizing::new(Vec::with_capacity(COPY_BUFFER_LEN + 16));
     let mut read = 0u64;
+    let mut written = 0u64;
+    let mut emit = |chunk: &mut Vec<u8>| -> Result<(), ArchiveError> {
+        writer
+            .write_all(chunk)
+            .map_err(|e| ArchiveError::Write(e.to_string()))?;
+        written += chunk.len() as u64;
+        chunk.clear();
+        Ok(())
+    };
     loop {
         let n = match entry.read(&mut buf) {
             Ok(0) => break,
@@ -221,16 +262,21 @@ pub fn decrypt_result(
         if read > limit {
             return Err(too_large());
         }
-        decryptor.update(&buf[..n], &mut plain)?;
+        decryptor.update(&buf[..n], &mut chunk)?;
+        emit(&mut chunk)?;
     }
-    decryptor.finish(&mut plain)?;
-    Ok(std::mem::take(&mut *plain))
+    decryptor.finish(&mut chunk)?;
+    emit(&mut chunk)?;
+    writer
+        .flush()
+        .map_err(|e| ArchiveError::Write(e.to_string()))?;
+    Ok(written)
 }
 
-fn open_entry<'a, 'z>(
-    archive: &'a mut ZipArchive<Cursor<&'z [u8]>>,
+fn open_entry<'a, R: Read + Seek>(
+    archive: &'a mut ZipArchive<R>,
     name: &str,
-) -> Result<zip::read::ZipFile<'a, Cursor<&'z [u8]>>, ArchiveError> {
+) -> Result<zip::read::ZipFile<'a, R>, ArchiveError> {
     match archive.by_name(name) {
         Ok(entry) => Ok(entry),
         Err(ZipError::FileNotFound) => Err(ArchiveError::MissingEntry(name.to_string())),

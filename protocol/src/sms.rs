@@ -100,6 +100,8 @@ pub enum RefusalCode {
     SecretMissing,
     /// The SMS failed.
     Internal,
+    /// The deal encrypts its result and the beneficiary pushed no result-encryption key.
+    ResultKeyMissing,
 }
 
 impl RefusalCode {
@@ -117,6 +119,7 @@ impl RefusalCode {
         RefusalCode::Binding,
         RefusalCode::SecretMissing,
         RefusalCode::Internal,
+        RefusalCode::ResultKeyMissing,
     ];
 
     /// The stable name on the wire.
@@ -134,6 +137,7 @@ impl RefusalCode {
             RefusalCode::Binding => "binding",
             RefusalCode::SecretMissing => "secret-missing",
             RefusalCode::Internal => "internal",
+            RefusalCode::ResultKeyMissing => "result-key-missing",
         }
     }
 
@@ -161,6 +165,7 @@ impl RefusalCode {
             | RefusalCode::AppChecksum
             | RefusalCode::SecretMissing
             | RefusalCode::Internal => ReplicateStatusCause::GetDatasetSecretFailed,
+            RefusalCode::ResultKeyMissing => ReplicateStatusCause::EncryptionPublicKeyMissing,
         }
     }
 }

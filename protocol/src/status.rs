@@ -344,6 +344,12 @@ iexec_enum!(
         /// edgepool: a standard (non-TEE) task names an encrypted dataset, whose key only an
         /// attested TEE task can obtain.
         EncryptedDatasetNeedsTee = "EDGEPOOL_ENCRYPTED_DATASET_NEEDS_TEE",
+        /// The deal encrypts its result and no beneficiary public key was released for the task
+        /// (iExec's name; last here so that postcard keeps the positions of the others).
+        EncryptionPublicKeyMissing = "POST_COMPUTE_ENCRYPTION_PUBLIC_KEY_MISSING",
+        /// edgepool: a standard (non-TEE) task asks for result encryption, which iExec offers
+        /// only to TEE tasks (the beneficiary's key is released to an attested enclave).
+        ResultEncryptionNeedsTee = "EDGEPOOL_RESULT_ENCRYPTION_NEEDS_TEE",
     }
 );
 

@@ -266,6 +266,66 @@ impl MosquittoBroker {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// Kills the broker (SIGKILL: sessions and queued messages are lost, as in a crash).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again with the same config, on the same port, and waits until it
+    /// accepts connections (a killed one is killed first).
+    ///
+    /// # Errors
+    /// [`BrokerError`] when it did not come up.
+    pub fn restart(&mut self) -> Result<(), BrokerError> {
+        self.kill();
+        let bin = Path::new(MOSQUITTO_BIN);
+        let conf_path = self.dir.path().join("mosquitto.conf");
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("mosquitto-{}-restarted.log", self.port));
+        let mut failures = Vec::new();
+        for _ in 0..BIND_ATTEMPTS {
+            let log =
+                std::fs::File::create(&log_path).map_err(|e| BrokerError::Spawn(e.to_string()))?;
+            let log_err = log
+                .try_clone()
+                .map_err(|e| BrokerError::Spawn(e.to_string()))?;
+            let mut child = Command::new(bin)
+                .arg("-c")
+                .arg(&conf_path)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log_err)
+                .spawn()
+                .map_err(|e| BrokerError::Spawn(format!("{MOSQUITTO_BIN}: {e}")))?;
+            let port = self.port;
+            let mut exited = false;
+            let up = poll_until(START_TIMEOUT, || {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    exited = true;
+                    return true;
+                }
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                log.contains(" running") && accepts(port)
+            });
+            if up && !exited {
+                self.child = child;
+                return Ok(());
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            failures.push(std::fs::read_to_string(&log_path).unwrap_or_default());
+            // The port may still be held a moment by the killed process.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(BrokerError::NoPort {
+            attempts: BIND_ATTEMPTS,
+            failures,
+        })
+    }
+
     /// Where its config and log are.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -77,6 +77,10 @@ pub enum Command {
         /// The category's reference time in seconds (deadlines derive from it).
         #[arg(long, default_value_t = 60)]
         time_ref_secs: u64,
+        /// Encrypt the result for the serve's beneficiary (`iexec_result_encryption`; its
+        /// private key is `STATE/beneficiary_key.pem`). Needs `--tag tee`, as in iExec.
+        #[arg(long)]
+        encrypt_result: bool,
     },
     /// Prints the JSON report of a running `serve`.
     Report {
@@ -124,6 +128,9 @@ pub enum Command {
         /// Give up after this many seconds (unfinished tasks are lost).
         #[arg(long, default_value_t = 900)]
         timeout_secs: u64,
+        /// Keep the pool's journal in DIR (as `serve --state`), to measure durability's cost.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
         /// Write the JSON figures here.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,

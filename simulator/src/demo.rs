@@ -4,8 +4,10 @@
 //!
 //! The deal is a TEE deal on an encrypted dataset (see the scenario file): the runner encrypts
 //! the dataset, pushes its key to the SMS and opens the deal on the ledger; the agents attest
-//! (software attester) and decrypt in memory; the summary prints their csv-stats output, the
-//! consensus, the ledger's settlement (rewards, slashes) and the contributions it refused.
+//! (software attester) and decrypt in memory; the result is encrypted for the beneficiary, whose
+//! key the runner made and pushed to the SMS; the summary prints their csv-stats output
+//! (decrypted with the beneficiary's private key), the consensus, the ledger's settlement
+//! (rewards, slashes) and the contributions it refused.
 
 use std::path::{Path, PathBuf};
 

@@ -117,6 +117,9 @@ pub struct DealOffer {
     pub volume: u64,
     /// Where results are uploaded.
     pub result_storage_proxy: Option<String>,
+    /// `iexec_result_encryption`: the result is encrypted for the beneficiary (the requester),
+    /// whose key the SMS releases to the attested TEE task.
+    pub result_encryption: bool,
 }
 
 /// A matched deal.
@@ -275,7 +278,7 @@ impl Market {
             params: RequestParams {
                 args: offer.args.clone(),
                 input_files: offer.input_files.clone(),
-                result_encryption: false,
+                result_encryption: offer.result_encryption,
                 result_storage_provider: "http".into(),
                 result_storage_proxy: offer.result_storage_proxy.clone(),
             },
@@ -599,6 +602,7 @@ mod tests {
             time_ref_secs: 10,
             volume: 1,
             result_storage_proxy: None,
+            result_encryption: false,
         }
     }
 

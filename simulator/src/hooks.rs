@@ -8,12 +8,12 @@
 use edgepool_protocol::messages::{Contribution, DealSummary};
 use edgepool_protocol::poco::WorkerpoolAuthorization;
 use edgepool_protocol::primitives::{Address, Bytes32, Digest, TaskId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scheduler::TaskRun;
 
 /// Who was paid or slashed when a task ended, as the ledger settled it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
     /// Workers rewarded, with the amount as the ledger prints it.
     pub rewarded: Vec<(Address, String)>,

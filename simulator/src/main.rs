@@ -57,7 +57,13 @@ fn run(command: Command) -> anyhow::Result<bool> {
             volume,
             replicas,
             time_ref_secs,
+            encrypt_result,
         } => {
+            if encrypt_result && !tag.split(',').any(|t| t.trim() == "tee") {
+                anyhow::bail!(
+                    "--encrypt-result needs --tag tee: as in iExec, only TEE tasks encrypt results (agents decline a standard deal that asks for it)"
+                );
+            }
             let info = serve::info(&state)?;
             let body = serve::DealBody {
                 app: serve::named_file(&app)?,
@@ -72,6 +78,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 time_ref_secs,
                 volume,
                 replicas,
+                result_encryption: encrypt_result,
             };
             let (status, text) =
                 serve::request(&info.store, "POST", "/deals", &serde_json::to_vec(&body)?)?;
@@ -91,6 +98,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
             status_updates,
             broker,
             timeout_secs,
+            state,
             json,
             quiet,
         } => {
@@ -107,6 +115,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 status_updates,
                 broker,
                 timeout_secs,
+                state,
                 verbose: !quiet,
                 ..bench::BenchOptions::default()
             };

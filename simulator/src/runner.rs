@@ -11,10 +11,16 @@ use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::hash::sha256;
 use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::poco;
+use edgepool_protocol::primitives::DealId;
 use edgepool_protocol::primitives::{Address, Digest};
-use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
+use edgepool_protocol::result_archive::{
+    decrypt_result, unzip_to_tree, BeneficiaryPrivateKey, ExtractLimits, AES_KEY_ENTRY,
+    PAYLOAD_ENTRY,
+};
 use edgepool_protocol::signature::Signer;
-use edgepool_protocol::sms::web3_secret_challenge;
+use edgepool_protocol::sms::{
+    web2_secret_challenge, web3_secret_challenge, RESULT_ENCRYPTION_KEY_NAME,
+};
 use edgepool_protocol::tags::Tag;
 
 use crate::agents::AgentProcess;
@@ -36,8 +42,12 @@ pub struct Outcome {
     pub report: Report,
     /// Every expectation that did not hold (empty: the scenario passed).
     pub failures: Vec<String>,
-    /// The text of each completed task's uploaded result files, by task.
+    /// The text of each completed task's uploaded result files, by task (decrypted with the
+    /// beneficiary's private key when the deal encrypts its result).
     pub results: Vec<(String, String)>,
+    /// The beneficiary's private key (PKCS#8 PEM), when a deal encrypts its result: what
+    /// `edgepool-agent result decrypt --key` takes.
+    pub beneficiary_key_pem: Option<String>,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -104,7 +114,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         scenario.name, scenario.description
     ));
 
-    let broker = match (&options.broker_url, scenario.broker.kind) {
+    let mut broker = match (&options.broker_url, scenario.broker.kind) {
         (Some(url), _) => BrokerGuard::External(url.clone()),
         (None, BrokerKind::Embedded) => BrokerGuard::Embedded(EmbeddedBroker::start()?),
         (None, BrokerKind::Mosquitto) => BrokerGuard::Mosquitto(MosquittoBroker::start()?),
@@ -120,24 +130,35 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let url = store.publish(&format!("apps/{}", app.name), bytes.clone());
         apps.push((app.name.clone(), url, bytes));
     }
-    // The ledger (in memory) with this run's workerpool, owned by the scheduler; the SMS.
+    // The run's state directory: the ledger's SQLite file and the pool's journal, which a
+    // `restart_simulator` fault reopens.
+    let state = tempfile::tempdir().context("creating the run's state directory")?;
+    // The ledger with this run's workerpool, owned by the scheduler; the SMS.
     let signer = Signer::random(&mut rand::thread_rng());
-    let ledger = std::sync::Arc::new(std::sync::Mutex::new(
-        Ledger::in_memory().map_err(|e| anyhow::anyhow!("ledger: {e}"))?,
-    ));
-    let market = Market::new(
-        ledger,
-        signer.address(),
-        &format!(
-            "edgepool-sim run {} {}",
-            scenario.name,
-            rand::random::<u64>()
-        ),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let description = format!(
+        "edgepool-sim run {} {}",
+        scenario.name,
+        rand::random::<u64>()
+    );
+    let mut market = open_market(state.path(), &signer, &description)?;
     let pool_address = market.workerpool();
     let mut sms = Sms::new(signer.address(), Policy::simulator());
     let dataset_owner = Signer::random(&mut rand::thread_rng());
+    // Dataset keys pushed to the SMS (registry address, value): pushed again to the SMS of a
+    // restarted pool.
+    let mut dataset_keys: Vec<(Address, zeroize::Zeroizing<String>)> = Vec::new();
+    // The requester, who is also the beneficiary of the results (as the ledger's orders say).
+    let requester = Signer::random(&mut rand::thread_rng());
+    let beneficiary_key = if scenario.deals.iter().any(|d| d.result_encryption) {
+        let key = push_beneficiary_key(&mut sms, &requester)?;
+        out.line(&format!(
+            "beneficiary {}: RSA-{BENEFICIARY_KEY_BITS} result key pushed to the SMS",
+            requester.address()
+        ));
+        Some(key)
+    } else {
+        None
+    };
 
     let mut datasets: Vec<(String, DatasetOffer)> = Vec::new();
     for d in &scenario.datasets {
@@ -173,6 +194,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             sms.secrets_mut()
                 .push_dataset_secret(address, dataset_owner.address(), &value, &signature)
                 .map_err(|e| anyhow::anyhow!("pushing the key of {}: {e}", d.name))?;
+            dataset_keys.push((address, value));
             out.line(&format!(
                 "dataset {} encrypted ({} bytes), its key pushed to the SMS",
                 d.name,
@@ -195,16 +217,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let settings = PoolSettings {
         heartbeat_limit_ms: scenario.pool.heartbeat_limit_ms,
     };
-    let pool = Pool::start_with_sms(
+    let journal = state.path().join("pool.sqlite");
+    let mut pool = Pool::start_durable(
         &broker_url,
         pool_address,
-        signer,
+        signer.clone(),
         settings,
         Box::new(market.hooks()),
         store.handle(),
-        Some(progress_tx),
+        Some(progress_tx.clone()),
         Some((sms, pool_address)),
+        Some(&journal),
     )?;
+    let scheduler = pool.scheduler();
     out.line(&format!(
         "pool {pool_address}, scheduler {}",
         pool.scheduler()
@@ -227,7 +252,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         let agent = AgentProcess::start_with_env(
             &broker_url,
             pool_address,
-            pool.scheduler(),
+            scheduler,
             scenario.workers.agent_slots,
             agent_env,
         )?;
@@ -245,14 +270,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let mut sims = Vec::new();
     let start_sim =
         |behaviour: Behaviour, kinds: &mut Vec<(Address, String)>, sims: &mut Vec<SimWorker>| {
-            let sim = SimWorker::start(
-                behaviour,
-                &broker_url,
-                pool_address,
-                pool.scheduler(),
-                timing,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let sim = SimWorker::start(behaviour, &broker_url, pool_address, scheduler, timing)
+                .map_err(anyhow::Error::msg)?;
             kinds.push((sim.address(), behaviour.as_str().into()));
             sims.push(sim);
             anyhow::Ok(())
@@ -295,6 +314,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         agents.len()
     ));
 
+    let mut encrypted_deals: Vec<DealId> = Vec::new();
     for (i, spec) in scenario.deals.iter().enumerate() {
         let (_, app_url, app_bytes) = apps.iter().find(|(n, ..)| *n == spec.app).context("app")?;
         let dataset = match &spec.dataset {
@@ -328,7 +348,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     app_checksum: Digest(sha256(app_bytes)),
                     app_size: app_bytes.len() as u64,
                     dataset,
-                    requester: Address([0x51; 20]),
+                    requester: requester.address(),
                     args: spec.args.clone(),
                     input_files,
                     tag,
@@ -336,10 +356,14 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     time_ref_secs: spec.time_ref_secs,
                     volume: spec.volume,
                     result_storage_proxy: Some(store.base_url()),
+                    result_encryption: spec.result_encryption,
                 },
                 now_ms(),
             )
             .map_err(|e| anyhow::anyhow!("deal {i}: the ledger refused it: {e}"))?;
+        if spec.result_encryption {
+            encrypted_deals.push(opened.summary.deal_id);
+        }
         let limits = TaskLimits {
             fuel: spec.fuel.unwrap_or(TaskLimits::default().fuel),
             ..TaskLimits::default()
@@ -386,10 +410,78 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
             last_status = status;
         }
         for (fault, pending, done) in &mut faults {
-            let FaultSpec::KillAgent {
-                when_status,
-                restart_after_ms,
-            } = fault;
+            let (when_status, restart_after_ms) = match fault {
+                FaultSpec::KillAgent {
+                    when_status,
+                    restart_after_ms,
+                } => (when_status.clone(), *restart_after_ms),
+                FaultSpec::RestartSimulator {
+                    when_completed,
+                    when_status,
+                    down_ms,
+                } => {
+                    if *done || !due(&report, &agents, *when_completed, when_status.as_deref()) {
+                        continue;
+                    }
+                    *done = true;
+                    for line in progress.try_iter() {
+                        out.line(&line);
+                    }
+                    pool.stop();
+                    drop(market);
+                    out.line("fault: simulator stopped (pool, scheduler, ledger, SMS)");
+                    std::thread::sleep(Duration::from_millis(*down_ms));
+                    market = open_market(state.path(), &signer, &description)?;
+                    let mut sms = Sms::new(signer.address(), Policy::simulator());
+                    for (address, value) in &dataset_keys {
+                        let signature = dataset_owner
+                            .sign_personal(web3_secret_challenge(address, value).as_bytes());
+                        sms.secrets_mut()
+                            .push_dataset_secret(
+                                *address,
+                                dataset_owner.address(),
+                                value,
+                                &signature,
+                            )
+                            .map_err(|e| anyhow::anyhow!("pushing a dataset key again: {e}"))?;
+                    }
+                    if let Some(key) = &beneficiary_key {
+                        push_beneficiary_public_key(&mut sms, &requester, key)?;
+                    }
+                    pool = Pool::start_durable(
+                        &broker_url,
+                        pool_address,
+                        signer.clone(),
+                        settings,
+                        Box::new(market.hooks()),
+                        store.handle(),
+                        Some(progress_tx.clone()),
+                        Some((sms, pool_address)),
+                        Some(&journal),
+                    )?;
+                    out.line("fault: simulator restarted on the same state, broker and store");
+                    continue;
+                }
+                FaultSpec::RestartBroker {
+                    when_completed,
+                    when_status,
+                    down_ms,
+                } => {
+                    if *done || !due(&report, &agents, *when_completed, when_status.as_deref()) {
+                        continue;
+                    }
+                    *done = true;
+                    let BrokerGuard::Mosquitto(mosquitto) = &mut broker else {
+                        bail!("restart_broker needs [broker] kind = \"mosquitto\"");
+                    };
+                    mosquitto.kill();
+                    out.line("fault: broker killed (SIGKILL)");
+                    std::thread::sleep(Duration::from_millis(*down_ms));
+                    mosquitto.restart()?;
+                    out.line(&format!("fault: broker restarted on {}", mosquitto.url()));
+                    continue;
+                }
+            };
             if let Some((index, at)) = *pending {
                 if Instant::now() >= at {
                     if let Some(agent) = agents.get_mut(index) {
@@ -444,7 +536,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     let mut mismatches = Vec::new();
     for task in &report.tasks {
         if let Some(upload) = store.handle().result(&task.task_id) {
-            let text = match unzip_to_tree(&upload.archive, &ExtractLimits::default()) {
+            let encrypted = encrypted_deals.contains(&task.deal_id);
+            let archive = match (encrypted, &beneficiary_key) {
+                (true, Some(key)) => match open_encrypted(&upload.archive, key) {
+                    Ok(clear) => clear,
+                    Err(e) => {
+                        mismatches.push(format!("task {}: {e}", task.task_id));
+                        results.push((task.task_id.to_string(), format!("({e})")));
+                        continue;
+                    }
+                },
+                _ => upload.archive.clone(),
+            };
+            let text = match unzip_to_tree(&archive, &ExtractLimits::default()) {
                 Ok(tree) => {
                     // The stored result must be the one the consensus was reached on.
                     let hash = result_digest(&tree, "")
@@ -456,11 +560,17 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                             task.task_id, task.consensus_hash
                         ));
                     }
-                    tree.files()
+                    let files = tree
+                        .files()
                         .filter(|(name, _)| *name != "computed.json")
                         .map(|(name, bytes)| format!("{name}:\n{}", String::from_utf8_lossy(bytes)))
                         .collect::<Vec<_>>()
-                        .join("\n")
+                        .join("\n");
+                    if encrypted {
+                        format!("(uploaded encrypted; decrypted with the beneficiary's private key)\n{files}")
+                    } else {
+                        files
+                    }
                 }
                 Err(e) => format!("(unreadable archive: {e})"),
             };
@@ -469,6 +579,16 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     }
     let mut failures = check(scenario, &report, &results, Instant::now() > deadline);
     failures.extend(mismatches);
+    // The ledger conserves money whatever happened (restarts included).
+    match market.ledger().lock() {
+        Ok(l) if u128::from(l.supply()) != l.total_money() => failures.push(format!(
+            "the ledger lost money: supply {}, balances and frozen amounts {}",
+            l.supply(),
+            l.total_money()
+        )),
+        Ok(_) => {}
+        Err(_) => failures.push("the ledger's lock is poisoned".into()),
+    }
     if !failures.is_empty() && options.verbose {
         for agent in &agents {
             eprintln!(
@@ -482,11 +602,115 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
     drop(agents);
     pool.stop();
     drop(broker);
+    drop(state);
+    let beneficiary_key_pem = match &beneficiary_key {
+        Some(key) => Some(
+            key.to_pem()
+                .map_err(|e| anyhow::anyhow!("the beneficiary key: {e}"))?
+                .to_string(),
+        ),
+        None => None,
+    };
     Ok(Outcome {
         report,
         failures,
         results,
+        beneficiary_key_pem,
         elapsed: start.elapsed(),
+    })
+}
+
+/// The ledger in `state` (created or reopened) and this run's workerpool on it.
+fn open_market(
+    state: &std::path::Path,
+    signer: &Signer,
+    description: &str,
+) -> anyhow::Result<Market> {
+    let path = state.join("ledger.sqlite");
+    let ledger =
+        Ledger::open(&path).map_err(|e| anyhow::anyhow!("ledger {}: {e}", path.display()))?;
+    Market::new(
+        std::sync::Arc::new(std::sync::Mutex::new(ledger)),
+        signer.address(),
+        description,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Whether a restart fault is due: at least `completed` tasks completed and, when `status` is
+/// given, a real agent's live replica last reported it.
+fn due(report: &Report, agents: &[AgentProcess], completed: usize, status: Option<&str>) -> bool {
+    let done = report
+        .tasks
+        .iter()
+        .filter(|t| t.status == "COMPLETED")
+        .count();
+    if done < completed {
+        return false;
+    }
+    let Some(status) = status else {
+        return true;
+    };
+    report.tasks.iter().flat_map(|t| &t.replicas).any(|r| {
+        r.last_status.as_deref() == Some(status)
+            && r.lost.is_none()
+            && agents.iter().any(|a| a.address() == r.worker)
+    })
+}
+
+/// Size of the beneficiary keys the runner makes. The iExec SDK makes 4096-bit keys; 2048 bits
+/// keep the key generation of a run short and use the same code paths.
+pub const BENEFICIARY_KEY_BITS: usize = 2048;
+
+/// Makes the beneficiary's RSA key pair and pushes the public key to the SMS as
+/// `iexec result push-encryption-key` does: base64 of the SPKI PEM, signed by the beneficiary
+/// over iExec's web2 secret challenge for `iexec-result-encryption-public-key`.
+fn push_beneficiary_key(
+    sms: &mut Sms,
+    beneficiary: &Signer,
+) -> anyhow::Result<BeneficiaryPrivateKey> {
+    let key = BeneficiaryPrivateKey::generate(&mut rand::rngs::OsRng, BENEFICIARY_KEY_BITS)
+        .map_err(|e| anyhow::anyhow!("making the beneficiary key: {e}"))?;
+    push_beneficiary_public_key(sms, beneficiary, &key)?;
+    Ok(key)
+}
+
+/// Pushes the public half of `key` to the SMS for `beneficiary` (also what a restarted pool's
+/// new SMS is given again).
+fn push_beneficiary_public_key(
+    sms: &mut Sms,
+    beneficiary: &Signer,
+    key: &BeneficiaryPrivateKey,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let pem = key
+        .public_key()
+        .to_pem()
+        .map_err(|e| anyhow::anyhow!("the beneficiary key: {e}"))?;
+    let value = base64::engine::general_purpose::STANDARD.encode(pem);
+    let challenge =
+        web2_secret_challenge(&beneficiary.address(), RESULT_ENCRYPTION_KEY_NAME, &value);
+    let signature = beneficiary.sign_personal(challenge.as_bytes());
+    sms.secrets_mut()
+        .push_result_encryption_key(beneficiary.address(), &value, &signature)
+        .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
+    Ok(())
+}
+
+/// The clear `iexec_out.zip` of an uploaded encrypted result; an error says why the upload is
+/// not iExec's encrypted form or does not decrypt.
+fn open_encrypted(upload: &[u8], key: &BeneficiaryPrivateKey) -> Result<Vec<u8>, String> {
+    let tree = unzip_to_tree(upload, &ExtractLimits::default())
+        .map_err(|e| format!("the uploaded archive is unreadable: {e}"))?;
+    let mut names: Vec<&str> = tree.files().map(|(name, _)| name).collect();
+    names.sort_unstable();
+    if names != [AES_KEY_ENTRY, PAYLOAD_ENTRY] {
+        return Err(format!(
+            "the deal encrypts its result but the upload holds {names:?}, not {AES_KEY_ENTRY} and {PAYLOAD_ENTRY}"
+        ));
+    }
+    decrypt_result(upload, key, &ExtractLimits::default()).map_err(|e| {
+        format!("the uploaded result does not decrypt with the beneficiary's key: {e}")
     })
 }
 

@@ -221,6 +221,12 @@ pub struct DealSpec {
     /// Fuel per task. Default 10,000,000,000.
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Encrypt the result for the beneficiary (`iexec_result_encryption`): the runner makes the
+    /// beneficiary's RSA key pair, pushes the public key to the SMS signed by the beneficiary,
+    /// and decrypts each uploaded result with the private key before checking it. As in iExec,
+    /// only TEE deals can use it (agents decline a standard one). Default false.
+    #[serde(default)]
+    pub result_encryption: bool,
 }
 
 fn one() -> u64 {
@@ -244,6 +250,39 @@ pub enum FaultSpec {
         #[serde(default)]
         restart_after_ms: Option<u64>,
     },
+    /// Stop the pool (scheduler, ledger, SMS) mid-deal, once `when_completed` tasks completed
+    /// and a real agent reports `when_status`, keep the agents running, and start a new pool on
+    /// the same state (its journal and the ledger's SQLite file), broker and store after
+    /// `down_ms`.
+    RestartSimulator {
+        /// Completed tasks before it fires.
+        #[serde(default)]
+        when_completed: usize,
+        /// The replicate status that triggers it (any, when absent).
+        #[serde(default)]
+        when_status: Option<String>,
+        /// How long the pool stays down.
+        #[serde(default = "one_second")]
+        down_ms: u64,
+    },
+    /// Kill the broker (Mosquitto only: `[broker] kind = "mosquitto"`) with SIGKILL, once
+    /// `when_completed` tasks completed and a real agent reports `when_status`, and start it
+    /// again on the same port after `down_ms`.
+    RestartBroker {
+        /// Completed tasks before it fires.
+        #[serde(default)]
+        when_completed: usize,
+        /// The replicate status that triggers it (any, when absent).
+        #[serde(default)]
+        when_status: Option<String>,
+        /// How long the broker stays down.
+        #[serde(default = "one_second")]
+        down_ms: u64,
+    },
+}
+
+fn one_second() -> u64 {
+    1_000
 }
 
 fn computing() -> String {
@@ -409,6 +448,10 @@ app = "hello"
 "#;
         let s = Scenario::parse(text, "x.toml", Path::new("/base")).unwrap();
         assert_eq!(s.deals[0].trust, 1);
+        assert!(!s.deals[0].result_encryption);
+        let encrypting = format!("{text}result_encryption = true\n");
+        let e = Scenario::parse(&encrypting, "x.toml", Path::new("/base")).unwrap();
+        assert!(e.deals[0].result_encryption);
         assert_eq!(s.expect.status, "COMPLETED");
         assert_eq!(s.apps[0].path, Path::new("/base/hello.wasm"));
         let typo = format!("{text}\ntrsut = 2\n");

@@ -5,6 +5,13 @@
 //! keeps the addresses agents were configured with), writes `DIR/serve.json` (broker, store,
 //! pool, scheduler: what `deal` and `report` read to find it) and, when the agent binary is
 //! available, a ready agent (`DIR/agent/agent.toml`, its keystore and password file).
+//!
+//! The serve's deals have one requester, who is also their beneficiary: its secp256k1 key
+//! (`beneficiary.key`) and its RSA result key (`beneficiary_key.pem`, PKCS#8) are made on the
+//! first start; the public RSA key is pushed to the SMS at every start (signed by the
+//! beneficiary, as `iexec result push-encryption-key` does), so a deal sent with
+//! `--encrypt-result` is uploaded encrypted and `edgepool-agent result decrypt --private-key
+//! STATE/beneficiary_key.pem` opens it.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -17,7 +24,9 @@ use edgepool_attestation::policy::Policy;
 use edgepool_protocol::hash::sha256;
 use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::primitives::{Address, Digest};
+use edgepool_protocol::result_archive::BeneficiaryPrivateKey;
 use edgepool_protocol::signature::Signer;
+use edgepool_protocol::sms::{web2_secret_challenge, RESULT_ENCRYPTION_KEY_NAME};
 use edgepool_protocol::tags::Tag;
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +81,9 @@ pub struct DealBody {
     pub volume: u64,
     /// Initial replicas.
     pub replicas: usize,
+    /// Encrypt the result for the serve's beneficiary (a TEE deal).
+    #[serde(default)]
+    pub result_encryption: bool,
 }
 
 fn state_file(state: &Path, name: &str) -> PathBuf {
@@ -129,9 +141,13 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         &format!("edgepool-sim serve {pool_address}"),
     )
     .map_err(anyhow::Error::msg)?;
-    let sms = Sms::new(signer.address(), Policy::simulator());
+    let mut sms = Sms::new(signer.address(), Policy::simulator());
+    let beneficiary = beneficiary(state, &mut sms)?;
     let (progress_tx, progress) = std::sync::mpsc::channel();
-    let pool = Pool::start_with_sms(
+    // The pool's journal lives there too: deals, tasks and replicas survive a restart, and the
+    // workers are told what to do next.
+    let journal_path = state_file(state, "pool.sqlite");
+    let pool = Pool::start_durable(
         &broker_url,
         pool_address,
         signer,
@@ -140,10 +156,12 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         store.handle(),
         Some(progress_tx),
         Some((sms, market.workerpool())),
+        Some(&journal_path),
     )?;
     let remote = pool.remote();
     let publisher = store.handle();
-    store.set_control(move |request| control(&remote, &publisher, &market, request));
+    let requester = beneficiary.address();
+    store.set_control(move |request| control(&remote, &publisher, &market, requester, request));
     let info = ServeInfo {
         broker: broker_url.clone(),
         store: store.base_url(),
@@ -158,6 +176,11 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     println!("store      {}", info.store);
     println!("pool       {}", info.pool);
     println!("scheduler  {}", info.scheduler);
+    println!(
+        "beneficiary {} (result key {})",
+        requester,
+        state_file(state, BENEFICIARY_KEY_FILE).display()
+    );
     match crate::agents::agent_binary() {
         Ok(bin) => {
             let dir = state.join("agent");
@@ -190,6 +213,58 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The beneficiary's RSA private key in the state directory (PKCS#8 PEM, 0600).
+pub const BENEFICIARY_KEY_FILE: &str = "beneficiary_key.pem";
+
+/// The serve's requester and beneficiary: its signing key and RSA result key from the state
+/// directory (made on the first start), the public RSA key pushed to `sms`.
+fn beneficiary(state: &Path, sms: &mut Sms) -> anyhow::Result<Signer> {
+    let key_path = state_file(state, "beneficiary.key");
+    let signer = match std::fs::read_to_string(&key_path) {
+        Ok(hex) => Signer::from_hex(hex.trim())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?,
+        Err(_) => {
+            let signer = Signer::random(&mut rand::thread_rng());
+            let hex: String = signer
+                .secret_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            write_private(&key_path, &hex)?;
+            signer
+        }
+    };
+    let rsa_path = state_file(state, BENEFICIARY_KEY_FILE);
+    let rsa = match std::fs::read_to_string(&rsa_path) {
+        Ok(pem) => BeneficiaryPrivateKey::parse(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", rsa_path.display()))?,
+        Err(_) => {
+            let key = BeneficiaryPrivateKey::generate(
+                &mut rand::rngs::OsRng,
+                crate::runner::BENEFICIARY_KEY_BITS,
+            )
+            .map_err(|e| anyhow::anyhow!("making the beneficiary key: {e}"))?;
+            let pem = key.to_pem().map_err(|e| anyhow::anyhow!("{e}"))?;
+            write_private(&rsa_path, &pem)?;
+            key
+        }
+    };
+    let pem = rsa
+        .public_key()
+        .to_pem()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let value = base64::engine::general_purpose::STANDARD.encode(pem);
+    let challenge = web2_secret_challenge(&signer.address(), RESULT_ENCRYPTION_KEY_NAME, &value);
+    sms.secrets_mut()
+        .push_result_encryption_key(
+            signer.address(),
+            &value,
+            &signer.sign_personal(challenge.as_bytes()),
+        )
+        .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
+    Ok(signer)
+}
+
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
@@ -206,6 +281,7 @@ fn control(
     remote: &PoolRemote,
     store: &StoreHandle,
     market: &Market,
+    requester: Address,
     request: ControlRequest,
 ) -> (u16, String) {
     let error = |status: u16, message: String| {
@@ -224,7 +300,7 @@ fn control(
                 Ok(b) => b,
                 Err(e) => return error(400, format!("expected a deal JSON body: {e}")),
             };
-            match submit(remote, store, market, body) {
+            match submit(remote, store, market, requester, body) {
                 Ok(ids) => (200, serde_json::json!({ "tasks": ids }).to_string()),
                 Err(e) => error(400, e),
             }
@@ -243,6 +319,7 @@ fn submit(
     remote: &PoolRemote,
     store: &StoreHandle,
     market: &Market,
+    requester: Address,
     body: DealBody,
 ) -> Result<Vec<String>, String> {
     let app = decode(&body.app)?;
@@ -280,7 +357,7 @@ fn submit(
             app_checksum: Digest(sha256(&app)),
             app_size: app.len() as u64,
             dataset,
-            requester: Address([0x51; 20]),
+            requester,
             args: body.args,
             input_files,
             tag,
@@ -288,6 +365,7 @@ fn submit(
             time_ref_secs: body.time_ref_secs,
             volume: body.volume,
             result_storage_proxy: Some(store.base_url().to_string()),
+            result_encryption: body.result_encryption,
         },
         now_ms(),
     )?;

@@ -134,6 +134,24 @@ fn a_tee_task_on_an_encrypted_dataset_completes_and_the_keyless_liar_is_refused(
 }
 
 #[test]
+fn a_tee_task_with_an_encrypted_result_uploads_it_encrypted_and_it_decrypts_to_the_consensus() {
+    // The runner refuses an upload that is not iExec's encrypted form or does not decrypt with
+    // the beneficiary's key, and checks the decrypted files against the consensus.
+    let outcome = run("encrypted-result.toml");
+    let task = &outcome.report.tasks[0];
+    assert_eq!(task.status, "COMPLETED");
+    assert!(task.agreed.iter().all(|a| kind_of(&outcome, a) == "agent"));
+    let key = outcome.beneficiary_key_pem.as_deref().unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let (_, text) = &outcome.results[0];
+    assert!(
+        text.starts_with("(uploaded encrypted; decrypted with the beneficiary's private key)"),
+        "{text}"
+    );
+    assert!(text.contains("\"name\": \"temp_c\""), "{text}");
+}
+
+#[test]
 fn silent_and_crashing_workers_are_replaced_and_the_task_completes() {
     let outcome = run("silent-replaced.toml");
     let task = &outcome.report.tasks[0];
@@ -179,7 +197,7 @@ fn every_committed_scenario_parses() {
             count += 1;
         }
     }
-    assert!(count >= 7, "{count} scenarios");
+    assert!(count >= 8, "{count} scenarios");
 }
 
 #[test]
@@ -205,5 +223,61 @@ fn the_tee_demo_refuses_the_liar_on_every_task_and_its_results_are_the_csv_stati
         assert!(task.disagreed.is_empty());
         assert_eq!(task.settlement.rewarded.len(), 3);
     }
+    // Its results were uploaded encrypted and are shown decrypted.
+    assert!(outcome.beneficiary_key_pem.is_some());
+    assert!(outcome
+        .results
+        .iter()
+        .all(|(_, text)| text.starts_with("(uploaded encrypted") && text.contains("temp_c")));
     assert!(outcome.elapsed.as_secs() < 60, "{:?}", outcome.elapsed);
+}
+
+/// What a restart must never break: every task settled once by the ledger, no worker with two
+/// different contributions to one task (the pool and the ledger would refuse the second as a
+/// conflict), every task's upload the consensus (checked by the runner).
+fn assert_exactly_once(outcome: &Outcome) {
+    let conflicts: Vec<&String> = outcome
+        .report
+        .refused
+        .iter()
+        .filter(|r| r.contains("conflicting") || r.contains("AlreadyContributed"))
+        .collect();
+    assert!(conflicts.is_empty(), "{conflicts:#?}");
+    for task in &outcome.report.tasks {
+        assert_eq!(task.status, "COMPLETED", "{task:?}");
+        assert_eq!(task.settlement.status, "COMPLETED", "{:?}", task.settlement);
+        let mut contributors: Vec<_> = task
+            .replicas
+            .iter()
+            .filter(|r| r.result_hash.is_some())
+            .map(|r| r.worker)
+            .collect();
+        let all = contributors.len();
+        contributors.dedup();
+        assert_eq!(
+            all,
+            contributors.len(),
+            "a worker contributed twice: {task:?}"
+        );
+    }
+}
+
+#[test]
+fn the_simulator_restarted_mid_deal_recovers_its_tasks_and_the_agents_finish_them() {
+    let outcome = run("simulator-restarted.toml");
+    assert_eq!(outcome.report.tasks.len(), 6);
+    assert_exactly_once(&outcome);
+    // The restart happened mid-deal: some tasks ended after it, on the recovered state.
+    assert!(
+        outcome.report.tasks.iter().any(|t| t.status == "COMPLETED"),
+        "{:?}",
+        outcome.report.tasks
+    );
+}
+
+#[test]
+fn mosquitto_killed_and_restarted_mid_deal_loses_no_task() {
+    let outcome = run("broker-restarted.toml");
+    assert_eq!(outcome.report.tasks.len(), 6);
+    assert_exactly_once(&outcome);
 }

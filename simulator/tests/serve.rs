@@ -95,3 +95,143 @@ fn a_deal_submitted_to_a_running_serve_completes_on_an_external_agent_and_is_rep
         agent.logs()
     );
 }
+
+/// `GET url` over plain HTTP/1.1 on loopback; the body.
+fn http_get(url: &str) -> Vec<u8> {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response[..split])
+    );
+    response[split + 4..].to_vec()
+}
+
+#[test]
+fn a_served_tee_deal_with_an_encrypted_result_decrypts_with_the_serve_beneficiary_key() {
+    use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
+
+    let state = tempfile::tempdir().unwrap();
+    let _serve = Killed(
+        sim()
+            .args(["serve", "--state"])
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let info_path = state.path().join("serve.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !info_path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: ServeInfo = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    let agent = AgentProcess::start_with_env(
+        &info.broker,
+        info.pool,
+        info.scheduler,
+        1,
+        &[("EDGEPOOL_AGENT_ATTESTATION", "software")],
+    )
+    .unwrap();
+    let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/hello/hello.wasm");
+
+    // Without the tee tag the CLI refuses, as iExec offers result encryption to TEE tasks only.
+    let out = sim()
+        .args(["deal", "--encrypt-result", "--app", app, "--state"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tag tee"));
+
+    let out = sim()
+        .args([
+            "deal",
+            "--tag",
+            "tee",
+            "--encrypt-result",
+            "--args",
+            "sealed",
+        ])
+        .args(["--app", app, "--state"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = sim()
+            .args(["report", "--state"])
+            .arg(state.path())
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+        let task = &report["tasks"][0];
+        if task["status"] != "COMPLETED" {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        // What the README tells a beneficiary to do: fetch, decrypt with the CLI, digest.
+        let encrypted = http_get(task["result_link"].as_str().unwrap());
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(work.path().join("result.zip"), &encrypted).unwrap();
+        let bin = edgepool_simulator::agents::agent_binary().unwrap();
+        let out = Command::new(bin)
+            .args(["result", "decrypt", "--private-key"])
+            .arg(state.path().join("beneficiary_key.pem"))
+            .arg(work.path().join("result.zip"))
+            .arg(work.path().join("iexec_out.zip"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let clear = std::fs::read(work.path().join("iexec_out.zip")).unwrap();
+        let tree = unzip_to_tree(&clear, &ExtractLimits::default()).unwrap();
+        let task_id = task["task_id"].as_str().unwrap().parse().unwrap();
+        let digest = edgepool_protocol::digest::result_digest(&tree, "").unwrap();
+        assert_eq!(
+            serde_json::Value::String(
+                edgepool_protocol::poco::result_hash(&task_id, &digest).to_string()
+            ),
+            task["consensus_hash"],
+            "{last}"
+        );
+        let text: String = tree
+            .files()
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+            .collect();
+        assert!(text.contains("sealed"), "{text}");
+        // The upload itself was not readable without the key.
+        assert!(!encrypted.windows(6).any(|w| w == b"sealed"));
+        return;
+    }
+    panic!(
+        "the task did not complete; report: {last}\nagent log:\n{}",
+        agent.logs()
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use edgepool_attestation::policy::Policy;
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
@@ -14,6 +15,7 @@ use edgepool_protocol::primitives::{Address, Digest, TaskId};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::ReplicateStatus;
 use edgepool_simulator::scheduler::{Action, Scheduler};
+use edgepool_simulator::sms::Sms;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
@@ -70,6 +72,11 @@ impl Agent {
             .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
             .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
             .env("EDGEPOOL_FETCH_RETRIES", "0")
+            // `auto` finds no TEE on a benchmark machine: tee only with --tee.
+            .env(
+                "EDGEPOOL_AGENT_ATTESTATION",
+                if args.tee { "software" } else { "auto" },
+            )
             .env("EDGEPOOL_LOG", &args.log)
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
@@ -169,8 +176,9 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Connects as the scheduler and subscribes to every worker's topics.
-    pub fn connect(port: u16) -> Result<Driver> {
+    /// Connects as the scheduler and subscribes to every worker's topics; with `tee`, the
+    /// scheduler answers secret requests with the simulator's SMS (software evidence accepted).
+    pub fn connect(port: u16, tee: bool) -> Result<Driver> {
         let signer = Signer::from_bytes(&SCHEDULER_KEY)?;
         let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(30));
@@ -195,8 +203,13 @@ impl Driver {
                 }
             }
         });
+        let mut scheduler = Scheduler::new(signer.clone());
+        if tee {
+            let sms = Sms::new(signer.address(), Policy::simulator());
+            scheduler = scheduler.with_sms(sms, POOL.parse()?);
+        }
         Ok(Driver {
-            scheduler: Scheduler::new(signer.clone()),
+            scheduler,
             signer,
             client,
             incoming,
@@ -270,6 +283,9 @@ impl Driver {
                     if contribution.is_none() {
                         steps.push((u.status.to_string(), since));
                     }
+                }
+                Message::SecretRequest(r) if r.task_id == task_id => {
+                    steps.push(("secret request".to_string(), since));
                 }
                 Message::Contribution(c) if c.task_id == task_id => {
                     steps.push(("contribution".to_string(), since));

@@ -16,6 +16,7 @@
 
 mod advertise;
 mod inbox;
+pub mod refusals;
 mod storage;
 mod tasks;
 
@@ -42,6 +43,8 @@ pub const LINK_META: &str = "link_state";
 
 /// How long a drain may take before the remaining outbox is left for the next start.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many job events waiting together are committed in one go.
+const JOB_EVENT_BATCH: usize = 32;
 /// How often the capacity is detected again (republished only when it changed).
 pub const CAPACITY_REFRESH: Duration = Duration::from_secs(60);
 
@@ -86,7 +89,8 @@ pub fn now_ms() -> u64 {
 pub struct Counters {
     /// Connections established.
     pub connections: u64,
-    /// Inbox messages refused (bad envelope, wrong sender, replay…).
+    /// Inbox messages refused (bad envelope, wrong sender, replay…) since this process started;
+    /// the per-reason counts across restarts are in [`refusals::RefusalCounts`].
     pub refused: u64,
     /// Inbox messages accepted.
     pub accepted: u64,
@@ -106,6 +110,9 @@ pub struct Daemon {
     notifier: Notifier,
     tracker: PublishTracker,
     counters: Counters,
+    refusals: refusals::RefusalCounts,
+    /// When the unwritten refusal counts are due to be written (none while all are written).
+    refusals_due: Option<tokio::time::Instant>,
     started: Instant,
     connected: bool,
     draining: bool,
@@ -114,6 +121,9 @@ pub struct Daemon {
     trouble: Option<storage::Trouble>,
     /// Work waiting for the journal, and messages to send without it.
     waiting: storage::Waiting,
+    /// Start-up steps still running after which the start-up pages are given back: READY (with
+    /// the task tools built after it) and the sandbox benchmark.
+    startup_steps_left: u8,
     job_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::pipeline::JobEvent>>,
 }
 
@@ -139,6 +149,7 @@ impl Daemon {
         let store = SharedStore::new(journal);
         let topics = WorkerTopics::new(&config, signer.address())?;
         let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
+        let refusals = refusals::RefusalCounts::load(&store.lock())?;
         let mut advertiser = Advertiser::detect(&config, signer.address(), &store.lock())?;
         let (mut runner, job_events) = Self::task_runner(&config);
         // `tee` is claimed only after our own verifier accepted the attester's evidence.
@@ -159,6 +170,7 @@ impl Daemon {
         }
         let mut daemon = Self {
             runner,
+            startup_steps_left: 2,
             job_events: Some(job_events),
             advertiser,
             config,
@@ -169,6 +181,8 @@ impl Daemon {
             notifier: Notifier::new(),
             tracker: PublishTracker::new(),
             counters: Counters::default(),
+            refusals,
+            refusals_due: None,
             started,
             connected: false,
             draining: false,
@@ -298,17 +312,25 @@ impl Daemon {
                     }
                 }
                 () = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => retry_at = None,
+                () = sleep_until(self.refusals_due.unwrap_or(far)), if self.refusals_due.is_some() => {
+                    self.write_refusals();
+                }
                 _ = heartbeat.tick() => {
                     self.check_state_dir();
                     self.enqueue_heartbeat()?;
                     self.flush(&client)?;
                 }
                 Some(event) = job_events.recv() => {
-                    if self.trouble.is_some() {
-                        self.waiting.deferred.push_back(storage::Deferred::Job(event));
-                    } else if let Some(event) = self.on_job_event(event)? {
-                        self.waiting.deferred.push_back(storage::Deferred::Job(event));
+                    // Whatever else is already waiting is handled with it (see on_job_events);
+                    // while the journal cannot be written, they wait for it, in order.
+                    let mut events = vec![event];
+                    while events.len() < JOB_EVENT_BATCH {
+                        match job_events.try_recv() {
+                            Ok(event) => events.push(event),
+                            Err(_) => break,
+                        }
                     }
+                    self.on_job_events(events)?;
                     self.flush(&client)?;
                 }
                 _ = journal_retry.tick(), if self.trouble.is_some() => {
@@ -336,6 +358,7 @@ impl Daemon {
                         Ok(Err(e)) => tracing::warn!(error = %e, "sandbox benchmark failed"),
                         Err(e) => tracing::warn!(error = %e, "sandbox benchmark did not finish"),
                     }
+                    self.startup_step_done();
                 }
             }
         }
@@ -381,6 +404,7 @@ impl Daemon {
                             );
                             // Now that READY is out, build what tasks need.
                             self.tools()?;
+                            self.startup_step_done();
                         }
                     }
                     Some(Tracked::Presence | Tracked::Unjournaled) | None => {}
@@ -456,12 +480,18 @@ impl Daemon {
                 if !self.act_on(&opened.message, payload)? {
                     return Ok(Some((opened.message, sender, seq)));
                 }
-                // If this cannot be committed, a redelivery after a restart is acted on again,
-                // which is harmless.
-                self.try_commit(|tx| tx.accept_peer_seq(sender, seq))?;
+                // Relaxed (durable with the next durable commit): lost to a power cut, the
+                // number only goes back to one whose message was already acted on, and acting
+                // on it again is harmless, as above. If it cannot be committed at all, a
+                // redelivery after a restart is acted on again, which is as harmless.
+                self.try_commit_relaxed(|tx| tx.accept_peer_seq(sender, seq))?;
             }
             Err(e) => {
                 self.counters.refused += 1;
+                self.refusals.record(e.reason());
+                if self.refusals_due.is_none() {
+                    self.refusals_due = Some(tokio::time::Instant::now() + refusals::FLUSH_EVERY);
+                }
                 tracing::warn!(
                     reason = e.reason(),
                     error = %e,
@@ -486,6 +516,15 @@ impl Daemon {
                 Ok(true)
             }
             _ => Ok(true),
+        }
+    }
+
+    /// Writes the refusal counts to the journal. A failure is logged, not fatal: the counts are
+    /// diagnostics and are tried again at the next refusal or at shutdown.
+    fn write_refusals(&mut self) {
+        self.refusals_due = None;
+        if let Err(e) = self.refusals.flush(&self.store.lock()) {
+            tracing::warn!(error = %e, "refusal counts not written to the journal");
         }
     }
 
@@ -655,6 +694,23 @@ impl Daemon {
         Ok(())
     }
 
+    /// Once start-up is over (READY and the sandbox benchmark), gives the kernel back the pages of
+    /// the binary that only start-up used (see [`crate::footprint`]).
+    fn startup_step_done(&mut self) {
+        self.startup_steps_left = self.startup_steps_left.saturating_sub(1);
+        if self.startup_steps_left != 0 {
+            return;
+        }
+        match crate::footprint::release_startup_pages() {
+            Ok(released) => tracing::debug!(
+                mappings = released.mappings,
+                bytes = released.bytes,
+                "start-up pages of the binary given back"
+            ),
+            Err(e) => tracing::debug!(error = %e, "start-up pages not given back"),
+        }
+    }
+
     fn update_status(&mut self) {
         let line = if self.draining {
             "draining: no new tasks".to_string()
@@ -722,6 +778,7 @@ impl Daemon {
                 () = sleep_until(deadline) => break,
             }
         }
+        self.write_refusals();
         tracing::info!(delivered = self.counters.delivered, "stopped");
         Ok(())
     }

@@ -88,6 +88,25 @@ impl Daemon {
         f: impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError>,
     ) -> Result<bool, DaemonError> {
         let result = self.store.lock().transaction(f);
+        self.committed(result)
+    }
+
+    /// [`Daemon::try_commit`] with a relaxed commit (`Store::transaction_relaxed`: durable
+    /// with the next durable one), for what may be lost to a power cut.
+    ///
+    /// # Errors
+    /// Any other journal error.
+    pub(super) fn try_commit_relaxed(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError>,
+    ) -> Result<bool, DaemonError> {
+        let result = self.store.lock().transaction_relaxed(f);
+        self.committed(result)
+    }
+
+    /// Whether a commit went through; a journal that cannot be written is trouble, not an
+    /// error.
+    fn committed(&mut self, result: Result<(), StoreError>) -> Result<bool, DaemonError> {
         match result {
             Ok(()) => Ok(true),
             Err(StoreError::Unavailable(reason)) => {
@@ -232,7 +251,7 @@ impl Daemon {
                     connection,
                 } => {
                     let done = self.act_on(&message, &publish.payload)?
-                        && self.try_commit(|tx| tx.accept_peer_seq(sender, seq))?;
+                        && self.try_commit_relaxed(|tx| tx.accept_peer_seq(sender, seq))?;
                     if !done {
                         // Acting again is harmless: every handler is idempotent.
                         self.waiting.deferred.push_front(Deferred::Inbox {

@@ -50,7 +50,8 @@ pub(crate) fn build_client(
         .map_err(|e| FetchError::Client(format!("tls protocol versions: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only (the client is built without HTTP/2, see the workspace Cargo.toml).
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(redirect::Policy::custom(check_redirect))

@@ -20,9 +20,24 @@ use crate::config::Config;
 pub use tls::client_config;
 pub use tracker::{PublishTracker, Tracked, MAX_IN_FLIGHT};
 
-/// The largest packet the agent sends or accepts. Envelopes are far smaller; this only bounds
-/// what a misbehaving broker or peer can make the client buffer.
+/// The largest packet the agent sends. Envelopes are far smaller.
 pub const MAX_PACKET_BYTES: usize = 256 * 1024;
+
+/// The largest publish payload the agent reads: 1 MiB, four times the largest envelope
+/// ([`edgepool_protocol::envelope::MAX_ENVELOPE_BYTES`]).
+///
+/// The client must be able to *read* whatever the broker delivers on the inbox, so that an
+/// oversized payload is refused by the envelope check (`too_large`, counted) and acknowledged.
+/// A packet above the client's limit is not a refusal but a connection error: the message is
+/// never acknowledged, the persistent session redelivers it at every reconnect, and the agent
+/// would loop on it for ever (found by `agent/tests/hostile`). The broker's own packet limit
+/// must therefore be at most this (Mosquitto `max_packet_size 1048576`, rumqttd
+/// `max_payload_size`; see deploy/README.md).
+pub const MAX_INCOMING_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// [`MAX_INCOMING_PAYLOAD_BYTES`] plus the rest of a publish packet: the longest topic MQTT
+/// allows (65,535 bytes and its length), the packet id and the fixed header.
+pub const MAX_INCOMING_PACKET_BYTES: usize = MAX_INCOMING_PAYLOAD_BYTES + 65_535 + 2 + 2 + 5;
 
 /// Why the link cannot be set up, or why it failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +139,7 @@ pub fn probe_options(config: &Config, worker: Address) -> Result<MqttOptions, Li
     options
         .set_keep_alive(Duration::from_secs(broker.keep_alive_secs))
         .set_clean_session(true)
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_PACKET_BYTES)
         .set_inflight(tracker::MAX_IN_FLIGHT as u16 + 8);
     if let Some(username) = &broker.username {
         let password = match &broker.password_file {

@@ -108,6 +108,7 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
         .map(|v| String::from_utf8_lossy(&v).into_owned())
         .unwrap_or_else(|| "not started yet".into());
     let disk = capacity::state_dir_health(&config.agent.state_dir, config.agent.min_free_disk_mb);
+    let refused = crate::daemon::refusals::RefusalCounts::load(&store).map_err(io)?;
     if json {
         let tasks: serde_json::Map<String, serde_json::Value> = counts
             .iter()
@@ -123,6 +124,8 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
                 "ok": disk.is_ok(),
                 "detail": disk.as_ref().unwrap_or_else(|e| e).clone(),
             },
+            "inbox_refused": refused.to_json(),
+            "inbox_refused_total": refused.total(),
         });
         write_out(stdout, &value.to_string())
     } else {
@@ -130,7 +133,7 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
         write_out(
             stdout,
             &format!(
-                "journal  {} (schema {version})\nbroker   {link}\noutbox   {outbox} pending\ndisk     {}\ntasks    {}",
+                "journal  {} (schema {version})\nbroker   {link}\noutbox   {outbox} pending\ndisk     {}\ntasks    {}\nrefused  {}",
                 store.path().display(),
                 match &disk {
                     Ok(detail) => format!("ok, {detail}"),
@@ -140,10 +143,24 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
                     "none".into()
                 } else {
                     tasks.join(" ")
-                }
+                },
+                refused_line(&refused)
             ),
         )
     }
+}
+
+/// `total (reason=n …)` or `none`.
+fn refused_line(refused: &crate::daemon::refusals::RefusalCounts) -> String {
+    if refused.total() == 0 {
+        return "none".into();
+    }
+    let reasons: Vec<String> = refused
+        .to_json()
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    format!("{} inbox messages ({})", refused.total(), reasons.join(" "))
 }
 
 /// Prints the tasks of the journal.

@@ -101,9 +101,10 @@ pub enum Refusal {
     /// A TEE task, but no attester works here (the attestation issue).
     #[error("the task needs a TEE and this worker has no working attester")]
     TeeNotSupported,
-    /// The deal asks for an encrypted result, but the beneficiary's key is only released by the
-    /// SMS to an attested TEE task: the result would have to be uploaded in clear.
-    #[error("the deal asks for result encryption, which needs a TEE task and the SMS")]
+    /// A standard task whose deal asks for an encrypted result: as in iExec, result encryption
+    /// is for TEE tasks only (the SMS releases the beneficiary's key to an attested enclave), so
+    /// the result could only be uploaded in clear.
+    #[error("the deal asks for result encryption and the task is not a TEE task: the beneficiary's key is released only to an attested enclave (tag tee)")]
     ResultEncryptionUnavailable,
     /// A standard task with an encrypted dataset: its key only goes to an attested TEE task, so
     /// the app would get ciphertext (iExec gives datasets to standard tasks as they are).
@@ -132,9 +133,8 @@ impl Refusal {
             | Refusal::DiskFull { .. }
             | Refusal::JournalUnwritable(_) => ReplicateStatusCause::InsufficientResources,
             Refusal::TagMismatch { .. } => ReplicateStatusCause::TagMismatch,
-            Refusal::TeeNotSupported | Refusal::ResultEncryptionUnavailable => {
-                ReplicateStatusCause::TeeNotSupported
-            }
+            Refusal::TeeNotSupported => ReplicateStatusCause::TeeNotSupported,
+            Refusal::ResultEncryptionUnavailable => ReplicateStatusCause::ResultEncryptionNeedsTee,
             Refusal::EncryptedDatasetNeedsTee => ReplicateStatusCause::EncryptedDatasetNeedsTee,
         }
     }
@@ -180,8 +180,9 @@ pub fn admit(assignment: &Assignment, resources: &Resources) -> Result<(), Refus
     {
         return Err(Refusal::EncryptedDatasetNeedsTee);
     }
-    if assignment.deal.result_encryption {
-        // Never upload in clear what the requester asked to be encrypted.
+    if !assignment.is_tee() && assignment.deal.result_encryption {
+        // Never upload in clear what the requester asked to be encrypted. A TEE task gets the
+        // beneficiary's key from the SMS with its other secrets (`pipeline::job`).
         return Err(Refusal::ResultEncryptionUnavailable);
     }
     if let Some((field, requested, allowed)) =
@@ -468,6 +469,34 @@ mod tests {
         );
         let attested = Resources {
             tags: Tag::encode(&["tee", "gpu"]).unwrap(),
+            ..resources()
+        };
+        admit(&tee, &attested).unwrap();
+    }
+
+    #[test]
+    fn result_encryption_is_declined_for_a_standard_task_and_admitted_for_a_tee_task() {
+        let mut standard = assignment(Tag::NONE);
+        standard.deal.result_encryption = true;
+        let refusal = admit(&standard, &resources()).unwrap_err();
+        assert_eq!(refusal, Refusal::ResultEncryptionUnavailable);
+        assert_eq!(
+            refusal.cause(),
+            ReplicateStatusCause::ResultEncryptionNeedsTee
+        );
+        assert!(refusal.to_string().contains("not a TEE task"), "{refusal}");
+
+        let (scheduler, worker) = keys();
+        let mut tee = assignment(Tag::encode(&["tee"]).unwrap());
+        tee.deal.result_encryption = true;
+        tee.authorization = WorkerpoolAuthorization::sign(
+            &scheduler,
+            worker.address(),
+            tee.task_id,
+            Address([5; 20]),
+        );
+        let attested = Resources {
+            tags: Tag::encode(&["tee"]).unwrap(),
             ..resources()
         };
         admit(&tee, &attested).unwrap();

@@ -6,17 +6,23 @@
 //! the iExec worker does, a failure before or during the computation still gives a deterministic
 //! result (an `error.txt` naming the cause, and a `computed.json` pointing at it), so honest
 //! replicas of a failing task agree on its digest.
+//!
+//! When the deal asks for result encryption (a TEE task: admission declines it otherwise), the
+//! archive is encrypted for the beneficiary in memory, with the key the SMS released, before it
+//! is written: `<state>/results/<task>.zip` then only ever holds the encrypted form, which is
+//! what the upload step reads, after a restart too. Without that key nothing is kept and the
+//! task is not contributed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use edgepool_attestation::Attester;
-use edgepool_protocol::dataset::{decrypt_checked, DatasetKey};
+use edgepool_protocol::dataset::{decrypt, DatasetError, DatasetKey};
 use edgepool_protocol::digest::{result_digest, DigestError};
 use edgepool_protocol::messages::{Assignment, Contribution, SecretRequest, SecretResponse};
 use edgepool_protocol::primitives::{Address, Digest, TaskId};
-use edgepool_protocol::result_archive::zip_tree;
+use edgepool_protocol::result_archive::{encrypt_result, zip_tree, BeneficiaryPublicKey};
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tree::MemTree;
 use tokio::sync::mpsc::UnboundedSender;
@@ -94,7 +100,8 @@ pub struct JobOutcome {
     pub fuel_used: u64,
     /// The failed step and its cause, when the task failed.
     pub failure: Option<(ReplicateStatus, ReplicateStatusCause, String)>,
-    /// The `iexec_out.zip` kept for the upload.
+    /// The archive kept for the upload: `iexec_out.zip`, or its encryption for the beneficiary
+    /// when the deal asks for it (then never the clear form).
     pub archive: PathBuf,
     /// The enclave part of the contribution.
     pub enclave: Enclave,
@@ -128,12 +135,13 @@ pub fn archive_path(results_dir: &Path, task_id: &TaskId) -> PathBuf {
 /// while keeping the archive is reported as a failure with the storage cause.
 pub async fn run(ctx: JobContext, assignment: Assignment) {
     let task_id = assignment.task_id;
-    // A TEE task's enclave key, once the SMS released it; dropped (and zeroized) at the end.
-    let mut enclave = None;
-    let mut outcome = match work(&ctx, &assignment, &mut enclave).await {
+    // What the SMS released to a TEE task; dropped (the enclave key zeroized) at the end.
+    let mut released = Released::default();
+    let mut outcome = match work(&ctx, &assignment, &mut released).await {
         Ok(outcome) => outcome,
-        Err(failure) => failed_outcome(&ctx, &assignment, failure),
+        Err(failure) => failed_outcome(&ctx, &assignment, failure, &released),
     };
+    let enclave = released.enclave;
     outcome.enclave = match (assignment.is_tee(), &enclave) {
         (false, _) => Enclave::Standard,
         (true, None) => Enclave::Missing,
@@ -162,10 +170,65 @@ pub(crate) fn now_ms() -> u64 {
 /// A failed step: the status to report, its cause and a detail for the logs.
 pub(crate) type StepFailure = (ReplicateStatus, ReplicateStatusCause, String, u64);
 
+/// What a TEE job keeps from the SMS's answer, in memory only.
+///
+/// Invariant: `enclave` is set only after everything else the task needs from the SMS was
+/// checked, so a task whose deal encrypts its result and that got no usable beneficiary key has
+/// no enclave key, and is therefore never contributed (nor uploaded).
+#[derive(Debug, Default)]
+struct Released {
+    /// The task's enclave key (zeroized on drop).
+    enclave: Option<edgepool_protocol::signature::Signer>,
+    /// The beneficiary's public key, when the deal encrypts its result.
+    result_key: Option<BeneficiaryPublicKey>,
+}
+
+/// How a task's archive is kept.
+#[derive(Debug, Clone, Copy)]
+enum Keep<'a> {
+    /// The deal does not encrypt: the clear `iexec_out.zip`.
+    Clear,
+    /// Encrypted for the beneficiary (iExec's `aes-key.rsa` + `iexec_out.zip.aes`).
+    EncryptedFor(&'a BeneficiaryPublicKey),
+    /// The deal encrypts and we have no key: nothing is kept (and the task has no enclave key,
+    /// so it is not contributed).
+    Nothing,
+}
+
+impl<'a> Keep<'a> {
+    fn of(assignment: &Assignment, released: &'a Released) -> Self {
+        match (assignment.deal.result_encryption, &released.result_key) {
+            (false, _) => Keep::Clear,
+            (true, Some(key)) => Keep::EncryptedFor(key),
+            (true, None) => Keep::Nothing,
+        }
+    }
+}
+
+/// The beneficiary key of a deal that encrypts its result, from what the SMS released.
+fn beneficiary_key(pem: Option<&str>) -> Result<BeneficiaryPublicKey, StepFailure> {
+    let pem = pem.ok_or_else(|| {
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::EncryptionPublicKeyMissing,
+            "the deal encrypts its result and the SMS released no beneficiary key".to_string(),
+            0,
+        )
+    })?;
+    BeneficiaryPublicKey::parse(pem).map_err(|e| {
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::MalformedEncryptionPublicKey,
+            format!("the beneficiary key the SMS released is unusable: {e}"),
+            0,
+        )
+    })
+}
+
 async fn work(
     ctx: &JobContext,
     assignment: &Assignment,
-    enclave: &mut Option<edgepool_protocol::signature::Signer>,
+    released: &mut Released,
 ) -> Result<JobOutcome, StepFailure> {
     let task_id = assignment.task_id;
     let deal = &assignment.deal;
@@ -176,16 +239,24 @@ async fn work(
 
     progress(ReplicateStatus::AppDownloading);
     let deadline_ms = deal.contribution_deadline_ms();
-    let app = fetch_waiting(
-        ctx,
-        &deal.app.url,
-        Some(deal.app.checksum),
-        Role::App,
-        limits.max_input_bytes,
+    let app = before_deadline(
         deadline_ms,
+        ReplicateStatus::AppDownloadFailed,
+        "the app",
+        async {
+            fetch_waiting(
+                ctx,
+                &deal.app.url,
+                Some(deal.app.checksum),
+                Role::App,
+                limits.max_input_bytes,
+                deadline_ms,
+            )
+            .await
+            .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))
+        },
     )
-    .await
-    .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))?;
+    .await?;
     let app_bytes = read(&app.path).map_err(|e| {
         (
             ReplicateStatus::AppDownloadFailed,
@@ -200,16 +271,26 @@ async fn work(
     let dataset = match &deal.dataset {
         None => None,
         Some(reference) => {
-            let fetched = fetch_waiting(
-                ctx,
-                &reference.url,
-                Some(reference.checksum),
-                Role::Dataset,
-                limits.max_input_bytes,
+            let fetched = before_deadline(
                 deadline_ms,
+                ReplicateStatus::DataDownloadFailed,
+                "the dataset",
+                async {
+                    fetch_waiting(
+                        ctx,
+                        &reference.url,
+                        Some(reference.checksum),
+                        Role::Dataset,
+                        limits.max_input_bytes,
+                        deadline_ms,
+                    )
+                    .await
+                    .map_err(|e| {
+                        fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
+                    })
+                },
             )
-            .await
-            .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e))?;
+            .await?;
             // A standard task's dataset is given as it is (admission refused an encrypted
             // one); a TEE task's is decrypted below, in memory, with the key the SMS releases.
             let content = read(&fetched.path).map_err(|e| {
@@ -230,9 +311,17 @@ async fn work(
     let mut input_files = Vec::with_capacity(deal.input_files.len());
     for (i, url) in deal.input_files.iter().enumerate() {
         let role = Role::InputFile(i + 1);
-        let fetched = fetch_waiting(ctx, url, None, role, limits.max_input_bytes, deadline_ms)
-            .await
-            .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, role, &e))?;
+        let fetched = before_deadline(
+            deadline_ms,
+            ReplicateStatus::DataDownloadFailed,
+            "an input file",
+            async {
+                fetch_waiting(ctx, url, None, role, limits.max_input_bytes, deadline_ms)
+                    .await
+                    .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, role, &e))
+            },
+        )
+        .await?;
         let content = read(&fetched.path).map_err(|e| {
             (
                 ReplicateStatus::DataDownloadFailed,
@@ -253,7 +342,12 @@ async fn work(
     let mut dataset = dataset;
     if assignment.is_tee() {
         let secrets = super::tee::obtain_secrets(ctx, assignment).await?;
-        if let (Some(input), Some(reference)) = (dataset.as_mut(), deal.dataset.as_ref()) {
+        if deal.result_encryption {
+            released.result_key = Some(beneficiary_key(
+                secrets.released.beneficiary_key.as_deref(),
+            )?);
+        }
+        if let Some(input) = dataset.as_mut() {
             let Some(key) = secrets.released.dataset_key else {
                 return Err((
                     ReplicateStatus::ComputeFailed,
@@ -263,18 +357,26 @@ async fn work(
                 ));
             };
             let key = DatasetKey::from_bytes(key);
-            let plain =
-                decrypt_checked(&key, &reference.checksum, &input.content).map_err(|e| {
-                    (
-                        ReplicateStatus::ComputeFailed,
-                        ReplicateStatusCause::DatasetFileDecryptionFailed,
-                        e.to_string(),
-                        0,
-                    )
-                })?;
+            // The file is the cache's, which the fetcher verified against this very checksum
+            // (`fetch` was given `reference.checksum`), as for a standard task: hashing it again
+            // (decrypt_checked) would cost ~0.5 ms per MiB. So bad padding means a wrong key,
+            // which is what decrypt_checked would conclude after its hash.
+            let plain = decrypt(&key, &input.content).map_err(|e| {
+                let e = match e {
+                    DatasetError::BadPadding => DatasetError::WrongKey,
+                    other => other,
+                };
+                (
+                    ReplicateStatus::ComputeFailed,
+                    ReplicateStatusCause::DatasetFileDecryptionFailed,
+                    e.to_string(),
+                    0,
+                )
+            })?;
+            crate::wipe::wipe(&mut input.content);
             input.content = Zeroizing::new(plain);
         }
-        *enclave = Some(secrets.enclave);
+        released.enclave = Some(secrets.enclave);
     }
     let spec = RunSpec {
         app_name: "app".into(),
@@ -293,16 +395,24 @@ async fn work(
         start_time_ms: deal.start_time_ms,
     };
     // Guests run on blocking threads, never on the runtime's workers.
-    let run = tokio::task::spawn_blocking(move || sandbox::run(&app_bytes, &spec))
-        .await
-        .map_err(|e| {
-            (
-                ReplicateStatus::ComputeFailed,
-                ReplicateStatusCause::AppComputeFailed,
-                format!("the sandbox thread ended abnormally: {e}"),
-                0,
-            )
-        })?;
+    let mut spec = spec;
+    let run = tokio::task::spawn_blocking(move || {
+        let run = sandbox::run(&app_bytes, &spec);
+        // The dataset (plaintext for a TEE task) is wiped by words, not byte by byte.
+        if let Some(dataset) = spec.dataset.as_mut() {
+            crate::wipe::wipe(&mut dataset.content);
+        }
+        run
+    })
+    .await
+    .map_err(|e| {
+        (
+            ReplicateStatus::ComputeFailed,
+            ReplicateStatusCause::AppComputeFailed,
+            format!("the sandbox thread ended abnormally: {e}"),
+            0,
+        )
+    })?;
     let (output, fuel_used) = match run {
         Ok(outcome) => (outcome.output, outcome.fuel_used),
         Err(e) => {
@@ -314,6 +424,12 @@ async fn work(
             ))
         }
     };
+    // The digest is over the clear output, also when the result is encrypted: iExec's TEE
+    // post-compute computes it first (`build_result_digest_in_computed_file` over /iexec_out)
+    // and only then encrypts and uploads (`encrypt_and_upload_result`), in
+    // tee-worker-post-compute-rust `src/compute/app_runner.rs`. The ciphertext differs on every
+    // run (fresh AES key and IV), so it could not be agreed on anyway; the beneficiary checks
+    // the result by decrypting it and digesting the files.
     let digest = result_digest(&output, "").map_err(|e| {
         let cause = match e {
             DigestError::ComputedFileMissing
@@ -330,16 +446,15 @@ async fn work(
             fuel_used,
         )
     })?;
-    let archive = keep_archive_waiting(&ctx.results_dir, &task_id, &output, deadline_ms)
-        .await
-        .map_err(|e| {
-            (
-                ReplicateStatus::ComputeFailed,
-                ReplicateStatusCause::OutFolderZipFailed,
-                e,
-                fuel_used,
-            )
-        })?;
+    let archive = keep_archive_waiting(
+        &ctx.results_dir,
+        &task_id,
+        &output,
+        Keep::of(assignment, released),
+        deadline_ms,
+    )
+    .await
+    .map_err(|(cause, e)| (ReplicateStatus::ComputeFailed, cause, e, fuel_used))?;
     progress(ReplicateStatus::Computed);
     Ok(JobOutcome {
         digest,
@@ -348,6 +463,28 @@ async fn work(
         archive,
         enclave: Enclave::Standard,
     })
+}
+
+/// Runs one download, but never past the task's contribution deadline. The fetcher's timeout
+/// bounds a stall, not a whole download (a big item on a slow link is fine), so a server that
+/// drips a byte now and then would otherwise hold a slot for ever (found by
+/// `agent/tests/hostile`); past the deadline the result is worthless anyway.
+async fn before_deadline<T>(
+    deadline_ms: u64,
+    status: ReplicateStatus,
+    what: &str,
+    download: impl std::future::Future<Output = Result<T, StepFailure>>,
+) -> Result<T, StepFailure> {
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    match tokio::time::timeout(left, download).await {
+        Ok(result) => result,
+        Err(_) => Err((
+            status,
+            ReplicateStatusCause::ContributionTimeout,
+            format!("{what} was still downloading at the contribution deadline {deadline_ms}"),
+            0,
+        )),
+    }
 }
 
 fn fetch_failure(status: ReplicateStatus, role: Role, e: &fetch::FetchError) -> StepFailure {
@@ -389,11 +526,18 @@ pub fn error_tree(cause: ReplicateStatusCause) -> MemTree {
     tree
 }
 
-fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailure) -> JobOutcome {
+fn failed_outcome(
+    ctx: &JobContext,
+    assignment: &Assignment,
+    failure: StepFailure,
+    released: &Released,
+) -> JobOutcome {
     let (status, cause, detail, fuel_used) = failure;
     let tree = error_tree(cause);
     let digest = result_digest(&tree, "").unwrap_or_default();
-    let archive = keep_archive(&ctx.results_dir, &assignment.task_id, &tree)
+    // Encrypted like any result of the deal, when it asks for it.
+    let keep = Keep::of(assignment, released);
+    let archive = keep_archive(&ctx.results_dir, &assignment.task_id, &tree, keep)
         .unwrap_or_else(|_| archive_path(&ctx.results_dir, &assignment.task_id));
     JobOutcome {
         digest,
@@ -407,11 +551,12 @@ fn failed_outcome(ctx: &JobContext, assignment: &Assignment, failure: StepFailur
 /// A download that failed on our own disk (the cache cannot be written: full, read-only) is
 /// tried again every [`ARCHIVE_RETRY`] until shortly before the contribution deadline: our
 /// disk's trouble is not the task's failure, and an error result would contradict honest
-/// workers. Any other failure is returned at once.
+/// workers. Any other failure is returned at once. The caller bounds the whole wait by the
+/// deadline itself ([`before_deadline`]).
 async fn fetch_waiting(
     ctx: &JobContext,
     url: &str,
-    expected: Option<edgepool_protocol::primitives::Digest>,
+    expected: Option<Digest>,
     role: Role,
     max_bytes: u64,
     deadline_ms: u64,
@@ -437,23 +582,26 @@ async fn fetch_waiting(
 
 /// Whether there is still time to wait for our own disk before the contribution deadline.
 fn before_retry_limit(deadline_ms: u64) -> bool {
-    crate::daemon::now_ms() < deadline_ms.saturating_sub(2 * ARCHIVE_RETRY.as_millis() as u64)
+    now_ms() < deadline_ms.saturating_sub(2 * ARCHIVE_RETRY.as_millis() as u64)
 }
 
 /// How often a result archive that our own disk refused is written again.
-const ARCHIVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const ARCHIVE_RETRY: Duration = Duration::from_secs(1);
 
 /// [`keep_archive`], waiting for our own disk: a result computed in memory is not lost to a
 /// full or read-only state directory, nor turned into an error result that honest workers
-/// would contradict. The write is tried again every [`ARCHIVE_RETRY`] until shortly before the
-/// contribution deadline; only then is it a failure.
+/// would contradict. The archive is zipped (and encrypted) once; its write is tried again every
+/// [`ARCHIVE_RETRY`] until shortly before the contribution deadline; only then is it a failure.
 async fn keep_archive_waiting(
     results_dir: &Path,
     task_id: &TaskId,
     tree: &MemTree,
+    keep: Keep<'_>,
     deadline_ms: u64,
-) -> Result<PathBuf, String> {
-    let bytes = zip_tree(tree, "").map_err(|e| format!("zipping the output: {e}"))?;
+) -> Result<PathBuf, (ReplicateStatusCause, String)> {
+    let Some(bytes) = archive_bytes(tree, keep)? else {
+        return Ok(drop_archive(results_dir, task_id));
+    };
     let mut waiting = false;
     loop {
         match write_archive(results_dir, task_id, &bytes) {
@@ -468,7 +616,7 @@ async fn keep_archive_waiting(
                     return Err(e);
                 }
                 if !waiting {
-                    tracing::warn!(%task_id, error = %e, "the result archive cannot be written: waiting for the disk");
+                    tracing::warn!(%task_id, error = %e.1, "the result archive cannot be written: waiting for the disk");
                     waiting = true;
                 }
                 tokio::time::sleep(ARCHIVE_RETRY).await;
@@ -477,21 +625,68 @@ async fn keep_archive_waiting(
     }
 }
 
-/// Zips the output and writes it atomically to the results directory.
-fn keep_archive(results_dir: &Path, task_id: &TaskId, tree: &MemTree) -> Result<PathBuf, String> {
-    let bytes = zip_tree(tree, "").map_err(|e| format!("zipping the output: {e}"))?;
-    write_archive(results_dir, task_id, &bytes)
+/// Zips the output, encrypts it for the beneficiary when `keep` says so (in memory: the clear
+/// zip never reaches the disk), and writes the result atomically to the results directory.
+fn keep_archive(
+    results_dir: &Path,
+    task_id: &TaskId,
+    tree: &MemTree,
+    keep: Keep<'_>,
+) -> Result<PathBuf, (ReplicateStatusCause, String)> {
+    match archive_bytes(tree, keep)? {
+        None => Ok(drop_archive(results_dir, task_id)),
+        Some(bytes) => write_archive(results_dir, task_id, &bytes),
+    }
 }
 
-/// Writes a zipped archive atomically to the results directory.
-fn write_archive(results_dir: &Path, task_id: &TaskId, bytes: &[u8]) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(results_dir).map_err(|e| format!("{}: {e}", results_dir.display()))?;
+/// The bytes to keep for the task: the zipped output, encrypted for the beneficiary when `keep`
+/// says so; `None` when nothing is kept.
+fn archive_bytes(
+    tree: &MemTree,
+    keep: Keep<'_>,
+) -> Result<Option<Vec<u8>>, (ReplicateStatusCause, String)> {
+    let zip_failed = |e: String| (ReplicateStatusCause::OutFolderZipFailed, e);
+    Ok(Some(match keep {
+        Keep::Nothing => return Ok(None),
+        Keep::Clear => {
+            zip_tree(tree, "").map_err(|e| zip_failed(format!("zipping the output: {e}")))?
+        }
+        Keep::EncryptedFor(key) => {
+            let clear = Zeroizing::new(
+                zip_tree(tree, "").map_err(|e| zip_failed(format!("zipping the output: {e}")))?,
+            );
+            encrypt_result(&clear, key, &mut rand::rngs::OsRng).map_err(|e| {
+                (
+                    ReplicateStatusCause::EncryptionFailed,
+                    format!("encrypting the result for the beneficiary: {e}"),
+                )
+            })?
+        }
+    }))
+}
+
+/// Nothing is kept: a stale archive of an earlier attempt is not left for an upload either.
+fn drop_archive(results_dir: &Path, task_id: &TaskId) -> PathBuf {
     let path = archive_path(results_dir, task_id);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Writes the archive's bytes atomically to the results directory.
+fn write_archive(
+    results_dir: &Path,
+    task_id: &TaskId,
+    bytes: &[u8],
+) -> Result<PathBuf, (ReplicateStatusCause, String)> {
+    let path = archive_path(results_dir, task_id);
+    let zip_failed = |e: String| (ReplicateStatusCause::OutFolderZipFailed, e);
+    std::fs::create_dir_all(results_dir)
+        .map_err(|e| zip_failed(format!("{}: {e}", results_dir.display())))?;
     crate::tools::write_atomically(&path, |file| {
         use std::io::Write;
         file.write_all(bytes)
     })
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    .map_err(|e| zip_failed(format!("{}: {e}", path.display())))?;
     Ok(path)
 }
 
@@ -507,6 +702,52 @@ mod tests {
         assert_eq!(input_file_name("http://h/a/..", 3), "input-3");
         assert_eq!(input_file_name("http://h/a/b%2F..", 4), "input-4");
         assert_eq!(input_file_name("/ipfs/Qm123", 5), "Qm123");
+    }
+
+    #[test]
+    fn an_encrypted_archive_holds_no_clear_result_and_decrypts_to_the_clear_zip() {
+        use edgepool_protocol::result_archive::{
+            decrypt_result, BeneficiaryPrivateKey, ExtractLimits,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = MemTree::new();
+        tree.insert_file("result.txt", b"CLEAR-RESULT-MARKER".to_vec())
+            .unwrap();
+        let private = BeneficiaryPrivateKey::generate(&mut rand::rngs::OsRng, 1024).unwrap();
+        let public = private.public_key();
+        let task = TaskId::from([7; 32]);
+        let path = keep_archive(dir.path(), &task, &tree, Keep::EncryptedFor(&public)).unwrap();
+        let stored = std::fs::read(&path).unwrap();
+        assert!(!stored
+            .windows(b"CLEAR-RESULT-MARKER".len())
+            .any(|w| w == b"CLEAR-RESULT-MARKER"));
+        let clear = decrypt_result(&stored, &private, &ExtractLimits::default()).unwrap();
+        assert_eq!(clear, zip_tree(&tree, "").unwrap());
+        // Only the archive itself is in the directory (no temporary clear file left behind).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn without_a_beneficiary_key_nothing_is_kept_and_a_stale_archive_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = TaskId::from([8; 32]);
+        let tree = error_tree(ReplicateStatusCause::AppComputeFailed);
+        let path = keep_archive(dir.path(), &task, &tree, Keep::Clear).unwrap();
+        assert!(path.exists());
+        let again = keep_archive(dir.path(), &task, &tree, Keep::Nothing).unwrap();
+        assert_eq!(again, path);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_missing_or_malformed_beneficiary_key_is_a_typed_failure() {
+        let missing = beneficiary_key(None).unwrap_err();
+        assert_eq!(missing.1, ReplicateStatusCause::EncryptionPublicKeyMissing);
+        let malformed = beneficiary_key(Some("not a key")).unwrap_err();
+        assert_eq!(
+            malformed.1,
+            ReplicateStatusCause::MalformedEncryptionPublicKey
+        );
     }
 
     #[test]

@@ -92,20 +92,22 @@ impl Store {
 
     /// Looks a digest up and marks it used now.
     ///
+    /// The use is recorded relaxed ([`Store::transaction_relaxed`]): only the LRU order depends
+    /// on it, and a power cut that loses it leaves the entry as it was.
+    ///
     /// # Errors
     /// [`StoreError::Corrupt`] if the row does not parse.
     pub fn cache_get(&self, digest: Digest, now_ms: u64) -> Result<Option<CacheEntry>, StoreError> {
-        let raw = self
-            .conn
-            .query_row(
-                &format!(
+        let now = to_i64("now_ms", now_ms)?;
+        let raw = self.relaxed(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
                     "UPDATE cache SET last_used_ms = ?2, last_use = {NEXT_USE} \
                      WHERE digest = ?1 RETURNING {CACHE_COLUMNS}"
-                ),
-                params![digest.to_string(), to_i64("now_ms", now_ms)?],
-                raw_entry,
-            )
-            .optional()?;
+                ))?
+                .query_row(params![digest.to_string(), now], raw_entry)
+                .optional()?)
+        })?;
         raw.map(parse_entry).transpose()
     }
 

@@ -70,6 +70,14 @@ pub use outbox::OutboxEntry;
 pub use shared::SharedStore;
 pub use tasks::{NewTask, TaskFilter, TaskOutputs, TaskRecord, Transition};
 
+/// The two `synchronous` levels the writer uses: `FULL` always, `NORMAL` for the duration of a
+/// [`Store::transaction_relaxed`].
+#[derive(Debug, Clone, Copy)]
+enum Synchronous {
+    Normal,
+    Full,
+}
+
 /// The journal's file name inside the state directory.
 pub const JOURNAL_FILE: &str = "journal.sqlite";
 
@@ -224,6 +232,53 @@ impl Store {
         let value = f(&mut tx)?;
         tx.inner.commit().map_err(StoreError::from)?;
         Ok(value)
+    }
+
+    /// [`Store::transaction`] for a change that need not survive a power cut on its own: it is
+    /// committed with `synchronous=NORMAL`, so the call does not wait for `fsync`.
+    ///
+    /// What that means, in WAL mode: the commit is in the WAL file when this returns, so a crash
+    /// of the process (`kill -9`, abort) never loses it; a power cut may, until the next durable
+    /// commit or checkpoint, which syncs the whole WAL and with it every relaxed commit before it
+    /// (the WAL is appended in commit order, so the journal never holds a later commit without an
+    /// earlier one). Use it only for changes whose loss leaves the journal as it was just before
+    /// them *and* that state is safe to restart from: an outbox row the broker acknowledged (lost:
+    /// published again, refused by the receiver as a replay), a cache use (LRU order only), a
+    /// peer's sequence number after its message was acted on (lost: the message is handled again,
+    /// and every handler is idempotent). Never for a state change that a published message
+    /// reports, nor for our own sequence numbers.
+    ///
+    /// # Errors
+    /// As [`Store::transaction`], or an error setting `synchronous` back to `FULL` (then the
+    /// connection must not be used for durable work: callers stop on it).
+    pub fn transaction_relaxed<T>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.set_synchronous(Synchronous::Normal)?;
+        let result = self.transaction_with_error(f);
+        self.set_synchronous(Synchronous::Full)?;
+        result
+    }
+
+    /// Runs one autocommit statement relaxed (see [`Store::transaction_relaxed`]).
+    fn relaxed<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.set_synchronous(Synchronous::Normal)?;
+        let result = f(&self.conn);
+        self.set_synchronous(Synchronous::Full)?;
+        result
+    }
+
+    fn set_synchronous(&self, level: Synchronous) -> Result<(), StoreError> {
+        let sql = match level {
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+        };
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
     }
 
     fn configure_writer(&self) -> Result<(), StoreError> {

@@ -24,7 +24,7 @@ pub struct OutboxEntry {
 
 fn pending(conn: &Connection, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, topic, payload, retain, created_at_ms FROM outbox ORDER BY id LIMIT ?1",
     )?;
     let rows = stmt
@@ -64,10 +64,11 @@ impl Tx<'_> {
         retain: bool,
         now_ms: u64,
     ) -> Result<i64, StoreError> {
-        self.inner.execute(
-            "INSERT INTO outbox (topic, payload, retain, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![topic, payload, retain, to_i64("now_ms", now_ms)?],
-        )?;
+        self.inner
+            .prepare_cached(
+                "INSERT INTO outbox (topic, payload, retain, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![topic, payload, retain, to_i64("now_ms", now_ms)?])?;
         Ok(self.inner.last_insert_rowid())
     }
 }
@@ -99,13 +100,19 @@ impl Store {
     /// Deletes a message the broker acknowledged. Returns `false` if it was already gone (a
     /// duplicate acknowledgement), which is harmless.
     ///
+    /// The deletion is relaxed ([`Store::transaction_relaxed`]): it becomes durable with the next
+    /// durable commit. Lost to a power cut, the message is published again after the restart,
+    /// and the receiver refuses it as a replay (its sequence number does not grow).
+    ///
     /// # Errors
     /// An SQLite error.
     pub fn ack_outbox(&self, id: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM outbox WHERE id = ?1", [id])?
-            == 1)
+        self.relaxed(|conn| {
+            Ok(conn
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute([id])?
+                == 1)
+        })
     }
 
     /// How many messages wait in the outbox.

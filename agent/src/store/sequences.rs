@@ -16,12 +16,15 @@ impl Tx<'_> {
     /// [`StoreError::Corrupt`] if the journaled number is negative, or an SQLite error.
     /// The number is above every number [`Store::unjournaled_seq`] handed out.
     pub fn next_own_seq(&mut self) -> Result<u64, StoreError> {
-        let seq: i64 = self.inner.query_row(
-            "UPDATE own_sequence SET last_seq = MAX(last_seq, ?1) + 1 WHERE id = 0 \
-             RETURNING last_seq",
-            [to_i64("sequence number", self.seq_floor)?],
-            |row| row.get(0),
-        )?;
+        let seq: i64 = self
+            .inner
+            .prepare_cached(
+                "UPDATE own_sequence SET last_seq = MAX(last_seq, ?1) + 1 WHERE id = 0 \
+                 RETURNING last_seq",
+            )?
+            .query_row([to_i64("sequence number", self.seq_floor)?], |row| {
+                row.get(0)
+            })?;
         to_u64("own_sequence.last_seq", seq)
     }
 
@@ -30,11 +33,15 @@ impl Tx<'_> {
     /// # Errors
     /// [`StoreError::OutOfRange`] for a number beyond `i64::MAX`, or an SQLite error.
     pub fn accept_peer_seq(&mut self, sender: Address, seq: u64) -> Result<(), StoreError> {
-        self.inner.execute(
-            "INSERT INTO peer_sequences (sender, last_seq) VALUES (?1, ?2) \
-             ON CONFLICT (sender) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-            params![sender.to_lower_hex(), to_i64("sequence number", seq)?],
-        )?;
+        self.inner
+            .prepare_cached(
+                "INSERT INTO peer_sequences (sender, last_seq) VALUES (?1, ?2) \
+                 ON CONFLICT (sender) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+            )?
+            .execute(params![
+                sender.to_lower_hex(),
+                to_i64("sequence number", seq)?
+            ])?;
         Ok(())
     }
 

@@ -203,7 +203,8 @@ fn parse_cause(what: &str, text: Option<&str>) -> Result<Option<ReplicateStatusC
 fn get_task(conn: &Connection, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1");
     let raw = conn
-        .query_row(&sql, [id.to_string()], RawTask::from_row)
+        .prepare_cached(&sql)?
+        .query_row([id.to_string()], RawTask::from_row)
         .optional()?;
     raw.map(RawTask::parse).transpose()
 }
@@ -215,15 +216,15 @@ fn record_transition(
     cause: Option<ReplicateStatusCause>,
     at_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO task_transitions (task_id, state, cause, at_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            id.to_string(),
-            state.as_str(),
-            cause.map(|c| c.as_str()),
-            at_ms
-        ],
-    )?;
+    )?
+    .execute(params![
+        id.to_string(),
+        state.as_str(),
+        cause.map(|c| c.as_str()),
+        at_ms
+    ])?;
     Ok(())
 }
 
@@ -285,15 +286,17 @@ impl Tx<'_> {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let at_ms = to_i64("now_ms", now_ms)?;
-        let changed = self.inner.execute(
-            "UPDATE tasks SET state = ?2, cause = ?3, updated_at_ms = ?4 WHERE task_id = ?1",
-            params![
+        let changed = self
+            .inner
+            .prepare_cached(
+                "UPDATE tasks SET state = ?2, cause = ?3, updated_at_ms = ?4 WHERE task_id = ?1",
+            )?
+            .execute(params![
                 id.to_string(),
                 state.as_str(),
                 cause.map(|c| c.as_str()),
                 at_ms
-            ],
-        )?;
+            ])?;
         if changed == 0 {
             return Err(StoreError::TaskNotFound(id));
         }

@@ -87,11 +87,14 @@ pub fn decrypt(
     );
     let key = BeneficiaryPrivateKey::parse(&text)
         .map_err(refused(format!("private key {}", private_key.display())))?;
-    let encrypted = std::fs::read(in_zip).map_err(io(format!("reading {}", in_zip.display())))?;
-    let plain = result_archive::decrypt_result(&encrypted, &key, &ExtractLimits::default())
-        .map_err(refused(format!("decrypting {}", in_zip.display())))?;
+    // Streamed from the file to a temporary output (removed on error): a hostile archive costs
+    // at most the payload limit in time and disk, never the encrypted or plain size in memory.
+    let encrypted = std::io::BufReader::new(
+        std::fs::File::open(in_zip).map_err(io(format!("reading {}", in_zip.display())))?,
+    );
     write_atomically(out_zip, |w| {
-        std::io::Write::write_all(w, &plain).map_err(ToolError::from)
+        result_archive::decrypt_result_to(encrypted, &key, &ExtractLimits::default(), w)
+            .map_err(refused(format!("decrypting {}", in_zip.display())))
     })?;
     Ok(None)
 }

@@ -445,3 +445,26 @@ fn error_reasons_are_distinct_labels() {
     reasons.dedup();
     assert_eq!(reasons.len(), errors.len());
 }
+
+#[test]
+fn decode_trusted_gives_the_sealed_message_and_refuses_garbage() {
+    for message in samples::all() {
+        let wire = Envelope::seal(
+            &signer_for(&message),
+            &topic_for(&message),
+            1,
+            NOW,
+            &message,
+        )
+        .unwrap();
+        assert_eq!(Envelope::decode_trusted(&wire).unwrap(), message);
+    }
+    assert!(Envelope::decode_trusted(&[]).is_err());
+    let mut wire =
+        Envelope::seal(&worker(), &topic_for(&heartbeat()), 1, NOW, &heartbeat()).unwrap();
+    wire.push(0);
+    assert!(matches!(
+        Envelope::decode_trusted(&wire),
+        Err(EnvelopeError::TrailingBytes)
+    ));
+}

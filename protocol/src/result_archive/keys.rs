@@ -6,7 +6,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rand::{CryptoRng, RngCore};
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Encrypt, RsaPrivateKey, RsaPublicKey};
 use zeroize::Zeroizing;
@@ -61,6 +63,17 @@ impl BeneficiaryPublicKey {
             .map_err(|e| ArchiveError::KeyParse(format!("rsa public key: {e}")))
     }
 
+    /// The SPKI PEM (`BEGIN PUBLIC KEY`), the form `iexec result generate-encryption-keypair`
+    /// writes and the SMS stores.
+    ///
+    /// # Errors
+    /// [`ArchiveError::KeyParse`] if the encoder fails (it does not for a valid key).
+    pub fn to_pem(&self) -> Result<String, ArchiveError> {
+        self.0
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| ArchiveError::KeyParse(format!("encoding the public key: {e}")))
+    }
+
     /// Size of the modulus in bytes (512 for RSA-4096), which is the size of every ciphertext.
     pub fn size(&self) -> usize {
         self.0.size()
@@ -111,6 +124,31 @@ impl BeneficiaryPrivateKey {
         parsed
             .map(Self)
             .map_err(|e| ArchiveError::KeyParse(format!("rsa private key: {e}")))
+    }
+
+    /// A fresh RSA key of `bits` bits (the iExec SDK makes 4096-bit keys) with exponent 65537,
+    /// drawn from `rng`.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Rsa`] for a size the `rsa` crate refuses (below 64 bits or absurdly large).
+    pub fn generate<R: CryptoRng + RngCore + ?Sized>(
+        mut rng: &mut R,
+        bits: usize,
+    ) -> Result<Self, ArchiveError> {
+        RsaPrivateKey::new(&mut rng, bits)
+            .map(Self)
+            .map_err(|e| ArchiveError::Rsa(format!("generating a {bits}-bit key: {e}")))
+    }
+
+    /// The PKCS#8 PEM (`BEGIN PRIVATE KEY`), the form the iExec SDK writes and
+    /// [`BeneficiaryPrivateKey::parse`] reads; wiped when dropped.
+    ///
+    /// # Errors
+    /// [`ArchiveError::KeyParse`] if the encoder fails (it does not for a valid key).
+    pub fn to_pem(&self) -> Result<Zeroizing<String>, ArchiveError> {
+        self.0
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| ArchiveError::KeyParse(format!("encoding the private key: {e}")))
     }
 
     /// The matching public key.
@@ -194,6 +232,25 @@ pub(super) mod tests {
         assert_eq!(from_pem.size(), 512);
         let private = BeneficiaryPrivateKey::parse(UPSTREAM_PRIVATE_PEM).unwrap();
         assert_eq!(private.public_key(), from_pem);
+    }
+
+    #[test]
+    fn a_generated_key_round_trips_through_its_pem_forms_and_decrypts_what_it_encrypts() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let private = BeneficiaryPrivateKey::generate(&mut rng, 1024).unwrap();
+        let public_pem = private.public_key().to_pem().unwrap();
+        assert!(
+            public_pem.starts_with("-----BEGIN PUBLIC KEY-----"),
+            "{public_pem}"
+        );
+        let public = BeneficiaryPublicKey::parse(&public_pem).unwrap();
+        assert_eq!(public, private.public_key());
+        let again = BeneficiaryPrivateKey::parse(&private.to_pem().unwrap()).unwrap();
+        let wrapped = public.encrypt_pkcs1v15(&[9u8; 32], &mut rng).unwrap();
+        assert_eq!(
+            again.decrypt_pkcs1v15(&wrapped).unwrap().as_slice(),
+            &[9u8; 32]
+        );
     }
 
     #[test]

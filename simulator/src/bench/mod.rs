@@ -63,6 +63,9 @@ pub struct BenchOptions {
     pub broker: Option<String>,
     /// Give up after this long (s); unfinished tasks count as lost.
     pub timeout_secs: u64,
+    /// Keep the pool's journal in this directory (`pool.sqlite`, which must not exist yet), as
+    /// `serve --state` does: measures what durability costs.
+    pub state: Option<std::path::PathBuf>,
     /// Print a progress line every second.
     pub verbose: bool,
 }
@@ -78,6 +81,7 @@ impl Default for BenchOptions {
             compute_ms: 10,
             threads: 2,
             connect_batch: 500,
+            state: None,
             ramp_pause_ms: 50,
             heartbeat_ms: 30_000,
             status_updates: false,
@@ -314,7 +318,12 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let settings = PoolSettings {
         heartbeat_limit_ms: options.heartbeat_ms.saturating_mul(3).max(5_000),
     };
-    let pool = Pool::start(
+    let journal = options.state.as_ref().map(|dir| dir.join("pool.sqlite"));
+    if let Some(dir) = &options.state {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", dir.display())))?;
+    }
+    let pool = Pool::start_durable(
         &broker_url,
         pool_address,
         scheduler,
@@ -322,6 +331,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         Box::new(NoLedger),
         store.handle(),
         Some(progress_tx),
+        None,
+        journal.as_deref(),
     )
     .map_err(|e| BenchError::Setup(e.to_string()))?;
 

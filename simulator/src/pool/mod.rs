@@ -20,13 +20,16 @@ use edgepool_protocol::primitives::{Address, TaskId};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::NotificationType;
 use edgepool_protocol::topics::{Channel, Presence, Topic, TopicPrefix};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hooks::{PocoHooks, Settlement};
 use crate::registry::Registry;
 use crate::scheduler::{Action, Phase, ReplicaState, Scheduler, TaskRun};
 use crate::sms::{DatasetRestrictions, Sms};
 
+pub mod journal;
+mod recovery;
+pub use recovery::{RestoreError, RESEND_INTERVAL_MS, RESEND_MAX};
 mod report;
 use crate::store::StoreHandle;
 
@@ -70,15 +73,16 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ReplicaBook {
     assigned_ms: u64,
-    lost: Option<(String, &'static str)>,
+    /// Why and how (`WORKER_LOST`, `TIMEOUT`) the pool gave the replica up.
+    lost: Option<(String, String)>,
     contributed_ms: Option<u64>,
     released: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct TaskBook {
     task_index: u64,
     deal: DealSummary,
@@ -115,6 +119,21 @@ pub struct PoolCore {
     outgoing: Vec<Outgoing>,
     progress: Vec<String>,
     refused: Vec<String>,
+    /// Whether changes are collected for a journal ([`PoolCore::take_journal`]).
+    journaled: bool,
+    /// Tasks changed since the last [`PoolCore::take_journal`].
+    dirty: BTreeSet<TaskId>,
+    /// Workers whose accepted sequence number grew since the last journal batch.
+    dirty_peers: BTreeSet<Address>,
+    /// Capacity advertisements (topic, envelope) to journal.
+    dirty_capacities: BTreeMap<Address, (String, Vec<u8>)>,
+    /// The outgoing sequence number last written to the journal.
+    seq_journaled: u64,
+    /// Per worker, the tasks for which it may still need to be told something (see
+    /// [`PoolCore::resend_pending`]).
+    follow_ups: BTreeMap<Address, BTreeSet<TaskId>>,
+    /// When each worker was last sent its pending notifications again.
+    resent_at: BTreeMap<Address, u64>,
 }
 
 impl std::fmt::Debug for PoolCore {
@@ -160,6 +179,13 @@ impl PoolCore {
             outgoing: Vec::new(),
             progress: Vec::new(),
             refused: Vec::new(),
+            journaled: false,
+            dirty: BTreeSet::new(),
+            dirty_peers: BTreeSet::new(),
+            dirty_capacities: BTreeMap::new(),
+            seq_journaled: 0,
+            follow_ups: BTreeMap::new(),
+            resent_at: BTreeMap::new(),
         }
     }
 
@@ -229,6 +255,9 @@ impl PoolCore {
                 .restrict_dataset(request.deal.deal_id, restrictions);
         }
         for (index, id) in &ids {
+            if self.journaled {
+                self.dirty.insert(*id);
+            }
             self.tasks.insert(
                 *id,
                 TaskBook {
@@ -275,6 +304,9 @@ impl PoolCore {
                             .push(format!("worker {} online", short(&parsed.worker)));
                     }
                     self.registry.presence(parsed.worker, true, now_ms);
+                    // An agent publishes `online` at every (re)connect: what it may have
+                    // missed while away is sent again (bounded, see `resend_pending`).
+                    self.resend_pending(parsed.worker, now_ms);
                     self.place(now_ms);
                 }
                 Ok(Presence::Offline) => {
@@ -302,6 +334,14 @@ impl PoolCore {
         let worker = opened.sender;
         match opened.message {
             Message::Capacity(capacity) => {
+                let newer = self
+                    .registry
+                    .get(&worker)
+                    .is_none_or(|w| w.capacity.is_none() || opened.seq >= w.capacity_seq);
+                if self.journaled && newer {
+                    self.dirty_capacities
+                        .insert(worker, (topic.to_string(), payload.to_vec()));
+                }
                 self.registry.capacity(worker, opened.seq, capacity, now_ms);
                 self.place(now_ms);
             }
@@ -310,6 +350,9 @@ impl PoolCore {
                 // snapshot: only the outbox must grow strictly.
                 if let Err(e) = self.sequences.check_and_accept(worker, opened.seq) {
                     return self.refuse(format!("{topic}: {e}"));
+                }
+                if self.journaled {
+                    self.dirty_peers.insert(worker);
                 }
                 self.on_message(worker, message, now_ms);
             }
@@ -325,6 +368,7 @@ impl PoolCore {
         if !was_online {
             self.progress
                 .push(format!("worker {} online", short(&worker)));
+            self.resend_pending(worker, now_ms);
         }
         let Some(task_id) = message.task_id() else {
             return self.place(now_ms);
@@ -342,6 +386,7 @@ impl PoolCore {
             ));
         }
         self.wanting.insert(book.position, task_id);
+        self.touch(task_id);
         // The ledger sees contributions and reveals before the scheduler counts them.
         if let Some(run) = self.scheduler.task(&task_id) {
             let hooked = match &message {
@@ -490,8 +535,9 @@ impl PoolCore {
             .get_mut(&task_id)
             .and_then(|b| b.replicas.get_mut(&worker))
         {
-            r.lost = Some((why.clone(), state));
+            r.lost = Some((why.clone(), state.to_string()));
         }
+        self.touch(task_id);
         if let Some(b) = self.tasks.get(&task_id) {
             self.wanting.insert(b.position, task_id);
         }
@@ -512,6 +558,7 @@ impl PoolCore {
             if !r.released {
                 r.released = true;
                 self.registry.released(worker);
+                self.touch(task_id);
             }
         }
     }
@@ -548,6 +595,7 @@ impl PoolCore {
                         book.final_ms = Some(now_ms);
                         book.settlement = settlement;
                     }
+                    self.touch(task_id);
                     for worker in pending {
                         self.notify(
                             worker,
@@ -576,6 +624,7 @@ impl PoolCore {
                         book.final_ms = Some(now_ms);
                         book.settlement = settlement;
                     }
+                    self.touch(task_id);
                     self.progress
                         .push(format!("task {} FAILED: {reason}", short(&task_id)));
                 }
@@ -600,6 +649,9 @@ impl PoolCore {
     }
 
     fn send(&mut self, worker: Address, message: Message, now_ms: u64) {
+        if let Some(task_id) = message.task_id() {
+            self.touch(task_id);
+        }
         if let Message::Notification(n) = &message {
             match n.kind {
                 NotificationType::PleaseUpload => {
@@ -697,6 +749,8 @@ impl PoolCore {
                             }
                         }
                         self.registry.assigned(worker);
+                        self.follow_ups.entry(worker).or_default().insert(task_id);
+                        self.touch(task_id);
                         if let Some(b) = self.tasks.get_mut(&task_id) {
                             if b.replicas.is_empty() {
                                 b.created_ms = now_ms;
@@ -745,3 +799,5 @@ fn tally(run: &TaskRun, book: &TaskBook) -> (usize, usize) {
     }
     (groups.values().copied().max().unwrap_or(0), pending)
 }
+#[cfg(test)]
+mod recovery_tests;

@@ -58,7 +58,7 @@ impl PoolCore {
                     worker: *worker,
                     kind: None,
                     state: match &r.lost {
-                        Some((_, s)) => (*s).to_string(),
+                        Some((_, s)) => s.clone(),
                         None => state.map_or("?".into(), |s| format!("{:?}", s.state)),
                     },
                     lost: r.lost.as_ref().map(|(why, _)| why.clone()),

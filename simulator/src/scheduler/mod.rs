@@ -285,6 +285,50 @@ impl Scheduler {
         }])
     }
 
+    /// Puts back a task run recovered from the pool's journal (replacing any run of that task).
+    pub fn restore_task(&mut self, run: TaskRun) {
+        self.tasks.insert(run.task_id, run);
+    }
+
+    /// The assignment of `task_id` to `worker` again (a re-send after a restart or a
+    /// reconnect: the same authorization, signed again, in a new envelope), or `None` when the
+    /// task is not assigned to that worker.
+    pub fn assignment(
+        &self,
+        task_id: &TaskId,
+        worker: Address,
+        limits: TaskLimits,
+    ) -> Option<Message> {
+        let run = self.tasks.get(task_id)?;
+        run.replicas.get(&worker)?;
+        let authorization =
+            WorkerpoolAuthorization::sign(&self.signer, worker, *task_id, run.enclave_challenge);
+        Some(Message::Assignment(Assignment {
+            deal: run.deal.clone(),
+            task_index: run.task_index,
+            task_id: *task_id,
+            authorization,
+            limits,
+        }))
+    }
+
+    /// The authorization of `worker` on `task_id`, signed again (for a ledger reloaded after a
+    /// restart), or `None` when the task is not assigned to that worker.
+    pub fn authorization(
+        &self,
+        task_id: &TaskId,
+        worker: Address,
+    ) -> Option<WorkerpoolAuthorization> {
+        let run = self.tasks.get(task_id)?;
+        run.replicas.get(&worker)?;
+        Some(WorkerpoolAuthorization::sign(
+            &self.signer,
+            worker,
+            *task_id,
+            run.enclave_challenge,
+        ))
+    }
+
     /// Handles a message from `worker`.
     ///
     /// # Errors

@@ -6,11 +6,12 @@ use edgepool_protocol::messages::{Contribution, DealSummary, Message};
 use edgepool_protocol::poco;
 use edgepool_protocol::primitives::{Address, Bytes32, TaskId};
 use edgepool_protocol::status::{NotificationType, ReplicateStatus};
+use serde::{Deserialize, Serialize};
 
 use super::{notify, Action, SchedulerError};
 
 /// Where a task is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Waiting for enough agreeing contributions.
     Contributing,
@@ -35,7 +36,7 @@ pub enum Phase {
 }
 
 /// Where one worker's replica is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaState {
     /// Assignment sent.
     Assigned,
@@ -60,7 +61,7 @@ pub enum ReplicaState {
 }
 
 /// One worker's replica of a task.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Replica {
     /// Its state.
     pub state: ReplicaState,
@@ -84,7 +85,7 @@ impl Replica {
 }
 
 /// A task being run by the workerpool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRun {
     /// The task.
     pub task_id: TaskId,

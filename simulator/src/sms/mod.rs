@@ -153,9 +153,8 @@ impl Refusal {
             Refusal::Evidence(_) => RefusalCode::Evidence,
             Refusal::Policy(_) => RefusalCode::Policy,
             Refusal::Binding => RefusalCode::Binding,
-            Refusal::DatasetSecretMissing(_) | Refusal::ResultKeyMissing(_) => {
-                RefusalCode::SecretMissing
-            }
+            Refusal::DatasetSecretMissing(_) => RefusalCode::SecretMissing,
+            Refusal::ResultKeyMissing(_) => RefusalCode::ResultKeyMissing,
             Refusal::Seal(_) => RefusalCode::Internal,
         }
     }

@@ -168,6 +168,63 @@ fn evidence_replayed_from_another_task_fails_the_binding() {
 }
 
 #[test]
+fn a_secret_request_made_for_one_task_is_refused_for_another() {
+    let mut w = world();
+    let (first, _) = request(&mut w, &deal(1));
+    let other_deal = deal(2);
+    let other_ctx = context(&other_deal);
+    let (second, _) = request(&mut w, &other_deal);
+
+    // Task A's whole request, byte for byte, presented where task B is looked up.
+    assert!(matches!(
+        refusal(&w, &first, &other_ctx),
+        Refusal::WrongTask { .. }
+    ));
+    // Task A's request relabelled as task B: the authorization inside still names task A, so
+    // the request does not even hold together.
+    let mut relabelled = first.clone();
+    relabelled.task_id = second.task_id;
+    assert_eq!(
+        refusal(&w, &relabelled, &other_ctx).code(),
+        RefusalCode::Malformed
+    );
+    // Task A's authorization and challenge inside an otherwise fresh request for task B.
+    let mut borrowed = second.clone();
+    borrowed.authorization = first.authorization;
+    borrowed.enclave_challenge = first.enclave_challenge;
+    assert_eq!(
+        refusal(&w, &borrowed, &other_ctx).code(),
+        RefusalCode::Malformed
+    );
+    // Task A's authorization re-signed by the real scheduler for task B but with A's
+    // challenge: the SMS made that challenge for A only.
+    let mut moved = second.clone();
+    moved.enclave_challenge = first.enclave_challenge;
+    moved.authorization = WorkerpoolAuthorization::sign(
+        &w.scheduler,
+        w.worker.address(),
+        second.task_id,
+        first.enclave_challenge,
+    );
+    assert!(matches!(
+        refusal(&w, &moved, &other_ctx),
+        Refusal::UnknownChallenge { .. }
+    ));
+    // Task A's request again once task A is over.
+    let mut over = context(&deal(1));
+    over.active = false;
+    assert!(matches!(
+        refusal(&w, &first, &over),
+        Refusal::TaskNotActive(_)
+    ));
+    // And task B's own request still gets its secrets: refusals changed nothing.
+    assert!(w
+        .sms
+        .release(&second, w.worker.address(), &other_ctx, 0)
+        .is_ok());
+}
+
+#[test]
 fn evidence_replayed_with_another_ephemeral_key_fails_the_binding() {
     let mut w = world();
     let deal = deal(1);

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use wasi_common::file::{FileType, Filestat};
 use wasi_common::snapshots::preview_1::error::Errno;
 use wasi_common::Error;
-use zeroize::Zeroize;
 
 use edgepool_protocol::tree::{join, MemTree, TreeError};
 
@@ -202,7 +201,7 @@ impl Drop for Volume {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         for node in state.nodes.values_mut() {
             if let Node::File(file) = node {
-                file.data.zeroize();
+                crate::wipe::wipe(&mut file.data);
             }
         }
     }
@@ -456,7 +455,7 @@ impl State {
     pub fn free(&mut self, ino: Ino) {
         if let Some(Node::File(mut file)) = self.nodes.remove(&ino) {
             self.used_bytes = self.used_bytes.saturating_sub(file.data.len() as u64);
-            file.data.zeroize();
+            crate::wipe::wipe(&mut file.data);
         }
     }
 

@@ -205,3 +205,43 @@ fn a_probe_write_fails_typed_on_a_read_only_journal() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+/// `PRAGMA synchronous` as the writer connection has it now (2 = FULL, 1 = NORMAL).
+fn synchronous(store: &Store) -> i64 {
+    store
+        .conn
+        .pragma_query_value(None, "synchronous", |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn relaxed_commits_leave_the_connection_durable_again_even_when_they_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(synchronous(&store), 2, "the writer is FULL");
+    let id = store.enqueue("t/0", b"zero", false, 1).unwrap();
+    assert!(store.ack_outbox(id).unwrap());
+    assert_eq!(synchronous(&store), 2, "FULL again after a relaxed ack");
+
+    let sender = Address([0x5c; 20]);
+    store
+        .transaction_relaxed(|tx| tx.accept_peer_seq(sender, 7))
+        .unwrap();
+    assert_eq!(synchronous(&store), 2);
+    let failed = store.transaction_relaxed(|tx| {
+        tx.accept_peer_seq(sender, 9)?;
+        Err::<(), _>(StoreError::TaskNotFound(task_id(1)))
+    });
+    assert!(matches!(failed, Err(StoreError::TaskNotFound(_))));
+    assert_eq!(
+        synchronous(&store),
+        2,
+        "FULL again after a failed relaxed transaction"
+    );
+    drop(store);
+
+    // Relaxed commits are commits: a new connection sees them, and not the rolled-back one.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    assert_eq!(store.peer_sequences().unwrap(), vec![(sender, 7)]);
+}

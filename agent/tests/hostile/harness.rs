@@ -1,0 +1,466 @@
+//! The hostile-input suite's world: a real agent process (`init` + `run` in a temp dir), the
+//! embedded broker, a loopback HTTP server (apps, inputs, result store) and the simulator's
+//! scheduler state machine on a real MQTT connection, plus a raw publisher for hostile payloads.
+//! Same shape as `pipeline_e2e.rs`; what is new here is `status --json`, VmHWM and extra
+//! environment per agent.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edgepool_protocol::envelope::Envelope;
+use edgepool_protocol::hash::sha256;
+use edgepool_protocol::messages::{AppRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::poco;
+use edgepool_protocol::primitives::{Address, Bytes32, DealId, Digest, TaskId};
+use edgepool_protocol::signature::Signer;
+use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
+use edgepool_protocol::tags::Tag;
+use edgepool_simulator::scheduler::{Action, Scheduler};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+pub const POOL: &str = "0x1111111111111111111111111111111111111111";
+pub const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
+
+/// How long a whole scenario may take before the test fails (CI: 2 loaded cores).
+pub const SCENARIO: Duration = Duration::from_secs(120);
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Uploaded archives by path.
+pub type Uploads = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
+/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
+pub struct HttpServer {
+    pub port: u16,
+    pub uploads: Uploads,
+}
+
+impl HttpServer {
+    pub fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let uploads: Uploads = Arc::new(Mutex::new(HashMap::new()));
+        let stored = Arc::clone(&uploads);
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let url = request.url().to_string();
+                match request.method() {
+                    tiny_http::Method::Put if url.starts_with("/results/") => {
+                        let mut body = Vec::new();
+                        std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
+                        stored.lock().unwrap().insert(url, body);
+                        let _ = request.respond(tiny_http::Response::empty(201));
+                    }
+                    _ => match files.get(url.trim_start_matches('/')) {
+                        Some(bytes) => {
+                            let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
+                        }
+                        None => {
+                            let _ = request.respond(tiny_http::Response::empty(404));
+                        }
+                    },
+                }
+            }
+        });
+        HttpServer { port, uploads }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+/// A real `edgepool-agent run` process.
+pub struct Agent {
+    pub child: Child,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub address: Address,
+}
+
+impl Agent {
+    /// `init` then `run`, with `EDGEPOOL_*` overrides from `env`.
+    pub fn start(broker: &str, scheduler: Address, env: &[(&str, String)]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw\n").unwrap();
+        let config = dir.path().join("agent.toml");
+        let out = bin()
+            .args(["init", "--json", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
+            .arg(scheduler.to_string())
+            .arg("--password-file")
+            .arg(&password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let log = dir.path().join("agent.log");
+        let mut command = bin();
+        command
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
+            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
+            .env("EDGEPOOL_FETCH_RETRIES", "0")
+            .env("EDGEPOOL_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
+        Agent {
+            child,
+            log,
+            dir,
+            config,
+            address,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the agent exited ({status}); log:\n{}", self.log());
+        }
+    }
+
+    /// `edgepool-agent status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = bin()
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The refusal counts of `status --json`, by reason.
+    pub fn refused(&self) -> HashMap<String, u64> {
+        self.status()["inbox_refused"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `status` shows at least `total` refusals, then returns the counts.
+    pub fn wait_refused(&self, total: u64) -> HashMap<String, u64> {
+        let mut counts = HashMap::new();
+        let reached = super::support::poll_until(Duration::from_secs(30), || {
+            counts = self.refused();
+            counts.values().sum::<u64>() >= total
+        });
+        assert!(
+            reached,
+            "status shows {counts:?}, expected {total} refusals; log:\n{}",
+            self.log()
+        );
+        counts
+    }
+
+    /// `edgepool-agent tasks --json`.
+    pub fn tasks(&self) -> serde_json::Value {
+        let out = bin()
+            .args(["tasks", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Peak resident set (VmHWM) of the agent process, in KiB.
+    pub fn vm_hwm_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn topic(worker: Address, channel: &str) -> String {
+    format!(
+        "edgepool/v1/{}/workers/{}/{channel}",
+        POOL.to_lowercase(),
+        worker.to_string().to_lowercase()
+    )
+}
+
+/// The scheduler side: the simulator's state machine on a real MQTT connection, whose client
+/// also publishes the hostile payloads (up to 2 MiB).
+pub struct Driver {
+    pub scheduler: Scheduler,
+    pub signer: Signer,
+    pub client: Client,
+    incoming: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    pub seq: u64,
+    /// Every message received from workers, with its sender, in order.
+    pub seen: Vec<(Address, Message)>,
+    /// Every envelope sent, by inbox topic, in order (for replays).
+    pub sent: Vec<(String, Vec<u8>)>,
+}
+
+impl Driver {
+    pub fn connect(port: u16) -> Driver {
+        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
+        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(2 << 20, 2 << 20);
+        let (client, mut connection) = Client::new(options, 256);
+        client
+            .subscribe(
+                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
+                QoS::AtLeastOnce,
+            )
+            .unwrap();
+        let (tx, incoming) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Driver {
+            scheduler: Scheduler::new(signer.clone()),
+            signer,
+            client,
+            incoming,
+            seq: 0,
+            seen: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    /// Publishes raw bytes on a topic (QoS 1, in order with everything else this client sends).
+    pub fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .unwrap();
+    }
+
+    /// Seals `message` for `worker`'s inbox with the next sequence number, without sending it.
+    pub fn seal_next(&mut self, worker: Address, message: &Message) -> Vec<u8> {
+        self.seq += 1;
+        Envelope::seal(
+            &self.signer,
+            &topic(worker, "inbox"),
+            self.seq,
+            now_ms(),
+            message,
+        )
+        .unwrap()
+    }
+
+    pub fn perform(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let mut rest = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send { worker, message } => {
+                    let bytes = self.seal_next(worker, &message);
+                    let inbox = topic(worker, "inbox");
+                    self.sent.push((inbox.clone(), bytes.clone()));
+                    self.publish_raw(&inbox, bytes);
+                }
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    /// Waits until every worker's capacity is seen (the agents are up).
+    pub fn wait_online(&mut self, workers: &[&Agent]) {
+        let mut missing: Vec<Address> = workers.iter().map(|a| a.address).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !missing.is_empty() && Instant::now() < deadline {
+            if let Ok((t, _)) = self.incoming.recv_timeout(Duration::from_millis(100)) {
+                missing.retain(|w| t != topic(*w, "capacity"));
+            }
+        }
+        if !missing.is_empty() {
+            let logs: Vec<String> = workers.iter().map(|a| a.log()).collect();
+            panic!("agents never advertised; logs:\n{}", logs.join("\n----\n"));
+        }
+    }
+
+    /// Waits up to 100 ms for the next outbox message; feeds it to the scheduler and performs
+    /// the sends. Returns the scheduler's other actions.
+    pub fn step(&mut self) -> Vec<Action> {
+        let Ok((t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) else {
+            return Vec::new();
+        };
+        if !t.ends_with("/outbox") {
+            return Vec::new();
+        }
+        let opened = Envelope::open(&payload, &t).unwrap();
+        self.seen.push((opened.sender, opened.message.clone()));
+        let actions = self
+            .scheduler
+            .handle(opened.sender, &opened.message, now_ms())
+            .unwrap_or_else(|e| panic!("scheduler refused {:?}: {e}", opened.message));
+        self.perform(actions)
+    }
+
+    /// Drives the pool until every task of `tasks` was finalized or failed; returns the
+    /// finalized ones' result hashes and the failed ones.
+    pub fn run_until_settled(
+        &mut self,
+        tasks: &[TaskId],
+        logs: &dyn Fn() -> String,
+    ) -> (HashMap<TaskId, Bytes32>, Vec<TaskId>) {
+        let mut finalized = HashMap::new();
+        let mut failed = Vec::new();
+        let deadline = Instant::now() + SCENARIO;
+        while finalized.len() + failed.len() < tasks.len() {
+            assert!(
+                Instant::now() < deadline,
+                "settled {finalized:?} / failed {failed:?} of {tasks:?}; logs:\n{}",
+                logs()
+            );
+            for action in self.step() {
+                match action {
+                    Action::Finalized {
+                        task_id,
+                        result_hash,
+                        ..
+                    } => {
+                        finalized.insert(task_id, result_hash);
+                    }
+                    Action::Failed { task_id, .. } => failed.push(task_id),
+                    _ => {}
+                }
+            }
+        }
+        (finalized, failed)
+    }
+
+    /// The `COMPUTE_FAILED` (or other `*_FAILED`) cause a worker reported for a task.
+    pub fn failure_cause(&self, task: TaskId) -> Option<(ReplicateStatus, ReplicateStatusCause)> {
+        self.seen.iter().find_map(|(_, m)| match m {
+            Message::StatusUpdate(u) if u.task_id == task && u.cause.is_some() => {
+                u.cause.map(|c| (u.status, c))
+            }
+            _ => None,
+        })
+    }
+
+    /// Drives the pool until a worker reports a failure cause for `task`.
+    pub fn run_until_failure_reported(
+        &mut self,
+        task: TaskId,
+        logs: &dyn Fn() -> String,
+    ) -> (ReplicateStatus, ReplicateStatusCause) {
+        let deadline = Instant::now() + SCENARIO;
+        loop {
+            if let Some(found) = self.failure_cause(task) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no failure reported for {task}; logs:\n{}",
+                logs()
+            );
+            self.step();
+        }
+    }
+
+    /// The result digests the workers contributed for a task.
+    pub fn contributions(&self, task: TaskId) -> Vec<Digest> {
+        self.seen
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Contribution(c) if c.task_id == task => Some(c.result_digest),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Assigns task 0 of `deal` to `worker`; returns its id.
+    pub fn assign(&mut self, deal: &DealSummary, worker: Address, limits: TaskLimits) -> TaskId {
+        let actions = self
+            .scheduler
+            .assign(deal, 0, worker, limits, Address::ZERO, now_ms())
+            .unwrap();
+        self.perform(actions);
+        poco::task_id(&deal.deal_id, 0)
+    }
+}
+
+/// A plain (non-TEE) deal for the app at `app` on `server`, trust 1.
+pub fn deal(server: &HttpServer, app: &str, app_bytes: &[u8], args: &str, seed: u8) -> DealSummary {
+    DealSummary {
+        deal_id: DealId::from([seed; 32]),
+        app: AppRef {
+            address: Address([0xa1; 20]),
+            url: server.url(app),
+            checksum: Digest(sha256(app_bytes)),
+            size_bytes: Some(app_bytes.len() as u64),
+        },
+        dataset: None,
+        input_files: Vec::new(),
+        args: args.into(),
+        tag: Tag::NONE,
+        trust: 1,
+        category: 0,
+        time_ref_seconds: 60,
+        start_time_ms: now_ms(),
+        requester: Address([0x51; 20]),
+        beneficiary: Address([0x52; 20]),
+        callback: Address::ZERO,
+        result_encryption: false,
+        result_storage_provider: "http".into(),
+        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
+        bot_first: 0,
+        bot_size: 1,
+    }
+}
