@@ -120,6 +120,7 @@ fn tls_password_broker(certs: &TestCerts) -> Mosquitto {
             require_certificate: false,
         }),
         persistence: false,
+        port: None,
     })
 }
 
@@ -225,6 +226,7 @@ fn tls_certificate_broker(certs: &TestCerts) -> Mosquitto {
             require_certificate: true,
         }),
         persistence: false,
+        port: None,
     })
 }
 

@@ -403,6 +403,49 @@ pub fn disk_free_bytes(state_dir: &Path) -> Result<u64, CapacityError> {
         })
 }
 
+/// Why the state directory cannot be written, if it cannot: a read-only file system
+/// (`statvfs`), or no write permission for this process (`access(W_OK)`; root passes it
+/// whatever the mode). `None` when it can, or when it does not exist yet.
+pub fn state_dir_unwritable(state_dir: &Path) -> Option<String> {
+    let stat = rustix::fs::statvfs(state_dir).ok()?;
+    if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Some(format!(
+            "{} is on a read-only file system",
+            state_dir.display()
+        ));
+    }
+    match rustix::fs::access(state_dir, rustix::fs::Access::WRITE_OK) {
+        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::ROFS => {
+            Some(format!("{} is not writable: {e}", state_dir.display()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the agent can take tasks as far as its state directory goes, said for `doctor` and
+/// `status`: `Err` when the directory cannot be written or its free space is below the
+/// reserve of `min_free_disk_mb` (the agent then declines every assignment), with why.
+///
+/// # Errors
+/// The reason, naming the directory and the configuration key.
+pub fn state_dir_health(state_dir: &Path, min_free_disk_mb: u64) -> Result<String, String> {
+    if let Some(reason) = state_dir_unwritable(state_dir) {
+        return Err(format!(
+            "{reason}: the journal cannot be written, no new task is accepted"
+        ));
+    }
+    let free = disk_free_bytes(state_dir).map_err(|e| e.to_string())?;
+    let free_mb = free / (1024 * 1024);
+    let reserve = min_free_disk_mb.saturating_mul(1024 * 1024);
+    if free < reserve {
+        return Err(format!(
+            "{free_mb} MiB ({free} bytes) free in {}, expected at least agent.min_free_disk_mb = {min_free_disk_mb}: no new task is accepted",
+            state_dir.display()
+        ));
+    }
+    Ok(format!("{free_mb} MiB free in {}", state_dir.display()))
+}
+
 /// `path` with its nearest existing ancestor resolved (symlinks followed), the rest appended.
 fn resolve_existing(path: &Path) -> PathBuf {
     for ancestor in path.ancestors() {

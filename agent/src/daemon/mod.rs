@@ -10,10 +10,14 @@
 //! in one transaction before it is published; its row is deleted on the broker's PUBACK. After a
 //! reconnect the retained presence and capacity are re-published and the outbox is flushed in
 //! order.
+//!
+//! A journal that cannot be written (disk full, read-only state directory) does not stop the
+//! daemon: it stops taking tasks and waits for the journal (`storage`).
 
 mod advertise;
 mod inbox;
 pub mod refusals;
+mod storage;
 mod tasks;
 
 use std::future::Future;
@@ -33,6 +37,9 @@ use crate::store::{SharedStore, Store, StoreError};
 use crate::systemd::Notifier;
 
 pub use advertise::Advertiser;
+
+/// The journal's meta key holding the link's last state, shown by `status`.
+pub const LINK_META: &str = "link_state";
 
 /// How long a drain may take before the remaining outbox is left for the next start.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,6 +117,10 @@ pub struct Daemon {
     connected: bool,
     draining: bool,
     runner: tasks::TaskRunner,
+    /// Why the journal cannot be written, while it cannot.
+    trouble: Option<storage::Trouble>,
+    /// Work waiting for the journal, and messages to send without it.
+    waiting: storage::Waiting,
     /// Start-up steps still running after which the start-up pages are given back: READY (with
     /// the task tools built after it) and the sandbox benchmark.
     startup_steps_left: u8,
@@ -133,7 +144,9 @@ impl Daemon {
         let signer = identity::unlock(&keystore, &password)?;
         drop(password);
         tracing::info!(worker = %signer.address(), password_source = %source, keystore = %keystore.display(), "wallet unlocked");
-        let store = SharedStore::new(Store::open(&config.agent.state_dir)?);
+        let mut journal = Store::open(&config.agent.state_dir)?;
+        journal.skip_own_seqs(storage::UNJOURNALED_SEQ_SPAN)?;
+        let store = SharedStore::new(journal);
         let topics = WorkerTopics::new(&config, signer.address())?;
         let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
         let refusals = refusals::RefusalCounts::load(&store.lock())?;
@@ -173,6 +186,8 @@ impl Daemon {
             started,
             connected: false,
             draining: false,
+            trouble: None,
+            waiting: storage::Waiting::default(),
         };
         daemon.advertiser.seal_if_changed(
             &mut daemon.store.lock(),
@@ -264,6 +279,8 @@ impl Daemon {
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         refresh.tick().await; // the first tick is immediate: capacity was just detected
         let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut journal_retry = interval(storage::RETRY_EVERY);
+        journal_retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut bench = Some(tokio::task::spawn_blocking(
             crate::capacity::fuel_per_second,
         ));
@@ -299,11 +316,13 @@ impl Daemon {
                     self.write_refusals();
                 }
                 _ = heartbeat.tick() => {
+                    self.check_state_dir();
                     self.enqueue_heartbeat()?;
                     self.flush(&client)?;
                 }
                 Some(event) = job_events.recv() => {
-                    // Whatever else is already waiting is handled with it (see on_job_events).
+                    // Whatever else is already waiting is handled with it (see on_job_events);
+                    // while the journal cannot be written, they wait for it, in order.
                     let mut events = vec![event];
                     while events.len() < JOB_EVENT_BATCH {
                         match job_events.try_recv() {
@@ -314,16 +333,27 @@ impl Daemon {
                     self.on_job_events(events)?;
                     self.flush(&client)?;
                 }
+                _ = journal_retry.tick(), if self.trouble.is_some() => {
+                    self.retry_journal(&client)?;
+                    self.flush(&client)?;
+                }
                 _ = watchdog.tick(), if watchdog_every.is_some() => self.notifier.watchdog(),
-                _ = refresh.tick() => self.refresh_capacity(&client)?,
+                _ = refresh.tick() => {
+                    let refreshed = self.refresh_capacity(&client);
+                    self.tolerate(refreshed)?;
+                }
                 joined = async { bench.as_mut().expect("guarded by is_some").await }, if bench.is_some() => {
                     bench = None;
                     match joined {
                         Ok(Ok(measured)) => {
                             tracing::info!(fuel_per_second = measured, "sandbox benchmark");
-                            if self.advertiser.update_fuel(&mut self.store.lock(), measured)? {
-                                self.reseal_and_publish(&client)?;
-                            }
+                            let updated = self.advertiser.update_fuel(&mut self.store.lock(), measured);
+                            let resealed = match updated {
+                                Ok(true) => self.reseal_and_publish(&client),
+                                Ok(false) => Ok(()),
+                                Err(e) => Err(e),
+                            };
+                            self.tolerate(resealed)?;
                         }
                         Ok(Err(e)) => tracing::warn!(error = %e, "sandbox benchmark failed"),
                         Err(e) => tracing::warn!(error = %e, "sandbox benchmark did not finish"),
@@ -348,6 +378,7 @@ impl Daemon {
                 self.counters.connections += 1;
                 self.tracker.reset();
                 tracing::info!(broker = %self.config.broker.url, connection = self.counters.connections, "connected");
+                self.record_link(format!("connected to {}", self.config.broker.url));
                 self.publish_retained(client)?;
                 self.flush(client)?;
                 self.update_status();
@@ -358,7 +389,9 @@ impl Daemon {
                     Some(Tracked::Outbox(id)) => {
                         #[cfg(feature = "failpoints")]
                         self.crash_point_on_ack(id)?;
-                        self.store.lock().ack_outbox(id)?;
+                        if self.trouble.is_some() || !self.try_ack_outbox(id)? {
+                            self.waiting.deferred.push_back(storage::Deferred::Ack(id));
+                        }
                         self.counters.delivered += 1;
                     }
                     Some(Tracked::Capacity) => {
@@ -374,13 +407,28 @@ impl Daemon {
                             self.startup_step_done();
                         }
                     }
-                    Some(Tracked::Presence) | None => {}
+                    Some(Tracked::Presence | Tracked::Unjournaled) | None => {}
                 }
                 self.flush(client)?;
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 if publish.topic == self.topics.inbox {
-                    self.handle_inbox(&publish.topic, &publish.payload)?;
+                    if let Some((message, sender, seq)) =
+                        self.handle_inbox(&publish.topic, &publish.payload)?
+                    {
+                        // Not acted on (the journal cannot be written): it waits, and is
+                        // acknowledged once acted on.
+                        let connection = self.counters.connections;
+                        self.waiting.deferred.push_back(storage::Deferred::Inbox {
+                            message: Box::new(message),
+                            sender,
+                            seq,
+                            publish,
+                            connection,
+                        });
+                        self.flush(client)?;
+                        return Ok(());
+                    }
                 }
                 // Acknowledged only now that its effects are committed: a crash before this
                 // line gets it redelivered (persistent session), and acting again is harmless.
@@ -392,9 +440,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// Opens an inbox message; refused ones are logged and counted, accepted ones have their
-    /// sequence number committed before they are acted on.
-    fn handle_inbox(&mut self, topic: &str, payload: &[u8]) -> Result<(), DaemonError> {
+    /// Opens an inbox message; refused ones are logged and counted, accepted ones are acted on,
+    /// then their sequence number is committed. Returns the message when it must wait for the
+    /// journal (it cannot be written, or earlier work is waiting for it).
+    fn handle_inbox(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Option<(Message, Address, u64)>, DaemonError> {
         match inbox::open(
             payload,
             topic,
@@ -411,18 +464,27 @@ impl Daemon {
                 let (sender, seq) = (opened.sender, opened.seq);
                 self.peers.accept(sender, seq);
                 self.counters.accepted += 1;
-                match opened.message {
-                    Message::Assignment(assignment) => self.on_assignment(assignment, payload)?,
-                    Message::Notification(notification) => self.on_notification(&notification)?,
-                    Message::SecretResponse(response) => self.on_secret_response(response),
-                    _ => inbox::ignore(&opened),
+                // Notifications keep their order behind work already waiting for the journal;
+                // assignments (declined while it cannot be written) and secret answers (held
+                // in memory only) need no journal.
+                let waits = matches!(opened.message, Message::Notification(_));
+                if waits && self.trouble.is_some() {
+                    return Ok(Some((opened.message, sender, seq)));
+                }
+                if !matches!(
+                    opened.message,
+                    Message::Assignment(_) | Message::Notification(_) | Message::SecretResponse(_)
+                ) {
+                    inbox::ignore(&opened);
+                }
+                if !self.act_on(&opened.message, payload)? {
+                    return Ok(Some((opened.message, sender, seq)));
                 }
                 // Relaxed (durable with the next durable commit): lost to a power cut, the
                 // number only goes back to one whose message was already acted on, and acting
-                // on it again is harmless, as above.
-                self.store
-                    .lock()
-                    .transaction_relaxed(|tx| tx.accept_peer_seq(sender, seq))?;
+                // on it again is harmless, as above. If it cannot be committed at all, a
+                // redelivery after a restart is acted on again, which is as harmless.
+                self.try_commit_relaxed(|tx| tx.accept_peer_seq(sender, seq))?;
             }
             Err(e) => {
                 self.counters.refused += 1;
@@ -438,7 +500,23 @@ impl Daemon {
                 );
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Acts on an accepted inbox message; `Ok(false)` when it must wait for the journal.
+    fn act_on(&mut self, message: &Message, payload: &[u8]) -> Result<bool, DaemonError> {
+        match message {
+            Message::Assignment(assignment) => {
+                self.on_assignment(assignment.clone(), payload)?;
+                Ok(true)
+            }
+            Message::Notification(notification) => self.on_notification(notification),
+            Message::SecretResponse(response) => {
+                self.on_secret_response(response.clone());
+                Ok(true)
+            }
+            _ => Ok(true),
+        }
     }
 
     /// Writes the refusal counts to the journal. A failure is logged, not fatal: the counts are
@@ -467,12 +545,31 @@ impl Daemon {
                 let delay = backoff.next_delay(rand::random::<f64>());
                 if was_connected {
                     tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "connection lost");
+                    self.record_link(format!(
+                        "connection to {} lost ({message}), reconnecting",
+                        self.config.broker.url
+                    ));
                 } else {
                     tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "cannot connect");
+                    if self.counters.connections == 0 {
+                        self.record_link(format!(
+                            "cannot connect to {} ({message}), retrying",
+                            self.config.broker.url
+                        ));
+                    }
                 }
                 self.update_status();
                 Ok(delay)
             }
+        }
+    }
+
+    /// Notes the link's state in the journal for `status` (best effort: a journal that cannot
+    /// be written does not hold the link up).
+    fn record_link(&mut self, line: String) {
+        let stamped = format!("{line} (at {} ms)", now_ms());
+        if let Err(e) = self.store.lock().meta_set(LINK_META, stamped.as_bytes()) {
+            tracing::debug!(error = %e, "link state not journaled");
         }
     }
 
@@ -521,7 +618,7 @@ impl Daemon {
             self.tracker.requested(Tracked::Outbox(entry.id));
             crate::failpoints::crash_point("outbox.after_publish");
         }
-        Ok(())
+        self.flush_unjournaled(client)
     }
 
     /// `outbox.acked.<kind>`: the broker acknowledged the row, which is still in the journal.
@@ -536,33 +633,39 @@ impl Daemon {
         Ok(())
     }
 
-    /// Seals a heartbeat and commits it to the outbox (delivered now or after reconnect).
-    fn enqueue_heartbeat(&mut self) -> Result<(), DaemonError> {
-        let heartbeat = Heartbeat {
+    /// The heartbeat for now: no free slot and not accepting while draining or while the
+    /// journal cannot be written.
+    fn heartbeat(&self) -> Message {
+        let accepting = !self.draining && self.trouble.is_none();
+        Message::Heartbeat(Heartbeat {
             running_tasks: 0,
-            free_slots: if self.draining {
-                0
-            } else {
+            free_slots: if accepting {
                 self.config.agent.slots
+            } else {
+                0
             },
             free_memory_bytes: crate::capacity::available_memory_bytes(
                 &self.config.agent.system_root,
             ),
             free_disk_bytes: self.advertiser.disk_free_bytes(),
-            accepting: !self.draining,
-        };
-        self.enqueue(Message::Heartbeat(heartbeat))
+            accepting,
+        })
     }
 
-    /// Seals `message` with our next sequence number and commits it to the outbox, in one
-    /// transaction: nothing is published that the journal does not hold.
-    fn enqueue(&mut self, message: Message) -> Result<(), DaemonError> {
+    /// Seals a heartbeat and commits it to the outbox (delivered now or after reconnect); while
+    /// the journal cannot be written, it is sent without a journal row.
+    fn enqueue_heartbeat(&mut self) -> Result<(), DaemonError> {
+        let heartbeat = self.heartbeat();
+        if self.trouble.is_some() {
+            self.queue_unjournaled(heartbeat);
+            return Ok(());
+        }
         let topic = self.topics.outbox.clone();
-        let signer = &self.signer;
+        let signer = self.signer.clone();
         let now = now_ms();
-        self.store
-            .lock()
-            .transaction(|tx| tasks::enqueue_in(tx, signer, &topic, &message, now))?;
+        // When this cannot be committed, the trouble just started and queued its own heartbeat
+        // (not accepting).
+        self.try_commit(|tx| tasks::enqueue_in(tx, &signer, &topic, &heartbeat, now))?;
         Ok(())
     }
 
@@ -611,6 +714,11 @@ impl Daemon {
     fn update_status(&mut self) {
         let line = if self.draining {
             "draining: no new tasks".to_string()
+        } else if let Some(trouble) = &self.trouble {
+            format!(
+                "the journal cannot be written ({}): not accepting tasks",
+                trouble.reason
+            )
         } else if self.connected {
             format!(
                 "connected, {}/{} slots busy",

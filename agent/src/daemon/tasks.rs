@@ -164,6 +164,24 @@ fn status_update(
     })
 }
 
+/// The progress steps of `Progress` events (other events are skipped).
+fn steps_of(events: &[JobEvent]) -> Vec<(TaskId, ReplicateStatus)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Progress { task_id, status } => Some((*task_id, *status)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The crash points of progress steps just committed.
+fn after_steps(steps: &[(TaskId, ReplicateStatus)]) {
+    for (_, status) in steps {
+        crash_point_at("status.after_commit", *status);
+    }
+}
+
 impl Daemon {
     fn resources(&self) -> Resources {
         let slots = self.config.agent.slots;
@@ -190,6 +208,7 @@ impl Daemon {
             max_limits: self.config.limits.to_task_limits(),
             draining: self.draining,
             disk_low: (free_disk < reserve).then_some((free_disk, reserve)),
+            journal_unwritable: self.journal_unwritable(),
         }
     }
 
@@ -205,22 +224,14 @@ impl Daemon {
             tracing::debug!(%task_id, "assignment already journaled: ignored");
             return Ok(());
         }
+        self.check_state_dir();
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let now = now_ms();
         if let Err(refusal) = pipeline::admit(&assignment, &self.resources()) {
-            tracing::warn!(%task_id, cause = %refusal.cause(), reason = %refusal, "assignment declined");
-            let decline = Message::Decline(Decline {
-                task_id,
-                cause: refusal.cause(),
-                detail: refusal.to_string().chars().take(400).collect(),
-            });
-            self.store
-                .lock()
-                .transaction(|tx| enqueue_in(tx, &signer, &topic, &decline, now))?;
-            return Ok(());
+            return self.decline(task_id, &refusal);
         }
-        self.store.lock().transaction(|tx| {
+        let accepted = self.try_commit(|tx| {
             tx.insert_task(&NewTask {
                 task_id,
                 deal_id: assignment.deal.deal_id,
@@ -237,9 +248,32 @@ impl Daemon {
                 now,
             )
         })?;
+        if !accepted {
+            let reason = self.journal_unwritable().unwrap_or_default();
+            return self.decline(task_id, &pipeline::Refusal::JournalUnwritable(reason));
+        }
         crash_point("accept.after_commit");
         tracing::info!(%task_id, "assignment accepted");
         self.start_job(assignment)
+    }
+
+    /// Declines an assignment; while the journal cannot be written, without a journal row.
+    fn decline(&mut self, task_id: TaskId, refusal: &pipeline::Refusal) -> Result<(), DaemonError> {
+        tracing::warn!(%task_id, cause = %refusal.cause(), reason = %refusal, "assignment declined");
+        let decline = Message::Decline(Decline {
+            task_id,
+            cause: refusal.cause(),
+            detail: refusal.to_string().chars().take(400).collect(),
+        });
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        if self.trouble.is_some()
+            || !self.try_commit(|tx| enqueue_in(tx, &signer, &topic, &decline, now))?
+        {
+            self.queue_unjournaled(decline);
+        }
+        Ok(())
     }
 
     pub(super) fn start_job(&mut self, assignment: Assignment) -> Result<(), DaemonError> {
@@ -251,110 +285,98 @@ impl Daemon {
     }
 
     /// Job events that were waiting together, in order. Consecutive progress reports share one
-    /// durable commit, and the ones just before a job's outcome share the outcome's: the
-    /// journal holds each state change with the message that reports it, as one at a time
-    /// would, for one `fsync` instead of several (a cached task sends five reports at once).
+    /// durable commit, and the ones just before another event share that event's: the journal
+    /// holds each state change with the message that reports it, as one at a time would, for
+    /// one `fsync` instead of several (a cached task sends five reports at once).
+    ///
+    /// When the journal cannot be written (already, or this batch's commit fails), the events
+    /// not committed wait in `waiting.deferred`, in order, behind whatever already waits there.
     pub(super) fn on_job_events(&mut self, events: Vec<JobEvent>) -> Result<(), DaemonError> {
-        let mut progress = Vec::new();
-        for event in events {
-            match event {
-                JobEvent::Progress { task_id, status } => progress.push((task_id, status)),
-                JobEvent::Done { task_id, outcome } => {
-                    self.runner.running.remove(&task_id);
-                    self.contribute(&std::mem::take(&mut progress), task_id, &outcome)?;
-                    self.update_status();
-                }
-                JobEvent::SecretRequest {
-                    task_id,
-                    request,
-                    reply,
-                } => {
-                    let earlier = std::mem::take(&mut progress);
-                    self.send_secret_request(&earlier, task_id, *request, reply)?;
-                }
-                other => {
-                    self.report_progress(&std::mem::take(&mut progress))?;
-                    self.on_job_event(other)?;
-                }
+        let mut events = events.into_iter();
+        // Progress reports not committed yet: they go with the next commit.
+        let mut progress: Vec<JobEvent> = Vec::new();
+        while let Some(event) = events.next() {
+            if self.trouble.is_some() || !self.waiting.deferred.is_empty() {
+                self.defer_jobs(progress.into_iter().chain([event]).chain(events));
+                return Ok(());
             }
+            if matches!(event, JobEvent::Progress { .. }) {
+                progress.push(event);
+                continue;
+            }
+            let earlier = steps_of(&progress);
+            if let Some(event) = self.handle_job_event(&earlier, event)? {
+                self.defer_jobs(progress.into_iter().chain([event]).chain(events));
+                return Ok(());
+            }
+            progress.clear();
         }
-        self.report_progress(&progress)
-    }
-
-    /// Commits progress reports in one transaction.
-    fn report_progress(&mut self, steps: &[(TaskId, ReplicateStatus)]) -> Result<(), DaemonError> {
-        if steps.is_empty() {
-            return Ok(());
-        }
-        let topic = self.topics.outbox.clone();
-        let signer = self.signer.clone();
-        let now = now_ms();
-        self.store
-            .lock()
-            .transaction(|tx| report_steps(tx, &signer, &topic, steps, now))?;
-        for (_, status) in steps {
-            crash_point_at("status.after_commit", *status);
+        if let Some(last) = progress.pop() {
+            let earlier = steps_of(&progress);
+            if let Some(last) = self.handle_job_event(&earlier, last)? {
+                self.defer_jobs(progress.into_iter().chain([last]));
+            }
         }
         Ok(())
     }
 
-    /// Journals a TEE job's secret request (with the progress reports `earlier` that came just
-    /// before it) and keeps its waiter.
-    fn send_secret_request(
+    /// Queues job events for the journal, in order.
+    fn defer_jobs(&mut self, events: impl IntoIterator<Item = JobEvent>) {
+        self.waiting
+            .deferred
+            .extend(events.into_iter().map(super::storage::Deferred::Job));
+    }
+
+    /// A job's progress or outcome, or an upload's result. Returns the event back when the
+    /// journal cannot be written (nothing was done; it is tried again later, in order).
+    pub(super) fn on_job_event(
+        &mut self,
+        event: JobEvent,
+    ) -> Result<Option<JobEvent>, DaemonError> {
+        self.handle_job_event(&[], event)
+    }
+
+    /// [`Daemon::on_job_event`], committing the progress reports `earlier` (which came just
+    /// before it) in the same transaction. Returns the event back when the journal cannot be
+    /// written: then nothing was committed, not even `earlier`.
+    fn handle_job_event(
         &mut self,
         earlier: &[(TaskId, ReplicateStatus)],
-        task_id: TaskId,
-        request: edgepool_protocol::messages::SecretRequest,
-        reply: tokio::sync::oneshot::Sender<SecretResponse>,
-    ) -> Result<(), DaemonError> {
+        event: JobEvent,
+    ) -> Result<Option<JobEvent>, DaemonError> {
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let now = now_ms();
-        // The request carries evidence and a public key, no secret: it is journaled like every
-        // other message. Only the answer's waiter lives in memory.
-        let ephemeral_public_key = request.ephemeral_public_key;
-        let message = Message::SecretRequest(request);
-        self.store.lock().transaction(|tx| {
-            report_steps(tx, &signer, &topic, earlier, now)?;
-            enqueue_in(tx, &signer, &topic, &message, now)
-        })?;
-        for (_, status) in earlier {
-            crash_point_at("status.after_commit", *status);
-        }
-        self.runner.secret_waiters.insert(
-            task_id,
-            SecretWaiter {
-                ephemeral_public_key,
-                reply,
-            },
-        );
-        tracing::info!(%task_id, "secret request sent");
-        Ok(())
-    }
-
-    /// A job's progress or outcome, or an upload's result.
-    pub(super) fn on_job_event(&mut self, event: JobEvent) -> Result<(), DaemonError> {
-        let topic = self.topics.outbox.clone();
-        let signer = self.signer.clone();
-        let now = now_ms();
-        match event {
-            JobEvent::Progress { task_id, status } => {
-                self.report_progress(&[(task_id, status)])?;
+        match &event {
+            &JobEvent::Progress { task_id, status } => {
+                if !self.try_commit(|tx| {
+                    report_steps(tx, &signer, &topic, earlier, now)?;
+                    report_state(tx, &signer, &topic, task_id, status, None, now)
+                })? {
+                    return Ok(Some(event));
+                }
+                after_steps(earlier);
+                crash_point_at("status.after_commit", status);
             }
             JobEvent::Done { task_id, outcome } => {
+                let task_id = *task_id;
+                if !self.contribute(earlier, task_id, outcome)? {
+                    return Ok(Some(event));
+                }
                 self.runner.running.remove(&task_id);
-                self.contribute(&[], task_id, &outcome)?;
                 self.update_status();
             }
             JobEvent::Uploaded {
                 task_id,
                 result_link,
             } => {
+                let task_id = *task_id;
                 let message = Message::ResultUploaded(ResultUploaded {
                     task_id,
                     result_link: result_link.clone(),
                 });
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
+                    report_steps(tx, &signer, &topic, earlier, now)?;
                     tx.set_task_outputs(
                         task_id,
                         &TaskOutputs {
@@ -365,19 +387,46 @@ impl Daemon {
                     )?;
                     tx.set_task_state(task_id, ReplicateStatus::ResultUploaded, None, now)?;
                     enqueue_in(tx, &signer, &topic, &message, now)
-                })?;
+                })? {
+                    return Ok(Some(event));
+                }
+                after_steps(earlier);
                 crash_point("uploaded.after_commit");
                 tracing::info!(%task_id, %result_link, "result uploaded");
             }
-            JobEvent::SecretRequest {
-                task_id,
-                request,
-                reply,
-            } => self.send_secret_request(&[], task_id, *request, reply)?,
+            JobEvent::SecretRequest { request, .. } => {
+                // The request carries evidence and a public key, no secret: it is journaled
+                // like every other message. Only the answer's waiter lives in memory.
+                let message = Message::SecretRequest((**request).clone());
+                if !self.try_commit(|tx| {
+                    report_steps(tx, &signer, &topic, earlier, now)?;
+                    enqueue_in(tx, &signer, &topic, &message, now)
+                })? {
+                    return Ok(Some(event));
+                }
+                after_steps(earlier);
+                if let JobEvent::SecretRequest {
+                    task_id,
+                    request,
+                    reply,
+                } = event
+                {
+                    self.runner.secret_waiters.insert(
+                        task_id,
+                        SecretWaiter {
+                            ephemeral_public_key: request.ephemeral_public_key,
+                            reply,
+                        },
+                    );
+                    tracing::info!(%task_id, "secret request sent");
+                }
+            }
             JobEvent::UploadFailed { task_id, detail } => {
+                let task_id = *task_id;
                 tracing::warn!(%task_id, %detail, "result upload failed");
                 let cause = Some(ReplicateStatusCause::ResultLinkMissing);
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
+                    report_steps(tx, &signer, &topic, earlier, now)?;
                     report_state(
                         tx,
                         &signer,
@@ -387,14 +436,18 @@ impl Daemon {
                         cause,
                         now,
                     )
-                })?;
+                })? {
+                    return Ok(Some(event));
+                }
+                after_steps(earlier);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Journals and reports a failure that ends the task without a contribution, with the
-    /// progress reports `earlier` that came just before the outcome.
+    /// progress reports `earlier` that came just before the outcome; `Ok(false)` when the
+    /// journal cannot be written (nothing committed).
     fn fail_without_contribution(
         &mut self,
         earlier: &[(TaskId, ReplicateStatus)],
@@ -403,7 +456,7 @@ impl Daemon {
         cause: ReplicateStatusCause,
         detail: &str,
         log: &'static str,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<bool, DaemonError> {
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let now = now_ms();
@@ -414,26 +467,27 @@ impl Daemon {
             detail: Some(detail.chars().take(400).collect()),
             at_ms: now,
         });
-        self.store.lock().transaction(|tx| {
+        if !self.try_commit(|tx| {
             report_steps(tx, &signer, &topic, earlier, now)?;
             tx.set_task_state(task_id, status, Some(cause), now)?;
             enqueue_in(tx, &signer, &topic, &update, now)
-        })?;
-        for (_, status) in earlier {
-            crash_point_at("status.after_commit", *status);
+        })? {
+            return Ok(false);
         }
+        after_steps(earlier);
         tracing::warn!(%task_id, %status, %cause, %detail, "{log}");
-        Ok(())
+        Ok(true)
     }
 
     /// Commits the outputs, the final compute state and the contribution together, with the
-    /// progress reports `earlier` that came just before the outcome.
+    /// progress reports `earlier` that came just before the outcome; `Ok(false)` when the
+    /// journal cannot be written (nothing committed).
     fn contribute(
         &mut self,
         earlier: &[(TaskId, ReplicateStatus)],
         task_id: TaskId,
         outcome: &JobOutcome,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<bool, DaemonError> {
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
         let worker = self.worker();
@@ -479,7 +533,7 @@ impl Daemon {
                 "task reached its contribution deadline: not contributed",
             );
         }
-        self.store.lock().transaction(|tx| {
+        let committed = self.try_commit(|tx| {
             report_steps(tx, &signer, &topic, earlier, now)?;
             if let Some((status, cause, _)) = &outcome.failure {
                 report_state(tx, &signer, &topic, task_id, *status, Some(*cause), now)?;
@@ -504,9 +558,10 @@ impl Daemon {
                 now,
             )
         })?;
-        for (_, status) in earlier {
-            crash_point_at("status.after_commit", *status);
+        if !committed {
+            return Ok(false);
         }
+        after_steps(earlier);
         crash_point("contribution.after_commit");
         match &outcome.failure {
             None => {
@@ -516,7 +571,7 @@ impl Daemon {
                 %task_id, %status, %cause, %detail, digest = %outcome.digest, "task failed: contributed its error result"
             ),
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The SMS's answer to one of our secret requests: handed to the waiting job. An answer
@@ -578,15 +633,16 @@ impl Daemon {
         Ok(())
     }
 
-    /// A notification from the scheduler about one of our tasks.
+    /// A notification from the scheduler about one of our tasks; `Ok(false)` when it must wait
+    /// for the journal (nothing was done).
     pub(super) fn on_notification(
         &mut self,
         notification: &Notification,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<bool, DaemonError> {
         let task_id = notification.task_id;
         let Some(record) = self.store.lock().task(task_id)? else {
             tracing::warn!(%task_id, kind = %notification.kind, "notification for an unknown task: ignored");
-            return Ok(());
+            return Ok(true);
         };
         let topic = self.topics.outbox.clone();
         let signer = self.signer.clone();
@@ -595,14 +651,14 @@ impl Daemon {
             NotificationType::PleaseReveal => {
                 if record.state != ReplicateStatus::Contributed {
                     tracing::debug!(%task_id, state = %record.state, "reveal asked again: ignored");
-                    return Ok(());
+                    return Ok(true);
                 }
                 let Some(digest) = record.outputs.result_digest else {
-                    return Ok(());
+                    return Ok(true);
                 };
                 if notification.deadline_ms.is_some_and(|d| now > d) {
                     let cause = Some(ReplicateStatusCause::RevealTimeout);
-                    self.store.lock().transaction(|tx| {
+                    return self.try_commit(|tx| {
                         report_state(
                             tx,
                             &signer,
@@ -612,17 +668,18 @@ impl Daemon {
                             cause,
                             now,
                         )
-                    })?;
-                    return Ok(());
+                    });
                 }
                 let reveal = Message::Reveal(Reveal {
                     task_id,
                     result_digest: digest,
                 });
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     tx.set_task_state(task_id, ReplicateStatus::Revealed, None, now)?;
                     enqueue_in(tx, &signer, &topic, &reveal, now)
-                })?;
+                })? {
+                    return Ok(false);
+                }
                 crash_point("reveal.after_commit");
                 tracing::info!(%task_id, "revealed");
             }
@@ -631,9 +688,9 @@ impl Daemon {
                     record.state,
                     ReplicateStatus::Revealed | ReplicateStatus::ResultUploadFailed
                 ) {
-                    return Ok(());
+                    return Ok(true);
                 }
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     report_state(
                         tx,
                         &signer,
@@ -643,7 +700,9 @@ impl Daemon {
                         None,
                         now,
                     )
-                })?;
+                })? {
+                    return Ok(false);
+                }
                 self.start_upload(&record)?;
             }
             NotificationType::PleaseComplete
@@ -666,11 +725,13 @@ impl Daemon {
                     record.state,
                     ReplicateStatus::Completed | ReplicateStatus::Aborted
                 ) {
-                    return Ok(());
+                    return Ok(true);
                 }
-                self.store.lock().transaction(|tx| {
+                if !self.try_commit(|tx| {
                     report_state(tx, &signer, &topic, task_id, status, cause, now)
-                })?;
+                })? {
+                    return Ok(false);
+                }
                 crash_point_at("complete.after_commit", status);
                 // The task's material is dropped; its journal row stays.
                 let _ = std::fs::remove_file(job::archive_path(&self.runner.results_dir, &task_id));
@@ -678,6 +739,6 @@ impl Daemon {
             }
             other => tracing::debug!(%task_id, kind = %other, "notification not acted on"),
         }
-        Ok(())
+        Ok(true)
     }
 }

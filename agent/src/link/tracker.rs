@@ -18,6 +18,9 @@ pub enum Tracked {
     Capacity,
     /// An outbox row, deleted from the journal on its PUBACK.
     Outbox(i64),
+    /// A message sent without a journal row (the journal could not be written): a decline or
+    /// a heartbeat, nothing to do on its PUBACK.
+    Unjournaled,
 }
 
 /// Pairs packet ids with publishes (sans-IO: the daemon feeds it events).

@@ -91,22 +91,11 @@ fn run_checks(config_path: &Path) -> Vec<Check> {
     });
     match &detected {
         Ok(d) => {
-            let min = config.agent.min_free_disk_mb * 1024 * 1024;
-            let free_mb = d.disk_free_bytes / (1024 * 1024);
+            // Measured now on the state directory itself (read-only, free space), as the
+            // daemon does before each admission.
             checks.push(Check::new(
                 "disk",
-                if d.disk_free_bytes >= min {
-                    Ok(format!(
-                        "{free_mb} MiB free in {}",
-                        config.agent.state_dir.display()
-                    ))
-                } else {
-                    Err(format!(
-                        "{free_mb} MiB free in {}, expected at least agent.min_free_disk_mb = {}",
-                        config.agent.state_dir.display(),
-                        config.agent.min_free_disk_mb
-                    ))
-                },
+                capacity::state_dir_health(&config.agent.state_dir, config.agent.min_free_disk_mb),
             ));
             checks.push(Check::new("tee", check_tee(&config, d)));
         }

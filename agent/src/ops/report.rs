@@ -101,6 +101,13 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
     let outbox = store.outbox_len().map_err(io)?;
     let counts = store.counts_by_state().map_err(io)?;
     let version = store.schema_version().map_err(io)?;
+    let config = super::load_config(config_path)?;
+    let link = store
+        .meta_get(crate::daemon::LINK_META)
+        .map_err(io)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_else(|| "not started yet".into());
+    let disk = capacity::state_dir_health(&config.agent.state_dir, config.agent.min_free_disk_mb);
     let refused = crate::daemon::refusals::RefusalCounts::load(&store).map_err(io)?;
     if json {
         let tasks: serde_json::Map<String, serde_json::Value> = counts
@@ -112,6 +119,11 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
             "schema_version": version,
             "outbox_pending": outbox,
             "tasks": tasks,
+            "broker": link,
+            "disk": {
+                "ok": disk.is_ok(),
+                "detail": disk.as_ref().unwrap_or_else(|e| e).clone(),
+            },
             "inbox_refused": refused.to_json(),
             "inbox_refused_total": refused.total(),
         });
@@ -121,8 +133,12 @@ pub fn status(config_path: &Path, json: bool, stdout: &mut dyn Write) -> Result<
         write_out(
             stdout,
             &format!(
-                "journal  {} (schema {version})\noutbox   {outbox} pending\ntasks    {}\nrefused  {}",
+                "journal  {} (schema {version})\nbroker   {link}\noutbox   {outbox} pending\ndisk     {}\ntasks    {}\nrefused  {}",
                 store.path().display(),
+                match &disk {
+                    Ok(detail) => format!("ok, {detail}"),
+                    Err(why) => format!("NOT ACCEPTING TASKS: {why}"),
+                },
                 if tasks.is_empty() {
                     "none".into()
                 } else {

@@ -30,6 +30,9 @@ pub struct Resources {
     /// Free space in the state directory when it is below the operator's reserve
     /// (`agent.min_free_disk_mb`), with the reserve; `None` when the reserve holds.
     pub disk_low: Option<(u64, u64)>,
+    /// Why the journal cannot be written now (disk full to the last byte, read-only state
+    /// directory, I/O errors); `None` when it can.
+    pub journal_unwritable: Option<String>,
 }
 
 /// Why an assignment is declined.
@@ -62,6 +65,12 @@ pub enum Refusal {
         /// Allowed.
         allowed: u64,
     },
+    /// The journal cannot be written (the state directory is full to the last byte, read-only
+    /// or failing): a task could not be journaled, so none is taken until it can.
+    #[error(
+        "the journal in the state directory cannot be written ({0}): no new task until it can"
+    )]
+    JournalUnwritable(String),
     /// The state directory's disk is below the operator's reserve: no new task until space
     /// returns (the journal must keep room to record what running tasks do).
     #[error("the state directory has {free} bytes free, below the reserve of {reserve} (agent.min_free_disk_mb)")]
@@ -121,7 +130,8 @@ impl Refusal {
             Refusal::NoFreeSlot => ReplicateStatusCause::NoFreeSlot,
             Refusal::LimitsTooHigh { .. }
             | Refusal::InsufficientResources { .. }
-            | Refusal::DiskFull { .. } => ReplicateStatusCause::InsufficientResources,
+            | Refusal::DiskFull { .. }
+            | Refusal::JournalUnwritable(_) => ReplicateStatusCause::InsufficientResources,
             Refusal::TagMismatch { .. } => ReplicateStatusCause::TagMismatch,
             Refusal::TeeNotSupported => ReplicateStatusCause::TeeNotSupported,
             Refusal::ResultEncryptionUnavailable => ReplicateStatusCause::ResultEncryptionNeedsTee,
@@ -145,6 +155,9 @@ pub fn admit(assignment: &Assignment, resources: &Resources) -> Result<(), Refus
     }
     if resources.draining {
         return Err(Refusal::Draining);
+    }
+    if let Some(reason) = &resources.journal_unwritable {
+        return Err(Refusal::JournalUnwritable(reason.clone()));
     }
     if let Some((free, reserve)) = resources.disk_low {
         return Err(Refusal::DiskFull { free, reserve });
@@ -301,7 +314,26 @@ mod tests {
             max_limits: TaskLimits::default(),
             draining: false,
             disk_low: None,
+            journal_unwritable: None,
         }
+    }
+
+    #[test]
+    fn an_unwritable_journal_declines_every_task_with_its_reason() {
+        let refusal = admit(
+            &assignment(Tag::NONE),
+            &Resources {
+                journal_unwritable: Some("read-only file system".into()),
+                ..resources()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::JournalUnwritable(ref r) if r == "read-only file system"),
+            "{refusal}"
+        );
+        assert!(refusal.to_string().contains("cannot be written"));
+        assert_eq!(refusal.cause(), ReplicateStatusCause::InsufficientResources);
     }
 
     #[test]

@@ -236,7 +236,6 @@ async fn work(
     let progress = |status| {
         let _ = ctx.events.send(JobEvent::Progress { task_id, status });
     };
-    let index = ctx.store.index();
 
     progress(ReplicateStatus::AppDownloading);
     let deadline_ms = deal.contribution_deadline_ms();
@@ -245,16 +244,16 @@ async fn work(
         ReplicateStatus::AppDownloadFailed,
         "the app",
         async {
-            ctx.fetcher
-                .fetch(
-                    index,
-                    &deal.app.url,
-                    Some(deal.app.checksum),
-                    Role::App,
-                    limits.max_input_bytes,
-                )
-                .await
-                .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))
+            fetch_waiting(
+                ctx,
+                &deal.app.url,
+                Some(deal.app.checksum),
+                Role::App,
+                limits.max_input_bytes,
+                deadline_ms,
+            )
+            .await
+            .map_err(|e| fetch_failure(ReplicateStatus::AppDownloadFailed, Role::App, &e))
         },
     )
     .await?;
@@ -277,18 +276,18 @@ async fn work(
                 ReplicateStatus::DataDownloadFailed,
                 "the dataset",
                 async {
-                    ctx.fetcher
-                        .fetch(
-                            index,
-                            &reference.url,
-                            Some(reference.checksum),
-                            Role::Dataset,
-                            limits.max_input_bytes,
-                        )
-                        .await
-                        .map_err(|e| {
-                            fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
-                        })
+                    fetch_waiting(
+                        ctx,
+                        &reference.url,
+                        Some(reference.checksum),
+                        Role::Dataset,
+                        limits.max_input_bytes,
+                        deadline_ms,
+                    )
+                    .await
+                    .map_err(|e| {
+                        fetch_failure(ReplicateStatus::DataDownloadFailed, Role::Dataset, &e)
+                    })
                 },
             )
             .await?;
@@ -317,8 +316,7 @@ async fn work(
             ReplicateStatus::DataDownloadFailed,
             "an input file",
             async {
-                ctx.fetcher
-                    .fetch(index, url, None, role, limits.max_input_bytes)
+                fetch_waiting(ctx, url, None, role, limits.max_input_bytes, deadline_ms)
                     .await
                     .map_err(|e| fetch_failure(ReplicateStatus::DataDownloadFailed, role, &e))
             },
@@ -448,12 +446,14 @@ async fn work(
             fuel_used,
         )
     })?;
-    let archive = keep_archive(
+    let archive = keep_archive_waiting(
         &ctx.results_dir,
         &task_id,
         &output,
         Keep::of(assignment, released),
+        deadline_ms,
     )
+    .await
     .map_err(|(cause, e)| (ReplicateStatus::ComputeFailed, cause, e, fuel_used))?;
     progress(ReplicateStatus::Computed);
     Ok(JobOutcome {
@@ -548,6 +548,83 @@ fn failed_outcome(
     }
 }
 
+/// A download that failed on our own disk (the cache cannot be written: full, read-only) is
+/// tried again every [`ARCHIVE_RETRY`] until shortly before the contribution deadline: our
+/// disk's trouble is not the task's failure, and an error result would contradict honest
+/// workers. Any other failure is returned at once. The caller bounds the whole wait by the
+/// deadline itself ([`before_deadline`]).
+async fn fetch_waiting(
+    ctx: &JobContext,
+    url: &str,
+    expected: Option<Digest>,
+    role: Role,
+    max_bytes: u64,
+    deadline_ms: u64,
+) -> Result<fetch::Fetched, fetch::FetchError> {
+    let mut waiting = false;
+    loop {
+        match ctx
+            .fetcher
+            .fetch(ctx.store.index(), url, expected, role, max_bytes)
+            .await
+        {
+            Err(e) if e.is_local_storage() && before_retry_limit(deadline_ms) => {
+                if !waiting {
+                    tracing::warn!(%role, error = %e, "download cannot be kept: waiting for the disk");
+                    waiting = true;
+                }
+                tokio::time::sleep(ARCHIVE_RETRY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether there is still time to wait for our own disk before the contribution deadline.
+fn before_retry_limit(deadline_ms: u64) -> bool {
+    now_ms() < deadline_ms.saturating_sub(2 * ARCHIVE_RETRY.as_millis() as u64)
+}
+
+/// How often a result archive that our own disk refused is written again.
+const ARCHIVE_RETRY: Duration = Duration::from_secs(1);
+
+/// [`keep_archive`], waiting for our own disk: a result computed in memory is not lost to a
+/// full or read-only state directory, nor turned into an error result that honest workers
+/// would contradict. The archive is zipped (and encrypted) once; its write is tried again every
+/// [`ARCHIVE_RETRY`] until shortly before the contribution deadline; only then is it a failure.
+async fn keep_archive_waiting(
+    results_dir: &Path,
+    task_id: &TaskId,
+    tree: &MemTree,
+    keep: Keep<'_>,
+    deadline_ms: u64,
+) -> Result<PathBuf, (ReplicateStatusCause, String)> {
+    let Some(bytes) = archive_bytes(tree, keep)? else {
+        return Ok(drop_archive(results_dir, task_id));
+    };
+    let mut waiting = false;
+    loop {
+        match write_archive(results_dir, task_id, &bytes) {
+            Ok(path) => {
+                if waiting {
+                    tracing::info!(%task_id, "result archive written: the disk took it");
+                }
+                return Ok(path);
+            }
+            Err(e) => {
+                if !before_retry_limit(deadline_ms) {
+                    return Err(e);
+                }
+                if !waiting {
+                    tracing::warn!(%task_id, error = %e.1, "the result archive cannot be written: waiting for the disk");
+                    waiting = true;
+                }
+                tokio::time::sleep(ARCHIVE_RETRY).await;
+            }
+        }
+    }
+}
+
 /// Zips the output, encrypts it for the beneficiary when `keep` says so (in memory: the clear
 /// zip never reaches the disk), and writes the result atomically to the results directory.
 fn keep_archive(
@@ -556,14 +633,21 @@ fn keep_archive(
     tree: &MemTree,
     keep: Keep<'_>,
 ) -> Result<PathBuf, (ReplicateStatusCause, String)> {
-    let path = archive_path(results_dir, task_id);
+    match archive_bytes(tree, keep)? {
+        None => Ok(drop_archive(results_dir, task_id)),
+        Some(bytes) => write_archive(results_dir, task_id, &bytes),
+    }
+}
+
+/// The bytes to keep for the task: the zipped output, encrypted for the beneficiary when `keep`
+/// says so; `None` when nothing is kept.
+fn archive_bytes(
+    tree: &MemTree,
+    keep: Keep<'_>,
+) -> Result<Option<Vec<u8>>, (ReplicateStatusCause, String)> {
     let zip_failed = |e: String| (ReplicateStatusCause::OutFolderZipFailed, e);
-    let bytes = match keep {
-        Keep::Nothing => {
-            // A stale archive of an earlier attempt is not left for an upload either.
-            let _ = std::fs::remove_file(&path);
-            return Ok(path);
-        }
+    Ok(Some(match keep {
+        Keep::Nothing => return Ok(None),
         Keep::Clear => {
             zip_tree(tree, "").map_err(|e| zip_failed(format!("zipping the output: {e}")))?
         }
@@ -578,12 +662,29 @@ fn keep_archive(
                 )
             })?
         }
-    };
+    }))
+}
+
+/// Nothing is kept: a stale archive of an earlier attempt is not left for an upload either.
+fn drop_archive(results_dir: &Path, task_id: &TaskId) -> PathBuf {
+    let path = archive_path(results_dir, task_id);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Writes the archive's bytes atomically to the results directory.
+fn write_archive(
+    results_dir: &Path,
+    task_id: &TaskId,
+    bytes: &[u8],
+) -> Result<PathBuf, (ReplicateStatusCause, String)> {
+    let path = archive_path(results_dir, task_id);
+    let zip_failed = |e: String| (ReplicateStatusCause::OutFolderZipFailed, e);
     std::fs::create_dir_all(results_dir)
         .map_err(|e| zip_failed(format!("{}: {e}", results_dir.display())))?;
     crate::tools::write_atomically(&path, |file| {
         use std::io::Write;
-        file.write_all(&bytes)
+        file.write_all(bytes)
     })
     .map_err(|e| zip_failed(format!("{}: {e}", path.display())))?;
     Ok(path)

@@ -90,6 +90,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The highest sequence number handed out by [`Store::unjournaled_seq`] (0 if none): the
+    /// journal's own numbers continue above it.
+    seq_floor: u64,
 }
 
 /// One open write transaction, handed to the closure of [`Store::transaction`]. Everything done
@@ -97,6 +100,8 @@ pub struct Store {
 #[derive(Debug)]
 pub struct Tx<'c> {
     inner: rusqlite::Transaction<'c>,
+    /// [`Store`]'s `seq_floor` when the transaction began.
+    seq_floor: u64,
 }
 
 impl Store {
@@ -117,7 +122,11 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            seq_floor: 0,
+        };
         store.configure_writer().map_err(|e| store.on_path(e))?;
         migrations::migrate(&mut store.conn).map_err(|e| store.on_path(e))?;
         Ok(store)
@@ -141,7 +150,11 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let store = Store { conn, path };
+        let store = Store {
+            conn,
+            path,
+            seq_floor: 0,
+        };
         store.configure_reader().map_err(|e| store.on_path(e))?;
         let found = store.schema_version().map_err(|e| store.on_path(e))?;
         if found == 0 {
@@ -210,11 +223,12 @@ impl Store {
         &mut self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let seq_floor = self.seq_floor;
         let inner = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
-        let mut tx = Tx { inner };
+        let mut tx = Tx { inner, seq_floor };
         let value = f(&mut tx)?;
         tx.inner.commit().map_err(StoreError::from)?;
         Ok(value)

@@ -14,13 +14,17 @@ impl Tx<'_> {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] if the journaled number is negative, or an SQLite error.
+    /// The number is above every number [`Store::unjournaled_seq`] handed out.
     pub fn next_own_seq(&mut self) -> Result<u64, StoreError> {
         let seq: i64 = self
             .inner
             .prepare_cached(
-                "UPDATE own_sequence SET last_seq = last_seq + 1 WHERE id = 0 RETURNING last_seq",
+                "UPDATE own_sequence SET last_seq = MAX(last_seq, ?1) + 1 WHERE id = 0 \
+                 RETURNING last_seq",
             )?
-            .query_row([], |row| row.get(0))?;
+            .query_row([to_i64("sequence number", self.seq_floor)?], |row| {
+                row.get(0)
+            })?;
         to_u64("own_sequence.last_seq", seq)
     }
 
@@ -66,6 +70,45 @@ impl Store {
     /// As [`Tx::accept_peer_seq`].
     pub fn accept_peer_seq(&mut self, sender: Address, seq: u64) -> Result<(), StoreError> {
         self.transaction(|tx| tx.accept_peer_seq(sender, seq))
+    }
+
+    /// Moves our sequence number `span` ahead, durably. The daemon does this at every start so
+    /// that the numbers [`Store::unjournaled_seq`] handed out in the previous run (never
+    /// journaled) are never used again, as long as a run hands out fewer than `span` of them.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the journal cannot be written, or an SQLite error.
+    pub fn skip_own_seqs(&mut self, span: u64) -> Result<(), StoreError> {
+        let span = to_i64("sequence span", span)?;
+        self.transaction(|tx| {
+            tx.inner.execute(
+                "UPDATE own_sequence SET last_seq = last_seq + ?1 WHERE id = 0",
+                [span],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A sequence number for a message that cannot be journaled (the journal cannot be
+    /// written): above every number used so far, and below every number the journal hands out
+    /// later. It is kept only in memory; [`Store::skip_own_seqs`] at the next start keeps it
+    /// from being reused. Only for messages whose loss is harmless (a decline, a heartbeat).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if the journaled number is negative, or an SQLite error.
+    pub fn unjournaled_seq(&mut self) -> Result<u64, StoreError> {
+        let next = self.last_own_seq()?.max(self.seq_floor) + 1;
+        self.seq_floor = next;
+        Ok(next)
+    }
+
+    /// Writes a small meta value in a transaction of its own: whether the journal can be
+    /// written right now.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it cannot.
+    pub fn probe_write(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        self.transaction(|tx| tx.meta_set("write_probe", &now_ms.to_be_bytes()))
     }
 
     /// The last sequence number we allocated (0 before the first).

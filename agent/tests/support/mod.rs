@@ -10,6 +10,8 @@
 //! - [`rumqttd`]: an embedded rumqttd 0.20 broker on a free loopback port (plain TCP, MQTT 3.1.1).
 //! - [`client`]: client options, URL parsing, one-shot connect / publish, a client with a last will.
 //! - [`subscriber`]: a subscriber thread collecting messages, with a bounded `wait_for`.
+//! - [`pool`]: a scheduler (the simulator's state machine) driving real agent processes, a
+//!   connection-cutting TCP proxy and tmpfs mounts, for the fault-injection tests.
 
 // Every test file compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -17,6 +19,7 @@
 pub mod certs;
 pub mod client;
 pub mod mosquitto;
+pub mod pool;
 pub mod rumqttd;
 pub mod subscriber;
 pub mod tls;

@@ -50,6 +50,8 @@ pub struct MosquittoOptions {
     pub tls: Option<MosquittoTls>,
     /// Keep retained messages and persistent sessions across [`Mosquitto::restart`].
     pub persistence: bool,
+    /// Listen on this port (e.g. one an agent already tries to reach) instead of a free one.
+    pub port: Option<u16>,
 }
 
 /// A running Mosquitto broker; killed when dropped.
@@ -76,7 +78,7 @@ impl Mosquitto {
         }
         let mut last_log = String::new();
         for _ in 0..BIND_ATTEMPTS {
-            let port = free_port();
+            let port = opts.port.unwrap_or_else(free_port);
             fs::write(
                 dir.path().join(CONFIG_FILE),
                 config(dir.path(), port, &opts),

@@ -167,6 +167,45 @@ fn peer_sequences_keep_the_highest_number_per_sender_across_reopens() {
     assert!(matches!(err, StoreError::OutOfRange { .. }), "{err}");
 }
 
+#[test]
+fn unjournaled_numbers_sit_between_the_used_ones_and_the_next_journaled_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let a = store.transaction(|tx| tx.next_own_seq()).unwrap();
+    let u1 = store.unjournaled_seq().unwrap();
+    let u2 = store.unjournaled_seq().unwrap();
+    // A rolled-back transaction leaves the unjournaled numbers alone.
+    let rolled_back: Result<(), StoreError> = store.transaction(|tx| {
+        tx.next_own_seq()?;
+        Err(StoreError::Sqlite("rolled back on purpose".into()))
+    });
+    assert!(rolled_back.is_err());
+    let b = store.transaction(|tx| tx.next_own_seq()).unwrap();
+    assert!(a < u1 && u1 < u2 && u2 < b, "{a} {u1} {u2} {b}");
+    // Nothing of the unjournaled numbers is on disk: only a skip at the next start keeps a
+    // new run from using them again.
+    drop(store);
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.last_own_seq().unwrap(), b);
+    store.skip_own_seqs(1 << 20).unwrap();
+    let c = store.transaction(|tx| tx.next_own_seq()).unwrap();
+    assert_eq!(c, b + (1 << 20) + 1);
+    assert!(store.unjournaled_seq().unwrap() > c);
+}
+
+#[test]
+fn a_probe_write_fails_typed_on_a_read_only_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store.probe_write(1).unwrap();
+    drop(store);
+    let mut reader = Store::open_read_only(dir.path()).unwrap();
+    assert!(matches!(
+        reader.probe_write(2),
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
 /// `PRAGMA synchronous` as the writer connection has it now (2 = FULL, 1 = NORMAL).
 fn synchronous(store: &Store) -> i64 {
     store
