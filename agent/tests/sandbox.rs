@@ -18,7 +18,8 @@ const START_MS: u64 = 1_700_000_000_000;
 
 fn wat(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/data/wat/{name}.wat", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    // The agent accepts binary wasm only: the test sources are WAT, converted here.
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn spec() -> RunSpec {
@@ -283,25 +284,33 @@ fn path_escapes_and_writes_to_the_inputs_are_refused_and_the_module_sees_why() {
 #[test]
 fn invalid_and_foreign_modules_are_refused_before_anything_runs() {
     type Expect = fn(&Failure) -> bool;
-    let cases: [(&[u8], Expect); 5] = [
-        (b"\0asm garbage", |f| matches!(f, Failure::InvalidModule(_))),
+    let binary = |text: &str| wat::parse_str(text).unwrap();
+    let cases: [(Vec<u8>, Expect); 6] = [
+        (b"\0asm garbage".to_vec(), |f| {
+            matches!(f, Failure::InvalidModule(_))
+        }),
+        // WAT text is not an app: the agent accepts binary wasm only.
         (
-            br#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "_start")))"#,
+            br#"(module (memory (export "memory") 1) (func (export "_start")))"#.to_vec(),
             |f| matches!(f, Failure::InvalidModule(_)),
         ),
         (
-            br#"(module (import "env" "sys" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+            binary(r#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "_start")))"#),
+            |f| matches!(f, Failure::InvalidModule(_)),
+        ),
+        (
+            binary(r#"(module (import "env" "sys" (func)) (memory (export "memory") 1) (func (export "_start")))"#),
             |f| matches!(f, Failure::NotACommand(_)),
         ),
-        (br#"(module (memory (export "memory") 1))"#, |f| {
+        (binary(r#"(module (memory (export "memory") 1))"#), |f| {
             matches!(f, Failure::NotACommand(_))
         }),
-        (br#"(module (func (export "_start")))"#, |f| {
+        (binary(r#"(module (func (export "_start")))"#), |f| {
             matches!(f, Failure::NotACommand(_))
         }),
     ];
     for (module, expected) in cases {
-        let error = Prepared::compile(module).unwrap_err();
+        let error = Prepared::compile(&module).unwrap_err();
         assert!(expected(&error.failure), "{error}");
         assert_eq!(error.cause(), ReplicateStatusCause::InvalidModule);
         assert_eq!(error.fuel_used, 0);
