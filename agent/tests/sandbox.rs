@@ -22,6 +22,11 @@ fn wat(name: &str) -> Vec<u8> {
     wat::parse_file(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Binary wasm from inline WAT text.
+fn binary(text: &[u8]) -> Vec<u8> {
+    wat::parse_bytes(text).unwrap().into_owned()
+}
+
 fn spec() -> RunSpec {
     RunSpec {
         app_name: "app".into(),
@@ -208,7 +213,7 @@ fn a_memory_bomb_hits_the_memory_limit() {
 #[test]
 fn an_initial_memory_or_table_above_the_limits_is_refused() {
     let big_memory = br#"(module (memory (export "memory") 1000) (func (export "_start")))"#;
-    let error = run(big_memory, &spec()).unwrap_err();
+    let error = run(&binary(big_memory), &spec()).unwrap_err();
     assert!(
         matches!(error.failure, Failure::MemoryLimit { .. }),
         "{error}"
@@ -217,7 +222,7 @@ fn an_initial_memory_or_table_above_the_limits_is_refused() {
     let table_bomb = br#"(module (memory (export "memory") 1) (table $t 1 funcref)
         (func (export "_start")
           (loop $grow (drop (table.grow $t (ref.null func) (i32.const 10000))) (br $grow))))"#;
-    let error = run(table_bomb, &spec()).unwrap_err();
+    let error = run(&binary(table_bomb), &spec()).unwrap_err();
     assert!(
         matches!(error.failure, Failure::MemoryLimit { .. }),
         "{error}"
@@ -267,7 +272,7 @@ fn a_non_zero_exit_fails_and_exit_zero_succeeds() {
         (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
         (memory (export "memory") 1)
         (func (export "_start") (call $exit (i32.const 0))))"#;
-    assert_eq!(run(exit0, &spec()).unwrap().exit_code, 0);
+    assert_eq!(run(&binary(exit0), &spec()).unwrap().exit_code, 0);
 }
 
 #[test]
@@ -284,7 +289,6 @@ fn path_escapes_and_writes_to_the_inputs_are_refused_and_the_module_sees_why() {
 #[test]
 fn invalid_and_foreign_modules_are_refused_before_anything_runs() {
     type Expect = fn(&Failure) -> bool;
-    let binary = |text: &str| wat::parse_str(text).unwrap();
     let cases: [(Vec<u8>, Expect); 6] = [
         (b"\0asm garbage".to_vec(), |f| {
             matches!(f, Failure::InvalidModule(_))
@@ -295,17 +299,17 @@ fn invalid_and_foreign_modules_are_refused_before_anything_runs() {
             |f| matches!(f, Failure::InvalidModule(_)),
         ),
         (
-            binary(r#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "_start")))"#),
+            binary(br#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "_start")))"#),
             |f| matches!(f, Failure::InvalidModule(_)),
         ),
         (
-            binary(r#"(module (import "env" "sys" (func)) (memory (export "memory") 1) (func (export "_start")))"#),
+            binary(br#"(module (import "env" "sys" (func)) (memory (export "memory") 1) (func (export "_start")))"#),
             |f| matches!(f, Failure::NotACommand(_)),
         ),
-        (binary(r#"(module (memory (export "memory") 1))"#), |f| {
+        (binary(br#"(module (memory (export "memory") 1))"#), |f| {
             matches!(f, Failure::NotACommand(_))
         }),
-        (binary(r#"(module (func (export "_start")))"#), |f| {
+        (binary(br#"(module (func (export "_start")))"#), |f| {
             matches!(f, Failure::NotACommand(_))
         }),
     ];
@@ -361,7 +365,7 @@ fn a_failed_run_still_reports_its_streams_and_the_same_fuel_every_time() {
           (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 5))
           (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
           unreachable))"#;
-    let prepared = Prepared::compile(module).unwrap();
+    let prepared = Prepared::compile(&binary(module)).unwrap();
     let first = prepared.run(&spec()).unwrap_err();
     let second = prepared.run(&spec()).unwrap_err();
     assert_eq!(first.left_behind.stderr.bytes, b"boom\n");
