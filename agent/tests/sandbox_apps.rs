@@ -256,8 +256,9 @@ fn measure_compile_instantiate_and_run_times() {
     );
 
     // A compute loop of 50M iterations, in fuel slices.
-    let count = wat::parse_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wat/count.wat"))
-        .unwrap();
+    let count =
+        wat::parse_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wat/count.wat"))
+            .unwrap();
     let count = Prepared::compile(&count).unwrap();
     let mut best = std::time::Duration::MAX;
     let mut fuel = 0;
