@@ -46,6 +46,7 @@ pub fn init(log: &LogSection, env_level: Option<&str>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use tracing::Level;
