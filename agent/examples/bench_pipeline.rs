@@ -136,7 +136,7 @@ fn app_file(app: &str) -> Result<(&'static str, &'static str)> {
     match app {
         "read" => Ok((
             "agent/examples/bench_support/read_dataset.wat",
-            "read_dataset.wat",
+            "read_dataset.wasm",
         )),
         "hello" => Ok(("apps/hello/hello.wasm", "hello.wasm")),
         other => bail!("unknown app {other:?}: expected read or hello"),
@@ -155,6 +155,12 @@ fn main() -> Result<()> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let (app_path, app_name) = app_file(&args.app)?;
     let app = std::fs::read(repo.join(app_path)).context(app_path)?;
+    // The agent accepts binary wasm only: a WAT source is converted here.
+    let app = if app_path.ends_with(".wat") {
+        wat::parse_bytes(&app).context(app_path)?.into_owned()
+    } else {
+        app
+    };
     let mut files = HashMap::new();
     files.insert(app_name.to_string(), app.clone());
     for k in 0..=args.fresh {

@@ -478,19 +478,21 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
 
 #[test]
 fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_is_declined() {
-    let looping = br#"(module
+    let looping = wat::parse_str(
+        r#"(module
   (memory (export "memory") 1)
-  (func (export "_start") (loop $forever (br $forever))))"#
-        .to_vec();
+  (func (export "_start") (loop $forever (br $forever))))"#,
+    )
+    .unwrap();
     let mut files = HashMap::new();
-    files.insert("loop.wat".to_string(), looping.clone());
+    files.insert("loop.wasm".to_string(), looping.clone());
     let server = HttpServer::start(files);
     let broker = EmbeddedBroker::start();
     let mut driver = Driver::connect(broker.port());
     let agent = Agent::start(&broker.url(), driver.scheduler.address());
     driver.wait_online(agent.address, &agent);
 
-    let d = deal(&server, "loop.wat", &looping, Vec::new(), "", 9);
+    let d = deal(&server, "loop.wasm", &looping, Vec::new(), "", 9);
     let task_id: TaskId = poco::task_id(&d.deal_id, 0);
     let limits = TaskLimits {
         fuel: 2_000_000,
@@ -539,7 +541,7 @@ fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_i
     assert_eq!(contribution.result_digest, expected);
 
     // An assignment asking for more than the worker allows is declined with its cause.
-    let greedy = deal(&server, "loop.wat", &looping, Vec::new(), "", 10);
+    let greedy = deal(&server, "loop.wasm", &looping, Vec::new(), "", 10);
     let too_much = TaskLimits {
         fuel: u64::MAX,
         ..TaskLimits::default()

@@ -18,7 +18,13 @@ const START_MS: u64 = 1_700_000_000_000;
 
 fn wat(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/data/wat/{name}.wat", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    // The agent accepts binary wasm only: the test sources are WAT, converted here.
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Binary wasm from inline WAT text.
+fn binary(text: &[u8]) -> Vec<u8> {
+    wat::parse_bytes(text).unwrap().into_owned()
 }
 
 fn spec() -> RunSpec {
@@ -207,7 +213,7 @@ fn a_memory_bomb_hits_the_memory_limit() {
 #[test]
 fn an_initial_memory_or_table_above_the_limits_is_refused() {
     let big_memory = br#"(module (memory (export "memory") 1000) (func (export "_start")))"#;
-    let error = run(big_memory, &spec()).unwrap_err();
+    let error = run(&binary(big_memory), &spec()).unwrap_err();
     assert!(
         matches!(error.failure, Failure::MemoryLimit { .. }),
         "{error}"
@@ -216,7 +222,7 @@ fn an_initial_memory_or_table_above_the_limits_is_refused() {
     let table_bomb = br#"(module (memory (export "memory") 1) (table $t 1 funcref)
         (func (export "_start")
           (loop $grow (drop (table.grow $t (ref.null func) (i32.const 10000))) (br $grow))))"#;
-    let error = run(table_bomb, &spec()).unwrap_err();
+    let error = run(&binary(table_bomb), &spec()).unwrap_err();
     assert!(
         matches!(error.failure, Failure::MemoryLimit { .. }),
         "{error}"
@@ -266,7 +272,7 @@ fn a_non_zero_exit_fails_and_exit_zero_succeeds() {
         (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
         (memory (export "memory") 1)
         (func (export "_start") (call $exit (i32.const 0))))"#;
-    assert_eq!(run(exit0, &spec()).unwrap().exit_code, 0);
+    assert_eq!(run(&binary(exit0), &spec()).unwrap().exit_code, 0);
 }
 
 #[test]
@@ -283,25 +289,32 @@ fn path_escapes_and_writes_to_the_inputs_are_refused_and_the_module_sees_why() {
 #[test]
 fn invalid_and_foreign_modules_are_refused_before_anything_runs() {
     type Expect = fn(&Failure) -> bool;
-    let cases: [(&[u8], Expect); 5] = [
-        (b"\0asm garbage", |f| matches!(f, Failure::InvalidModule(_))),
+    let cases: [(Vec<u8>, Expect); 6] = [
+        (b"\0asm garbage".to_vec(), |f| {
+            matches!(f, Failure::InvalidModule(_))
+        }),
+        // WAT text is not an app: the agent accepts binary wasm only.
         (
-            br#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "_start")))"#,
+            br#"(module (memory (export "memory") 1) (func (export "_start")))"#.to_vec(),
             |f| matches!(f, Failure::InvalidModule(_)),
         ),
         (
-            br#"(module (import "env" "sys" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+            binary(br#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "_start")))"#),
+            |f| matches!(f, Failure::InvalidModule(_)),
+        ),
+        (
+            binary(br#"(module (import "env" "sys" (func)) (memory (export "memory") 1) (func (export "_start")))"#),
             |f| matches!(f, Failure::NotACommand(_)),
         ),
-        (br#"(module (memory (export "memory") 1))"#, |f| {
+        (binary(br#"(module (memory (export "memory") 1))"#), |f| {
             matches!(f, Failure::NotACommand(_))
         }),
-        (br#"(module (func (export "_start")))"#, |f| {
+        (binary(br#"(module (func (export "_start")))"#), |f| {
             matches!(f, Failure::NotACommand(_))
         }),
     ];
     for (module, expected) in cases {
-        let error = Prepared::compile(module).unwrap_err();
+        let error = Prepared::compile(&module).unwrap_err();
         assert!(expected(&error.failure), "{error}");
         assert_eq!(error.cause(), ReplicateStatusCause::InvalidModule);
         assert_eq!(error.fuel_used, 0);
@@ -352,7 +365,7 @@ fn a_failed_run_still_reports_its_streams_and_the_same_fuel_every_time() {
           (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 5))
           (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
           unreachable))"#;
-    let prepared = Prepared::compile(module).unwrap();
+    let prepared = Prepared::compile(&binary(module)).unwrap();
     let first = prepared.run(&spec()).unwrap_err();
     let second = prepared.run(&spec()).unwrap_err();
     assert_eq!(first.left_behind.stderr.bytes, b"boom\n");

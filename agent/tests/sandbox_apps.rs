@@ -239,9 +239,9 @@ fn measure_compile_instantiate_and_run_times() {
     }
 
     // An empty command: the contract (volumes, env, context) plus instantiation.
-    let empty =
-        Prepared::compile(br#"(module (memory (export "memory") 1) (func (export "_start")))"#)
-            .unwrap();
+    let empty = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+        .unwrap();
+    let empty = Prepared::compile(&empty).unwrap();
     let spec = plain_spec();
     let times = (0..201)
         .map(|_| {
@@ -256,9 +256,10 @@ fn measure_compile_instantiate_and_run_times() {
     );
 
     // A compute loop of 50M iterations, in fuel slices.
-    let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wat/count.wat"))
-        .unwrap();
-    let count = Prepared::compile(&wat).unwrap();
+    let count =
+        wat::parse_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wat/count.wat"))
+            .unwrap();
+    let count = Prepared::compile(&count).unwrap();
     let mut best = std::time::Duration::MAX;
     let mut fuel = 0;
     for _ in 0..5 {

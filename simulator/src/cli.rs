@@ -54,7 +54,7 @@ pub enum Command {
         /// The `serve`'s state directory.
         #[arg(long, value_name = "DIR", default_value = "edgepool-sim-state")]
         state: PathBuf,
-        /// The app (.wasm or .wat).
+        /// The app (binary .wasm: agents refuse WAT text).
         #[arg(long, value_name = "FILE")]
         app: PathBuf,
         /// The dataset (given to the app as is).

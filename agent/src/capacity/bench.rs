@@ -12,18 +12,9 @@ use wasmi::{
     CompilationMode, Config, Engine, Linker, Module, Store, TypedFunc, TypedResumableCall,
 };
 
-/// The benchmark module: `spin(x)` loops forever; only running out of fuel stops it.
-pub const BENCH_WAT: &str = r#"
-(module
-  (func (export "spin") (param $x i64) (result i64)
-    (loop $again
-      (local.set $x
-        (i64.add
-          (i64.mul (local.get $x) (i64.const 6364136223846793005))
-          (i64.const 1442695040888963407)))
-      (br $again))
-    (local.get $x)))
-"#;
+/// The benchmark module, `bench.wat` in binary form: `spin(x)` loops forever; only running out
+/// of fuel stops it. Binary because the agent's wasmi has no WAT parser (a smaller binary).
+pub const BENCH_WASM: &[u8] = include_bytes!("bench.wasm");
 
 /// The fuel of the calibration slice.
 pub const CALIBRATION_FUEL: u64 = 2_000_000;
@@ -65,7 +56,7 @@ pub fn fuel_per_second() -> Result<u64, BenchError> {
         .consume_fuel(true)
         .compilation_mode(CompilationMode::Eager);
     let engine = Engine::new(&config);
-    let module = Module::new(&engine, BENCH_WAT).map_err(BenchError::Engine)?;
+    let module = Module::new(&engine, BENCH_WASM).map_err(BenchError::Engine)?;
     let mut store = Store::new(&engine, ());
     let instance = Linker::<()>::new(&engine)
         .instantiate_and_start(&mut store, &module)
@@ -156,6 +147,12 @@ mod tests {
         // Generous: debug builds and a loaded CI machine.
         assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
         eprintln!("fuel_per_second = {rate} in {elapsed:?}");
+    }
+
+    #[test]
+    fn the_committed_wasm_is_bench_wat_converted() {
+        let converted = wat::parse_str(include_str!("bench.wat")).unwrap();
+        assert_eq!(converted, BENCH_WASM);
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl Config {
                 "a tracing filter such as info or edgepool_agent=debug,info",
             ));
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        if let Err(e) = crate::logging::parse_filter(level) {
             return Err(ConfigError::invalid(
                 "log.level",
                 level,
