@@ -283,16 +283,18 @@ fn mosquitto_killed_and_restarted_mid_deal_loses_no_task() {
     assert_exactly_once(&outcome);
 }
 
-// Known defect (RELIABILITY.md, "Soak"): when an agent is killed while uploading and the broker
-// restarts before the agent is back, the task can stay REVEALING with its replica
-// UploadRequested until the final deadline; this run then times out (2 of 4 runs here).
+// Known defect (RELIABILITY.md, "Soak"): the pool gives up the replica of an agent killed after
+// it contributed, though the ledger keeps that contribution; when the agent comes back it is told
+// to abort instead of to reveal. The ledger then settles the task only at its reveal deadline, or
+// (1 run in 4 here) the task finds no consensus before its contribution deadline and FAILS.
+// Nothing is lost or contributed twice; run it with `-- --ignored`.
 #[test]
-#[ignore = "known defect: an upload interrupted by a kill and a broker restart can stall the task"]
+#[ignore = "known defect: a replica given up after contributing is not asked to reveal when its agent returns"]
 fn a_short_soak_with_random_kills_and_a_broker_restart_accounts_for_every_task() {
     let outcome = run("soak-short.toml");
     let a = &outcome.accounting;
-    assert_eq!(a.submitted, 60, "{a:?}");
-    assert_eq!(a.completed, 60, "{a:?}");
+    assert_eq!(a.submitted, 120, "{a:?}");
+    assert_eq!(a.completed, 120, "{a:?}");
     assert_eq!(a.lost, 0, "{a:?}");
     assert_eq!(a.double_contributions, 0, "{a:?}");
     assert!(a.money_conserved, "{a:?}");

@@ -649,13 +649,27 @@ impl Daemon {
         let now = now_ms();
         match notification.kind {
             NotificationType::PleaseReveal => {
+                let Some(digest) = record.outputs.result_digest else {
+                    return Ok(true);
+                };
+                if record.state == ReplicateStatus::Revealed {
+                    // Asked again: our reveal was lost on the way (e.g. a broker that acknowledged
+                    // it died before delivering it). The same reveal goes again; the scheduler
+                    // takes a repeated one as a no-op.
+                    let reveal = Message::Reveal(Reveal {
+                        task_id,
+                        result_digest: digest,
+                    });
+                    if !self.try_commit(|tx| enqueue_in(tx, &signer, &topic, &reveal, now))? {
+                        return Ok(false);
+                    }
+                    tracing::info!(%task_id, "reveal asked again: sent again");
+                    return Ok(true);
+                }
                 if record.state != ReplicateStatus::Contributed {
                     tracing::debug!(%task_id, state = %record.state, "reveal asked again: ignored");
                     return Ok(true);
                 }
-                let Some(digest) = record.outputs.result_digest else {
-                    return Ok(true);
-                };
                 if notification.deadline_ms.is_some_and(|d| now > d) {
                     let cause = Some(ReplicateStatusCause::RevealTimeout);
                     return self.try_commit(|tx| {
@@ -684,6 +698,22 @@ impl Daemon {
                 tracing::info!(%task_id, "revealed");
             }
             NotificationType::PleaseUpload => {
+                if let (ReplicateStatus::ResultUploaded, Some(result_link)) =
+                    (record.state, record.outputs.result_link.as_ref())
+                {
+                    // Asked again after our upload: the RESULT_UPLOADED was lost on the way. The
+                    // same link goes again (the stored archive may already be gone); the
+                    // scheduler takes a repeated one as a no-op.
+                    let message = Message::ResultUploaded(ResultUploaded {
+                        task_id,
+                        result_link: result_link.clone(),
+                    });
+                    if !self.try_commit(|tx| enqueue_in(tx, &signer, &topic, &message, now))? {
+                        return Ok(false);
+                    }
+                    tracing::info!(%task_id, "upload asked again: result link sent again");
+                    return Ok(true);
+                }
                 if !matches!(
                     record.state,
                     ReplicateStatus::Revealed | ReplicateStatus::ResultUploadFailed
