@@ -64,14 +64,16 @@ fn adversarial_modules_fail_with_their_cause_while_honest_tasks_complete_and_rss
         "trap",
         "exit3",
     ] {
+        // The agent runs binary wasm only: the corpus's WAT is converted here.
         files.insert(
-            format!("{name}.wat"),
-            std::fs::read(wat_dir.join(format!("{name}.wat"))).unwrap(),
+            format!("{name}.wasm"),
+            wat::parse_file(wat_dir.join(format!("{name}.wat"))).unwrap(),
         );
     }
     files.insert(
-        "big_memory.wat".into(),
-        br#"(module (memory (export "memory") 1000) (func (export "_start")))"#.to_vec(),
+        "big_memory.wasm".into(),
+        wat::parse_str(r#"(module (memory (export "memory") 1000) (func (export "_start")))"#)
+            .unwrap(),
     );
     files.insert("garbage.wasm".into(), b"\0asm garbage".to_vec());
     let mandelbrot = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
@@ -91,7 +93,7 @@ fn adversarial_modules_fail_with_their_cause_while_honest_tasks_complete_and_rss
         honest(),
         wat_case(
             "endless loop, out of fuel",
-            "loop.wat",
+            "loop.wasm",
             TaskLimits {
                 fuel: 20_000_000,
                 ..limits()
@@ -100,7 +102,7 @@ fn adversarial_modules_fail_with_their_cause_while_honest_tasks_complete_and_rss
         ),
         wat_case(
             "endless loop, wall clock",
-            "loop.wat",
+            "loop.wasm",
             TaskLimits {
                 wall_clock_ms: 1_500,
                 ..limits()
@@ -110,39 +112,39 @@ fn adversarial_modules_fail_with_their_cause_while_honest_tasks_complete_and_rss
         honest(),
         wat_case(
             "memory bomb",
-            "memory_bomb.wat",
+            "memory_bomb.wasm",
             limits(),
             C::MemoryLimitExceeded,
         ),
         wat_case(
             "initial memory above the limit",
-            "big_memory.wat",
+            "big_memory.wasm",
             limits(),
             C::MemoryLimitExceeded,
         ),
         honest(),
         wat_case(
             "endless recursion",
-            "recursion.wat",
+            "recursion.wasm",
             limits(),
             C::StackOverflow,
         ),
         wat_case(
             "output flood",
-            "output_flood.wat",
+            "output_flood.wasm",
             limits(),
             C::OutputLimitExceeded,
         ),
         honest(),
         wat_case(
             "file flood",
-            "file_flood.wat",
+            "file_flood.wasm",
             limits(),
             C::OutputLimitExceeded,
         ),
-        wat_case("unreachable", "trap.wat", limits(), C::AppComputeFailed),
+        wat_case("unreachable", "trap.wasm", limits(), C::AppComputeFailed),
         honest(),
-        wat_case("exit 3", "exit3.wat", limits(), C::AppComputeFailed),
+        wat_case("exit 3", "exit3.wasm", limits(), C::AppComputeFailed),
         wat_case("not a module", "garbage.wasm", limits(), C::InvalidModule),
         honest(),
     ];
