@@ -331,3 +331,45 @@ fn check_after_single(driver: &mut Driver, agents: &mut [Agent]) {
     }
     driver.check_invariants("late broker");
 }
+
+/// A broker that acknowledged the agent's REVEAL or RESULT_UPLOADED and lost it before delivering
+/// it: the pool asks again (PLEASE_REVEAL / PLEASE_UPLOAD), and the agent, already past that step,
+/// answers with its stored reveal / result link instead of ignoring the repeat. The task completes
+/// with one contribution.
+#[test]
+fn a_lost_reveal_or_result_link_is_sent_again_when_the_pool_asks_again() {
+    for (i, kind) in [MessageKind::Reveal, MessageKind::ResultUploaded]
+        .into_iter()
+        .enumerate()
+    {
+        let broker = Mosquitto::start(MosquittoOptions::default());
+        let server = HttpServer::hello();
+        let mut driver = Driver::connect(broker.port(), "scheduler-lost");
+        driver.lose_once.push(kind);
+        let agent = Agent::start(&broker.url(), driver.scheduler.address(), &[]);
+        driver.wait_online(&agent);
+        let task = driver.assign(&server.hello_deal(0x81 + i as u8), 0, agent.address);
+        assert!(
+            driver.step_until(Duration::from_secs(60), |d| d.lost == 1),
+            "{kind:?} never sent; logs:\n{}",
+            agent.logs()
+        );
+        assert!(!driver.finalized.contains_key(&task), "{kind:?}");
+        assert_eq!(driver.resend_unfinished(), 1, "{kind:?}");
+        assert!(
+            driver.step_until(Duration::from_secs(30), |d| d.finalized.contains_key(&task)),
+            "{kind:?}: the repeated request was not answered; logs:\n{}",
+            agent.logs()
+        );
+        assert_eq!(driver.count(kind), 2, "{kind:?}");
+        assert_eq!(driver.distinct_contributions(task), 1, "{kind:?}");
+        assert!(
+            driver.step_until(Duration::from_secs(30), |_| agent
+                .task_state(task)
+                .as_deref()
+                == Some("COMPLETED")),
+            "{kind:?}: {:?}",
+            agent.task_state(task)
+        );
+    }
+}

@@ -20,7 +20,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,14 +33,13 @@ use edgepool_protocol::signature::Signer;
 use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler, SchedulerError};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use support::pool::{topic, Agent};
 use support::rumqttd::EmbeddedBroker;
 
 const POOL: &str = "0x1111111111111111111111111111111111111111";
 const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 /// The bound on each phase of a run (crash, then completion).
 const PHASE: Duration = Duration::from_secs(60);
-/// The agent's disk reserve (`agent.min_free_disk_mb`) in every test.
-const MIN_FREE_DISK_MB: &str = "4";
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
@@ -90,140 +89,6 @@ impl HttpServer {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
     }
-}
-
-struct Agent {
-    child: Child,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    address: Address,
-    runs: u32,
-}
-
-impl Agent {
-    fn init(broker: &str, scheduler: Address) -> Agent {
-        Agent::init_on(tempfile::tempdir().unwrap(), broker, scheduler)
-    }
-
-    /// As [`Agent::init`], in `dir` (whose `state` may be prepared, e.g. a mount point).
-    fn init_on(dir: tempfile::TempDir, broker: &str, scheduler: Address) -> Agent {
-        std::fs::write(dir.path().join("password"), "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(dir.path().join("password"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
-        let child = Agent::spawn(dir.path(), &config, 0, None);
-        Agent {
-            child,
-            dir,
-            config,
-            address,
-            runs: 1,
-        }
-    }
-
-    fn spawn(dir: &Path, config: &Path, run: u32, failpoints: Option<&str>) -> Child {
-        let mut command = bin();
-        command
-            .args(["run", "--config"])
-            .arg(config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", MIN_FREE_DISK_MB)
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
-            .env("EDGEPOOL_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("FAILPOINTS")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("agent-{run}.log"))).unwrap());
-        if let Some(failpoints) = failpoints {
-            command.env("FAILPOINTS", failpoints);
-        }
-        command.spawn().unwrap()
-    }
-
-    /// Stops the current process (`kill -9`) and starts a new one, armed with `failpoints`.
-    fn restart(&mut self, failpoints: Option<&str>) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Agent::spawn(self.dir.path(), &self.config, self.runs, failpoints);
-        self.runs += 1;
-    }
-
-    /// Every run's log, in order.
-    fn logs(&self) -> String {
-        (0..self.runs)
-            .map(|i| {
-                let log = std::fs::read_to_string(self.dir.path().join(format!("agent-{i}.log")))
-                    .unwrap_or_default();
-                format!("--- run {i} ---\n{log}")
-            })
-            .collect()
-    }
-
-    fn task_state(&self, task_id: TaskId) -> Option<String> {
-        let out = bin()
-            .args(["tasks", "--json", "--config"])
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        let tasks: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        tasks.as_array()?.iter().find_map(|t| {
-            (t["task_id"] == task_id.to_string()).then(|| t["state"].as_str().unwrap_or("").into())
-        })
-    }
-
-    fn journal(&self) -> PathBuf {
-        let state = self.dir.path().join("state");
-        std::fs::read_dir(&state)
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "db" || x == "sqlite"))
-            .unwrap_or_else(|| panic!("no journal in {}", state.display()))
-    }
-}
-
-impl Agent {
-    /// Rows in the journal's outbox (published, not yet acknowledged, or not yet published).
-    fn outbox_len(&self) -> i64 {
-        let db = rusqlite::Connection::open(self.journal()).unwrap();
-        db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
-            .unwrap_or(1)
-    }
-
-    fn child_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn topic(worker: Address, channel: &str) -> String {
-    format!(
-        "edgepool/v1/{}/workers/{}/{channel}",
-        POOL.to_lowercase(),
-        worker.to_string().to_lowercase()
-    )
 }
 
 /// The scheduler side, recording everything the invariants are checked on.
@@ -451,7 +316,7 @@ fn crash_and_recover_on(broker: Broker, point: &str, failpoints: &str, app: App)
     let server = HttpServer::start(files);
     let broker = Running::start(broker);
     let mut driver = Driver::connect(broker.port());
-    let mut agent = Agent::init(&broker.url(), driver.scheduler.address());
+    let mut agent = Agent::start(&broker.url(), driver.scheduler.address(), &[]);
     driver.wait_online(agent.address, &agent);
     // The first run is unarmed up to here (init and connection); arm it from the start.
     agent.restart(Some(failpoints));
@@ -762,7 +627,7 @@ fn a_full_state_disk_stops_admissions_until_space_returns() {
     let server = HttpServer::start(files);
     let broker = EmbeddedBroker::start();
     let mut driver = Driver::connect(broker.port());
-    let mut agent = Agent::init_on(dir, &broker.url(), driver.scheduler.address());
+    let mut agent = Agent::start_in(dir, &broker.url(), driver.scheduler.address(), &[]);
     driver.wait_online(agent.address, &agent);
 
     // Fill the disk until 2 MiB are left (below the 4 MiB reserve), in one step: a disk filled
@@ -827,11 +692,7 @@ fn a_full_state_disk_stops_admissions_until_space_returns() {
     let report = String::from_utf8_lossy(&doctor.stdout).to_string();
     assert_eq!(doctor.status.code(), Some(6), "{report}");
     assert!(report.contains("agent.min_free_disk_mb"), "{report}");
-    assert!(
-        agent.child_alive(),
-        "the agent stopped; logs:\n{}",
-        agent.logs()
-    );
+    assert!(agent.alive(), "the agent stopped; logs:\n{}", agent.logs());
 
     // Space returns: the next task runs.
     std::fs::remove_file(&filler).unwrap();

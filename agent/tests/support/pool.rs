@@ -196,6 +196,19 @@ impl Agent {
         }
     }
 
+    /// Stops the current process (`kill -9`) and starts a new one on the same state, armed with
+    /// `failpoints` (`FAILPOINTS`, the agent's `failpoints` feature) when given.
+    pub fn restart(&mut self, failpoints: Option<&str>) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut env = self.env.clone();
+        if let Some(failpoints) = failpoints {
+            env.push(("FAILPOINTS".into(), failpoints.into()));
+        }
+        self.child = Agent::spawn(self.dir.path(), &self.config, self.runs, &env);
+        self.runs += 1;
+    }
+
     fn spawn(dir: &Path, config: &Path, run: u32, env: &[(String, String)]) -> Child {
         let mut command = bin();
         command
@@ -324,6 +337,11 @@ pub struct Driver {
     last_sent: BTreeMap<(Address, TaskId), Message>,
     /// CONNACKs the driver's own connection received.
     pub connacks: Arc<AtomicUsize>,
+    /// Kinds of agent message to lose once each, as a broker that acknowledged a publication and
+    /// died before delivering it: recorded in `outbox`, not handled.
+    pub lose_once: Vec<MessageKind>,
+    /// How many messages were lost that way.
+    pub lost: usize,
 }
 
 impl Driver {
@@ -373,6 +391,8 @@ impl Driver {
             online: Vec::new(),
             last_sent: BTreeMap::new(),
             connacks,
+            lose_once: Vec::new(),
+            lost: 0,
         }
     }
 
@@ -468,6 +488,12 @@ impl Driver {
             sha256(&payload).0,
             opened.message.clone(),
         ));
+        let kind = opened.message.kind();
+        if let Some(i) = self.lose_once.iter().position(|k| *k == kind) {
+            self.lose_once.remove(i);
+            self.lost += 1;
+            return;
+        }
         match self
             .scheduler
             .handle(opened.sender, &opened.message, now_ms())
