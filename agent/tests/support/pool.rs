@@ -229,6 +229,38 @@ impl Agent {
         command.spawn().unwrap()
     }
 
+    /// Stops the current process with SIGTERM (a clean stop: drain, journal closed) and waits
+    /// for it, at most `timeout`; its exit code (`None`: killed by a signal or still running).
+    pub fn stop(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(timeout)
+    }
+
+    /// Waits at most `timeout` for the current process to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut code = None;
+        super::poll_until(timeout, || match self.child.try_wait() {
+            Ok(Some(status)) => {
+                code = status.code();
+                true
+            }
+            _ => false,
+        });
+        code
+    }
+
+    /// The log of the current run.
+    pub fn last_log(&self) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!("agent-{}.log", self.runs.saturating_sub(1))),
+        )
+        .unwrap_or_default()
+    }
+
     /// Every run's log, in order.
     pub fn logs(&self) -> String {
         (0..self.runs)
@@ -279,15 +311,31 @@ impl Agent {
             .unwrap_or(1)
     }
 
-    /// `PRAGMA integrity_check` of the journal (read-only open).
+    /// `PRAGMA integrity_check` of the journal (read-only open; on a read-only or full file
+    /// system where SQLite cannot make the `-shm` file and no WAL content is left, of the main
+    /// file alone, as `status` reads it).
     pub fn integrity(&self) -> String {
-        let db = rusqlite::Connection::open_with_flags(
-            self.journal(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        db.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap()
+        let check = |db: rusqlite::Connection| {
+            db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+        };
+        let read_only = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        match rusqlite::Connection::open_with_flags(self.journal(), read_only).and_then(check) {
+            Ok(result) => result,
+            Err(first) => {
+                let wal = self.dir.path().join("state").join("journal.sqlite-wal");
+                assert!(
+                    std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+                    "integrity: {first}, and the WAL holds commits"
+                );
+                let uri = format!("file:{}?immutable=1", self.journal().display());
+                rusqlite::Connection::open_with_flags(
+                    uri,
+                    read_only | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+                )
+                .and_then(check)
+                .unwrap_or_else(|e| panic!("integrity: {first}, then immutable: {e}"))
+            }
+        }
     }
 
     pub fn alive(&mut self) -> bool {
