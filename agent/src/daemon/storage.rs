@@ -95,13 +95,13 @@ pub(super) fn open_journal(
             Ok(()) => Ok((store, None)),
             Err(StoreError::Unavailable(reason)) => {
                 store.hold_run(UNJOURNALED_SEQ_SPAN, now_ms)?;
-                Ok((store, Some(explain(state_dir, reason))))
+                Ok((store, Some(reason)))
             }
             Err(e) => Err(e.into()),
         },
         Err(e) => {
             let trouble = match &e {
-                StoreError::Unavailable(reason) => Some(explain(state_dir, reason.clone())),
+                StoreError::Unavailable(reason) => Some(reason.clone()),
                 _ => crate::capacity::state_dir_unwritable(state_dir),
             };
             let Some(reason) = trouble else {
@@ -114,7 +114,7 @@ pub(super) fn open_journal(
                 }
                 Err(read) => Err(DaemonError::StateDirUnusable {
                     state_dir: state_dir.to_path_buf(),
-                    reason,
+                    reason: explain(state_dir, reason),
                     read: read.to_string(),
                 }),
             }
@@ -125,6 +125,9 @@ pub(super) fn open_journal(
 /// SQLite's reason, with what the state directory says when that is clearer (SQLite reports a
 /// `-shm` it cannot extend on a full disk as "disk I/O error").
 fn explain(state_dir: &Path, reason: String) -> String {
+    if reason.contains(&state_dir.display().to_string()) {
+        return reason;
+    }
     if let Some(unwritable) = crate::capacity::state_dir_unwritable(state_dir) {
         return format!("{reason}: {unwritable}");
     }
@@ -226,6 +229,7 @@ impl Daemon {
 
     /// Records that the journal cannot be written (logged once, when the trouble starts).
     pub(super) fn journal_failed(&mut self, reason: String) {
+        let reason = explain(&self.config.agent.state_dir, reason);
         if let Some(trouble) = &mut self.trouble {
             trouble.reason = reason;
             return;
@@ -390,7 +394,7 @@ impl Daemon {
             }
             Err(StoreError::Unavailable(reason) | StoreError::Open { reason, .. }) => {
                 tracing::debug!(error = %reason, "the journal cannot be opened for writing yet");
-                self.journal_failed(explain(&self.config.agent.state_dir, reason));
+                self.journal_failed(reason);
                 Ok(false)
             }
             Err(e) => Err(e.into()),
