@@ -19,9 +19,8 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
@@ -33,63 +32,15 @@ use edgepool_protocol::signature::Signer;
 use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler, SchedulerError};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use support::pool::{topic, Agent};
+use support::http::StoreServer as HttpServer;
+use support::pool::{topic, Agent, Tmpfs};
 use support::rumqttd::EmbeddedBroker;
+use support::{bin, now_ms, repo};
 
 const POOL: &str = "0x1111111111111111111111111111111111111111";
 const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 /// The bound on each phase of a run (crash, then completion).
 const PHASE: Duration = Duration::from_secs(60);
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// GET serves `files`; PUT /results/<task> stores the body (counted: an upload may be repeated).
-struct HttpServer {
-    port: u16,
-    uploads: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>,
-}
-
-impl HttpServer {
-    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads = Arc::new(Mutex::new(HashMap::<String, Vec<Vec<u8>>>::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                if *request.method() == tiny_http::Method::Put && url.starts_with("/results/") {
-                    let mut body = Vec::new();
-                    std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                    stored.lock().unwrap().entry(url).or_default().push(body);
-                    let _ = request.respond(tiny_http::Response::empty(201));
-                } else if let Some(bytes) = files.get(url.trim_start_matches('/')) {
-                    let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                } else {
-                    let _ = request.respond(tiny_http::Response::empty(404));
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
 
 /// The scheduler side, recording everything the invariants are checked on.
 struct Driver {
@@ -466,8 +417,8 @@ fn crash_and_recover_on(broker: Broker, point: &str, failpoints: &str, app: App)
         );
     }
     // The uploaded result is the same however many times it was sent.
-    let uploads = server.uploads.lock().unwrap();
-    let sent = uploads.get(&format!("/results/{task_id}")).unwrap();
+    let sent = server.uploads(&format!("/results/{task_id}"));
+    assert!(!sent.is_empty(), "{point}: no upload");
     assert!(
         sent.windows(2).all(|w| w[0] == w[1]),
         "{point}: different uploads"
@@ -549,31 +500,6 @@ fn on_mosquitto_after_uploaded_puback() {
         "outbox.acked.result_uploaded=return",
         App::Hello,
     );
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a `size`-byte tmpfs on `at`, or says why it cannot (not root, no mount).
-    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// Free bytes of the filesystem holding `path` (`df`).

@@ -9,8 +9,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::digest::result_digest;
@@ -25,69 +24,14 @@ use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use support::http::{StoreServer as HttpServer, Upload};
 use support::rumqttd::EmbeddedBroker;
+use support::{bin, now_ms, repo};
 
 const POOL: &str = "0x1111111111111111111111111111111111111111";
 const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Uploaded archives by path, with the upload signature header.
-type Uploads = Arc<Mutex<HashMap<String, (Vec<u8>, String)>>>;
-
-/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
-struct HttpServer {
-    port: u16,
-    uploads: Uploads,
-}
-
-impl HttpServer {
-    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads: Uploads = Arc::new(Mutex::new(HashMap::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                match request.method() {
-                    tiny_http::Method::Put if url.starts_with("/results/") => {
-                        let mut body = Vec::new();
-                        std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                        let signature = request
-                            .headers()
-                            .iter()
-                            .find(|h| h.field.equiv("X-Edgepool-Signature"))
-                            .map(|h| h.value.to_string())
-                            .unwrap_or_default();
-                        stored.lock().unwrap().insert(url, (body, signature));
-                        let _ = request.respond(tiny_http::Response::empty(201));
-                    }
-                    _ => match files.get(url.trim_start_matches('/')) {
-                        Some(bytes) => {
-                            let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                        }
-                        None => {
-                            let _ = request.respond(tiny_http::Response::empty(404));
-                        }
-                    },
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
+/// A real `edgepool-agent run` process.
 struct Agent {
     child: Child,
     log: PathBuf,
@@ -319,13 +263,6 @@ impl Driver {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 fn deal(
     server: &HttpServer,
     app: &str,
@@ -419,11 +356,14 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
     };
 
     // The uploaded archive is the result: its digest is the one the consensus was reached on.
-    let uploads = server.uploads.lock().unwrap();
     let path = format!("/results/{task_id}");
-    let (zip, signature) = uploads
-        .get(&path)
+    let Upload {
+        body: zip,
+        signature,
+    } = server
+        .last_upload(&path)
         .unwrap_or_else(|| panic!("no upload at {path}"));
+    let (zip, signature) = (&zip, &signature);
     assert!(result_link.ends_with(&path));
     // The upload token is the worker's signature over the task and the archive's hash.
     let signed =

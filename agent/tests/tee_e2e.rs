@@ -22,7 +22,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use edgepool_attestation::policy::Policy;
@@ -48,64 +48,15 @@ use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use edgepool_simulator::sms::{DatasetRestrictions, Sms};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use support::http::StoreServer as HttpServer;
 use support::rumqttd::EmbeddedBroker;
+use support::{bin, now_ms, repo};
 
 const POOL: &str = "0x1111111111111111111111111111111111111111";
 const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 const OWNER_KEY: [u8; 32] = [0x0d; 32];
 /// A row no output of csv-stats repeats: if these bytes appear anywhere, plaintext leaked.
 const MARKER: &str = "ZZ-PLAINTEXT-MARKER-7f3a9c";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
-struct HttpServer {
-    port: u16,
-    uploads: std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>>,
-}
-
-impl HttpServer {
-    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
-        let stored = std::sync::Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                if *request.method() == tiny_http::Method::Put {
-                    let mut body = Vec::new();
-                    std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                    stored.lock().unwrap().insert(url, body);
-                    let _ = request.respond(tiny_http::Response::empty(201));
-                    continue;
-                }
-                let _ = match files.get(url.trim_start_matches('/')) {
-                    Some(bytes) => request.respond(tiny_http::Response::from_data(bytes.clone())),
-                    None => request.respond(tiny_http::Response::empty(404)),
-                };
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
 
 struct Agent {
     child: Child,
@@ -543,8 +494,10 @@ fn a_tee_task_with_an_encrypted_dataset_completes_and_leaves_no_secret_behind() 
     );
 
     // The app saw the decrypted CSV: three rows of temperatures.
-    let uploads = server.uploads.lock().unwrap();
-    let zip = uploads.get(&format!("/results/{task_id}")).unwrap();
+    let zip = &server
+        .last_upload(&format!("/results/{task_id}"))
+        .unwrap()
+        .body;
     let tree = unzip_to_tree(zip, &ExtractLimits::default()).unwrap();
     assert_eq!(
         poco::result_hash(&task_id, &result_digest(&tree, "").unwrap()),
@@ -1006,12 +959,9 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
             .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
     });
     let uploaded = server
-        .uploads
-        .lock()
+        .last_upload(&format!("/results/{task_id}"))
         .unwrap()
-        .get(&format!("/results/{task_id}"))
-        .cloned()
-        .unwrap();
+        .body;
     assert_eq!(uploaded, kept, "the upload is the kept encrypted archive");
     assert_eq!(
         driver
@@ -1082,7 +1032,7 @@ fn a_tee_task_without_a_beneficiary_key_fails_with_its_cause_and_uploads_nothing
     // ...and neither contributes nor keeps anything to upload.
     assert!(!driver.contributed(task));
     assert!(!results.join(format!("{task}.zip")).exists());
-    assert!(server.uploads.lock().unwrap().is_empty());
+    assert!(server.nothing_uploaded());
 }
 
 #[test]

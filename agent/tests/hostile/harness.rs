@@ -5,9 +5,8 @@
 //! environment per agent.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
@@ -27,64 +26,10 @@ pub const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 /// How long a whole scenario may take before the test fails (CI: 2 loaded cores).
 pub const SCENARIO: Duration = Duration::from_secs(120);
 
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
+pub use crate::support::{bin, now_ms, repo};
 
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// Uploaded archives by path.
-pub type Uploads = Arc<Mutex<HashMap<String, Vec<u8>>>>;
-
-/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
-pub struct HttpServer {
-    pub port: u16,
-    pub uploads: Uploads,
-}
-
-impl HttpServer {
-    pub fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads: Uploads = Arc::new(Mutex::new(HashMap::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                match request.method() {
-                    tiny_http::Method::Put if url.starts_with("/results/") => {
-                        let mut body = Vec::new();
-                        std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                        stored.lock().unwrap().insert(url, body);
-                        let _ = request.respond(tiny_http::Response::empty(201));
-                    }
-                    _ => match files.get(url.trim_start_matches('/')) {
-                        Some(bytes) => {
-                            let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                        }
-                        None => {
-                            let _ = request.respond(tiny_http::Response::empty(404));
-                        }
-                    },
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
+/// The loopback app, data and result host.
+pub use crate::support::http::StoreServer as HttpServer;
 
 /// A real `edgepool-agent run` process.
 pub struct Agent {

@@ -14,7 +14,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
@@ -30,30 +30,15 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 pub const POOL: &str = "0x1111111111111111111111111111111111111111";
 const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+pub use super::{bin, now_ms, repo};
 
 pub fn hello() -> Vec<u8> {
     std::fs::read(repo().join("apps/hello/hello.wasm")).unwrap()
 }
 
-/// GET serves `files`; PUT /results/<task> stores the body (an upload may be repeated).
-pub struct HttpServer {
-    pub port: u16,
-    pub uploads: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>,
-}
+/// The loopback app, data and result host ([`super::http::StoreServer`]), with the deals of
+/// the pool tests.
+pub use super::http::StoreServer as HttpServer;
 
 impl HttpServer {
     /// Serves the hello app and its input file.
@@ -66,33 +51,6 @@ impl HttpServer {
             std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap(),
         );
         HttpServer::start(files)
-    }
-
-    pub fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads = Arc::new(Mutex::new(HashMap::<String, Vec<Vec<u8>>>::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                if *request.method() == tiny_http::Method::Put && url.starts_with("/results/") {
-                    let mut body = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut body);
-                    stored.lock().unwrap().entry(url).or_default().push(body);
-                    let _ = request.respond(tiny_http::Response::empty(201));
-                } else if let Some(bytes) = files.get(url.trim_start_matches('/')) {
-                    let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                } else {
-                    let _ = request.respond(tiny_http::Response::empty(404));
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
     }
 
     /// A one-replica deal of `mandelbrot 400 1000` (several fuel slices: it runs a while).
