@@ -31,14 +31,12 @@ use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler, SchedulerError};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::Client;
 use support::http::StoreServer as HttpServer;
-use support::pool::{topic, Agent, Tmpfs};
+use support::pool::{send_sealed, topic, Agent, SchedulerLink, Tmpfs};
 use support::rumqttd::EmbeddedBroker;
 use support::{bin, now_ms, repo};
 
-const POOL: &str = "0x1111111111111111111111111111111111111111";
-const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 /// The bound on each phase of a run (crash, then completion).
 const PHASE: Duration = Duration::from_secs(60);
 
@@ -61,30 +59,11 @@ struct Driver {
 
 impl Driver {
     fn connect(port: u16) -> Driver {
-        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
-        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut connection) = Client::new(options, 64);
-        client
-            .subscribe(
-                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
-                QoS::AtLeastOnce,
-            )
-            .unwrap();
-        let (tx, incoming) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
+        let SchedulerLink {
+            signer,
+            client,
+            incoming,
+        } = SchedulerLink::connect(port, 64, None);
         Driver {
             scheduler: Scheduler::new(signer.clone()),
             signer,
@@ -104,12 +83,7 @@ impl Driver {
             match action {
                 Action::Send { worker, message } => {
                     self.seq += 1;
-                    let inbox = topic(worker, "inbox");
-                    let bytes =
-                        Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message).unwrap();
-                    self.client
-                        .publish(inbox, QoS::AtLeastOnce, false, bytes)
-                        .unwrap();
+                    send_sealed(&self.signer, &self.client, worker, self.seq, &message);
                 }
                 Action::Finalized { .. } => self.finalized += 1,
                 Action::Failed { task_id, reason } => self

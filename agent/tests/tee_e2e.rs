@@ -47,13 +47,12 @@ use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use edgepool_simulator::sms::{DatasetRestrictions, Sms};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::Client;
 use support::http::StoreServer as HttpServer;
+use support::pool::{send_sealed, topic, SchedulerLink, POOL};
 use support::rumqttd::EmbeddedBroker;
 use support::{bin, now_ms, repo};
 
-const POOL: &str = "0x1111111111111111111111111111111111111111";
-const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 const OWNER_KEY: [u8; 32] = [0x0d; 32];
 /// A row no output of csv-stats repeats: if these bytes appear anywhere, plaintext leaked.
 const MARKER: &str = "ZZ-PLAINTEXT-MARKER-7f3a9c";
@@ -142,14 +141,6 @@ impl Drop for Agent {
     }
 }
 
-fn topic(worker: Address, channel: &str) -> String {
-    format!(
-        "edgepool/v1/{}/workers/{}/{channel}",
-        POOL.to_lowercase(),
-        worker.to_string().to_lowercase()
-    )
-}
-
 /// Rewrites a worker's secret request before the scheduler sees it (an attacker on the path).
 type Tamper = Box<dyn FnMut(&mut SecretRequest)>;
 /// Rewrites an assignment before it is sealed and sent (a scheduler that says one thing to the
@@ -173,30 +164,11 @@ struct Driver {
 
 impl Driver {
     fn connect(port: u16, policy: Policy) -> Driver {
-        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
-        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut connection) = Client::new(options, 64);
-        client
-            .subscribe(
-                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
-                QoS::AtLeastOnce,
-            )
-            .unwrap();
-        let (tx, incoming) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
+        let SchedulerLink {
+            signer,
+            client,
+            incoming,
+        } = SchedulerLink::connect(port, 64, None);
         let sms = Sms::new(signer.address(), policy);
         Driver {
             scheduler: Scheduler::new(signer.clone()).with_sms(sms, POOL.parse().unwrap()),
@@ -226,12 +198,7 @@ impl Driver {
                         tamper(a);
                     }
                     self.seq += 1;
-                    let inbox = topic(worker, "inbox");
-                    let bytes =
-                        Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message).unwrap();
-                    self.client
-                        .publish(inbox, QoS::AtLeastOnce, false, bytes)
-                        .unwrap();
+                    send_sealed(&self.signer, &self.client, worker, self.seq, &message);
                 }
                 other => rest.push(other),
             }

@@ -18,10 +18,10 @@ use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::{Client, QoS};
 
-pub const POOL: &str = "0x1111111111111111111111111111111111111111";
-pub const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
+use crate::support::pool::SchedulerLink;
+pub use crate::support::pool::{topic, POOL};
 
 /// How long a whole scenario may take before the test fails (CI: 2 loaded cores).
 pub const SCENARIO: Duration = Duration::from_secs(120);
@@ -166,14 +166,6 @@ impl Drop for Agent {
     }
 }
 
-pub fn topic(worker: Address, channel: &str) -> String {
-    format!(
-        "edgepool/v1/{}/workers/{}/{channel}",
-        POOL.to_lowercase(),
-        worker.to_string().to_lowercase()
-    )
-}
-
 /// The scheduler side: the simulator's state machine on a real MQTT connection, whose client
 /// also publishes the hostile payloads (up to 2 MiB).
 pub struct Driver {
@@ -190,32 +182,11 @@ pub struct Driver {
 
 impl Driver {
     pub fn connect(port: u16) -> Driver {
-        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
-        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(2 << 20, 2 << 20);
-        let (client, mut connection) = Client::new(options, 256);
-        client
-            .subscribe(
-                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
-                QoS::AtLeastOnce,
-            )
-            .unwrap();
-        let (tx, incoming) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
+        let SchedulerLink {
+            signer,
+            client,
+            incoming,
+        } = SchedulerLink::connect(port, 256, Some(2 << 20));
         Driver {
             scheduler: Scheduler::new(signer.clone()),
             signer,

@@ -28,7 +28,7 @@ use edgepool_simulator::scheduler::{Action, Scheduler, SchedulerError};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 pub const POOL: &str = "0x1111111111111111111111111111111111111111";
-const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
+pub const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 
 pub use super::{bin, now_ms, repo};
 
@@ -319,6 +319,68 @@ pub fn topic(worker: Address, channel: &str) -> String {
         POOL.to_lowercase(),
         worker.to_string().to_lowercase()
     )
+}
+
+/// The scheduler's MQTT connection as the single-test drivers use it: the configured scheduler
+/// key, a clean session as client `scheduler`, subscribed to every worker topic of the pool;
+/// publications arrive on the receiver as (topic, payload).
+pub struct SchedulerLink {
+    pub signer: Signer,
+    pub client: Client,
+    pub incoming: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+}
+
+impl SchedulerLink {
+    /// Connects to the broker on `port`; `queue` is the client's request capacity and
+    /// `max_packet` the largest packet both ways (rumqttc's default when `None`).
+    pub fn connect(port: u16, queue: usize, max_packet: Option<usize>) -> SchedulerLink {
+        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
+        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        if let Some(max) = max_packet {
+            options.set_max_packet_size(max, max);
+        }
+        let (client, mut connection) = Client::new(options, queue);
+        client
+            .subscribe(
+                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
+                QoS::AtLeastOnce,
+            )
+            .unwrap();
+        let (tx, incoming) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        SchedulerLink {
+            signer,
+            client,
+            incoming,
+        }
+    }
+
+    /// [`send_sealed`] on this link.
+    pub fn send(&self, worker: Address, seq: u64, message: &Message) {
+        send_sealed(&self.signer, &self.client, worker, seq, message);
+    }
+}
+
+/// Seals `message` for `worker`'s inbox with sequence number `seq` and publishes it (QoS 1).
+pub fn send_sealed(signer: &Signer, client: &Client, worker: Address, seq: u64, message: &Message) {
+    let inbox = topic(worker, "inbox");
+    let bytes = Envelope::seal(signer, &inbox, seq, now_ms(), message).unwrap();
+    client
+        .publish(inbox, QoS::AtLeastOnce, false, bytes)
+        .unwrap();
 }
 
 /// The scheduler side, recording everything the invariants are checked on.
