@@ -25,7 +25,7 @@ use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use rumqttc::Client;
 use support::http::{StoreServer as HttpServer, Upload};
-use support::pool::{send_sealed, topic, SchedulerLink, POOL};
+use support::pool::{init_agent, send_sealed, topic, SchedulerLink};
 use support::rumqttd::EmbeddedBroker;
 use support::{bin, now_ms, repo};
 
@@ -47,27 +47,7 @@ impl Agent {
 
     fn start_with_slots(broker: &str, scheduler: Address, slots: u32) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let password = dir.path().join("password");
-        std::fs::write(&password, "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(&password)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let log = dir.path().join("agent-0.log");
         let child = Agent::spawn(dir.path(), &config, &log, slots);
         Agent {

@@ -49,7 +49,7 @@ use edgepool_simulator::scheduler::{Action, Scheduler};
 use edgepool_simulator::sms::{DatasetRestrictions, Sms};
 use rumqttc::Client;
 use support::http::StoreServer as HttpServer;
-use support::pool::{send_sealed, topic, SchedulerLink, POOL};
+use support::pool::{init_agent, send_sealed, topic, SchedulerLink, POOL};
 use support::rumqttd::EmbeddedBroker;
 use support::{bin, now_ms, repo};
 
@@ -69,26 +69,7 @@ struct Agent {
 impl Agent {
     fn start(broker: &str, scheduler: Address) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("password"), "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(dir.path().join("password"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let log = dir.path().join("agent-0.log");
         let child = Agent::spawn(dir.path(), &config, &log);
         Agent {

@@ -20,8 +20,8 @@ use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use rumqttc::{Client, QoS};
 
-use crate::support::pool::SchedulerLink;
-pub use crate::support::pool::{topic, POOL};
+pub use crate::support::pool::topic;
+use crate::support::pool::{init_agent, SchedulerLink};
 
 /// How long a whole scenario may take before the test fails (CI: 2 loaded cores).
 pub const SCENARIO: Duration = Duration::from_secs(120);
@@ -44,27 +44,8 @@ impl Agent {
     /// `init` then `run`, with `EDGEPOOL_*` overrides from `env`.
     pub fn start(broker: &str, scheduler: Address, env: &[(&str, String)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let password = dir.path().join("password");
-        std::fs::write(&password, "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(&password)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
         let log = dir.path().join("agent.log");
         let mut command = bin();
         command

@@ -36,6 +36,34 @@ pub fn hello() -> Vec<u8> {
     std::fs::read(repo().join("apps/hello/hello.wasm")).unwrap()
 }
 
+/// `edgepool-agent init` in `dir` (password `pw` in `dir/password`, state in `dir/state`,
+/// configuration `dir/agent.toml`) for `broker` and `scheduler`: the configuration path and the
+/// worker address.
+pub fn init_agent(dir: &Path, broker: &str, scheduler: Address) -> (PathBuf, Address) {
+    let password = dir.join("password");
+    std::fs::write(&password, "pw\n").unwrap();
+    let config = dir.join("agent.toml");
+    let out = bin()
+        .args(["init", "--json", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--broker", broker, "--pool", POOL, "--scheduler"])
+        .arg(scheduler.to_string())
+        .arg("--password-file")
+        .arg(&password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let address = report["address"].as_str().unwrap().parse().unwrap();
+    (config, address)
+}
+
 /// The loopback app, data and result host ([`super::http::StoreServer`]), with the deals of
 /// the pool tests.
 pub use super::http::StoreServer as HttpServer;
@@ -119,26 +147,7 @@ impl Agent {
         scheduler: Address,
         env: &[(&str, &str)],
     ) -> Agent {
-        std::fs::write(dir.path().join("password"), "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(dir.path().join("password"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
