@@ -504,3 +504,198 @@ fn an_agent_without_a_journal_on_a_read_only_state_disk_exits_with_code_8() {
     );
     tmpfs.remount(false).unwrap();
 }
+
+/// A 32 MiB ext4 file system on a loop device, mounted `errors=remount-ro`; detached when
+/// dropped.
+struct Ext4Loop {
+    image: std::path::PathBuf,
+    device: String,
+    at: std::path::PathBuf,
+}
+
+impl Ext4Loop {
+    /// Makes and mounts it on `at`, or says why it cannot (not root, no loop device, no ext4).
+    fn mount(image: &Path, at: &Path) -> Result<Ext4Loop, String> {
+        let run = |program: &str, args: &[&str]| -> Result<String, String> {
+            let out = Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("{program}: {e}"))?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+            } else {
+                Err(format!(
+                    "{program} {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        let file = std::fs::File::create(image).map_err(|e| e.to_string())?;
+        file.set_len(32 << 20).map_err(|e| e.to_string())?;
+        let image_arg = image.to_str().unwrap();
+        let device = run("losetup", &["-f", "--show", image_arg])?;
+        let mounted = Ext4Loop {
+            image: image.to_path_buf(),
+            device: device.clone(),
+            at: at.to_path_buf(),
+        };
+        run("mkfs.ext4", &["-q", &device])?;
+        std::fs::create_dir_all(at).unwrap();
+        mounted.mount_again()?;
+        Ok(mounted)
+    }
+
+    fn mount_again(&self) -> Result<(), String> {
+        let out = Command::new("mount")
+            .args(["-o", "errors=remount-ro", &self.device])
+            .arg(&self.at)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// `/sys/fs/ext4/<device>/trigger_fs_error`: the kernel records an error and, with
+    /// `errors=remount-ro`, forces the file system read-only under every open file.
+    fn trigger_error(&self) -> Result<(), String> {
+        let name = Path::new(&self.device).file_name().unwrap().to_owned();
+        let knob = Path::new("/sys/fs/ext4")
+            .join(name)
+            .join("trigger_fs_error");
+        std::fs::write(&knob, "1").map_err(|e| format!("{}: {e}", knob.display()))
+    }
+
+    /// Unmounts, repairs (`e2fsck -fy`) and mounts read-write again: the only way back from an
+    /// error-forced read-only ext4.
+    fn repair(&self) {
+        let out = Command::new("umount").arg(&self.at).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fsck = Command::new("e2fsck")
+            .args(["-fy", &self.device])
+            .output()
+            .unwrap();
+        // 0: clean, 1: errors corrected.
+        assert!(
+            matches!(fsck.status.code(), Some(0 | 1)),
+            "e2fsck: {}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+        self.mount_again().unwrap();
+    }
+}
+
+impl Drop for Ext4Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// A running agent whose ext4 state file system the kernel forces read-only on an error (what
+/// a failing disk does): it pauses as for a read-only bind mount (the journal's writes now fail
+/// under its open files). The file system cannot be made writable again while mounted, so the
+/// agent is stopped, the file system repaired and mounted again, and the agent started: the
+/// journal is intact and it takes tasks.
+#[test]
+fn an_ext4_state_disk_forced_read_only_by_the_kernel_pauses_the_agent() {
+    let label = "ext4 forced read-only";
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let image = std::env::temp_dir().join(format!("edgepool-ext4-{}.img", std::process::id()));
+    let disk = match Ext4Loop::mount(&image, &state) {
+        Ok(mounted) => mounted,
+        Err(why) => {
+            eprintln!("SKIPPED {label}: cannot make a loop-mounted ext4 ({why})");
+            return;
+        }
+    };
+    let broker = Mosquitto::start(MosquittoOptions::default());
+    let server = HttpServer::hello();
+    let mut driver = Driver::connect(broker.port(), "scheduler-disk-ext4");
+    let mut agent = Agent::start_in(
+        dir,
+        &broker.url(),
+        driver.scheduler.address(),
+        &[("EDGEPOOL_AGENT_HEARTBEAT_SECS", "1")],
+    );
+    let worker = agent.address;
+    driver.wait_online(&agent);
+    let first = driver.assign(&server.hello_deal(0xa1), 0, worker);
+    assert!(
+        driver.step_until(WAIT, |d| d.finalized.contains_key(&first)),
+        "{label}: the first task did not end; logs:\n{}",
+        agent.logs()
+    );
+    assert!(driver.step_until(WAIT, |_| agent.outbox_len() == 0
+        && agent.task_state(first).as_deref() == Some("COMPLETED")));
+
+    if let Err(why) = disk.trigger_error() {
+        eprintln!("SKIPPED {label}: {why}");
+        return;
+    }
+    assert!(std::fs::File::create(state.join("probe")).is_err());
+    let seen = driver.outbox.len();
+    assert!(
+        support::poll_until(WAIT, || agent
+            .logs()
+            .contains("the journal cannot be written")),
+        "{label}: the trouble was never noticed; logs:\n{}",
+        agent.logs()
+    );
+    let refused = driver.assign(&server.hello_deal(0xa2), 0, worker);
+    assert!(
+        driver.step_until(WAIT, |d| !d.declines(refused).is_empty()),
+        "{label}: no decline; logs:\n{}",
+        agent.logs()
+    );
+    let decline = driver.declines(refused).remove(0);
+    assert!(
+        decline.to_lowercase().contains("read-only"),
+        "{label}: {decline}"
+    );
+    assert!(
+        driver.step_until(WAIT, |d| d
+            .last_heartbeat(worker, seen)
+            .is_some_and(|h| !h.accepting && h.free_slots == 0)),
+        "{label}: the heartbeat still says accepting; logs:\n{}",
+        agent.logs()
+    );
+    let (code, doctor) = agent.cli("doctor", &[]);
+    assert_eq!(code, Some(6), "{label}: {doctor}");
+    let (code, status) = agent.cli("status", &[]);
+    assert_eq!(code, Some(0), "{label}: {status}");
+    assert!(status.contains("NOT ACCEPTING TASKS"), "{label}: {status}");
+    assert!(agent.alive(), "{label}: {}", agent.logs());
+    assert_eq!(agent.integrity(), "ok", "{label}: during the trouble");
+
+    // Back: stop, repair, mount, start.
+    assert_eq!(agent.stop(WAIT), Some(0), "{label}: {}", agent.logs());
+    disk.repair();
+    assert_eq!(agent.integrity(), "ok", "{label}: after the repair");
+    agent.restart(None);
+    let after = driver.assign(&server.hello_deal(0xa3), 0, worker);
+    assert!(
+        driver.step_until(WAIT, |d| d.finalized.contains_key(&after)),
+        "{label}: no task after the repair; logs:\n{}",
+        agent.logs()
+    );
+    for task in [first, after] {
+        let ok = support::poll_until(WAIT, || {
+            agent.task_state(task).as_deref() == Some("COMPLETED")
+        });
+        assert!(ok, "{label}: {task} is {:?}", agent.task_state(task));
+    }
+    assert!(driver.step_until(WAIT, |_| agent.outbox_len() == 0));
+    driver.check_invariants(label);
+    assert_eq!(agent.integrity(), "ok", "{label}: after");
+    drop(agent);
+    drop(disk);
+}

@@ -128,7 +128,9 @@ fn explain(state_dir: &Path, reason: String) -> String {
     if reason.contains(&state_dir.display().to_string()) {
         return reason;
     }
-    if let Some(unwritable) = crate::capacity::state_dir_unwritable(state_dir) {
+    if let Some(unwritable) = crate::capacity::state_dir_unwritable(state_dir)
+        .or_else(|| crate::capacity::state_dir_write_probe(state_dir))
+    {
         return format!("{reason}: {unwritable}");
     }
     match crate::capacity::disk_free_bytes(state_dir) {
