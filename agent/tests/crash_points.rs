@@ -25,11 +25,10 @@ use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
-use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
+use edgepool_protocol::primitives::{Address, Digest, TaskId};
 use edgepool_protocol::signature::Signer;
-use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler, SchedulerError};
 use rumqttc::Client;
 use support::http::StoreServer as HttpServer;
@@ -159,31 +158,7 @@ fn deal(server: &HttpServer, app: App, bytes: &[u8], seed: u8) -> DealSummary {
         App::Hello => ("hello.wasm", vec![server.url("greeting.txt")], "Alice Bob"),
         App::Mandelbrot => ("mandelbrot.wasm", Vec::new(), "400 1000"),
     };
-    DealSummary {
-        deal_id: DealId::from([seed; 32]),
-        app: AppRef {
-            address: Address([0xa1; 20]),
-            url: server.url(file),
-            checksum: Digest(sha256(bytes)),
-            size_bytes: Some(bytes.len() as u64),
-        },
-        dataset: None,
-        input_files: inputs,
-        args: args.into(),
-        tag: Tag::NONE,
-        trust: 1,
-        category: 0,
-        time_ref_seconds: 60,
-        start_time_ms: now_ms(),
-        requester: Address([0x51; 20]),
-        beneficiary: Address([0x52; 20]),
-        callback: Address::ZERO,
-        result_encryption: false,
-        result_storage_provider: "http".into(),
-        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
-        bot_first: 0,
-        bot_size: 1,
-    }
+    server.deal(file, bytes, inputs, args, seed)
 }
 
 /// Runs one task with the agent armed with `failpoints`, waits for the crash at `point`,

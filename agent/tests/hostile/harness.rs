@@ -10,13 +10,11 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
-use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
-use edgepool_protocol::primitives::{Address, Bytes32, DealId, Digest, TaskId};
+use edgepool_protocol::primitives::{Address, Bytes32, Digest, TaskId};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
-use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use rumqttc::{Client, QoS};
 
@@ -335,29 +333,5 @@ impl Driver {
 
 /// A plain (non-TEE) deal for the app at `app` on `server`, trust 1.
 pub fn deal(server: &HttpServer, app: &str, app_bytes: &[u8], args: &str, seed: u8) -> DealSummary {
-    DealSummary {
-        deal_id: DealId::from([seed; 32]),
-        app: AppRef {
-            address: Address([0xa1; 20]),
-            url: server.url(app),
-            checksum: Digest(sha256(app_bytes)),
-            size_bytes: Some(app_bytes.len() as u64),
-        },
-        dataset: None,
-        input_files: Vec::new(),
-        args: args.into(),
-        tag: Tag::NONE,
-        trust: 1,
-        category: 0,
-        time_ref_seconds: 60,
-        start_time_ms: now_ms(),
-        requester: Address([0x51; 20]),
-        beneficiary: Address([0x52; 20]),
-        callback: Address::ZERO,
-        result_encryption: false,
-        result_storage_provider: "http".into(),
-        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
-        bot_first: 0,
-        bot_size: 1,
-    }
+    server.deal(app, app_bytes, Vec::new(), args, seed)
 }

@@ -95,18 +95,36 @@ impl HttpServer {
 
     /// A one-replica deal of the hello app; `seed` makes its id.
     pub fn hello_deal(&self, seed: u8) -> DealSummary {
-        let bytes = hello();
+        self.deal(
+            "hello.wasm",
+            &hello(),
+            vec![self.url("greeting.txt")],
+            "Alice Bob",
+            seed,
+        )
+    }
+
+    /// A one-replica standard deal (trust 1, time reference 60 s, results PUT to this server)
+    /// of the app served at `app` with the bytes `app_bytes`; `seed` makes its id.
+    pub fn deal(
+        &self,
+        app: &str,
+        app_bytes: &[u8],
+        inputs: Vec<String>,
+        args: &str,
+        seed: u8,
+    ) -> DealSummary {
         DealSummary {
             deal_id: DealId::from([seed; 32]),
             app: AppRef {
                 address: Address([0xa1; 20]),
-                url: self.url("hello.wasm"),
-                checksum: Digest(sha256(&bytes)),
-                size_bytes: Some(bytes.len() as u64),
+                url: self.url(app),
+                checksum: Digest(sha256(app_bytes)),
+                size_bytes: Some(app_bytes.len() as u64),
             },
             dataset: None,
-            input_files: vec![self.url("greeting.txt")],
-            args: "Alice Bob".into(),
+            input_files: inputs,
+            args: args.into(),
             tag: Tag::NONE,
             trust: 1,
             category: 0,
