@@ -97,6 +97,58 @@ fn set_up(label: &str, seed: u8) -> Option<Setup> {
     })
 }
 
+/// What must hold while the journal cannot be written: a new assignment (`seed`) is declined
+/// `INSUFFICIENT_RESOURCES` with the reason (`reason`, or the reserve), a heartbeat after the
+/// `seen`-th outbox message says not accepting and no free slot, `doctor` exits 6 with
+/// `FAIL disk`, `status` says `NOT ACCEPTING TASKS`, the agent runs, the journal is intact.
+/// Returns the declined task.
+fn assert_paused(
+    label: &str,
+    driver: &mut Driver,
+    agent: &mut Agent,
+    server: &HttpServer,
+    seed: u8,
+    reason: &str,
+    seen: usize,
+) -> edgepool_protocol::primitives::TaskId {
+    let worker = agent.address;
+    let refused = driver.assign(&server.hello_deal(seed), 0, worker);
+    assert!(
+        driver.step_until(WAIT, |d| !d.declines(refused).is_empty()),
+        "{label}: no decline; logs:\n{}",
+        agent.logs()
+    );
+    let decline = driver.declines(refused).remove(0);
+    assert!(
+        decline.starts_with(&format!("{}:", ReplicateStatusCause::InsufficientResources))
+            && (decline.to_lowercase().contains(reason) || decline.contains("below the reserve")),
+        "{label}: {decline}"
+    );
+    assert!(
+        driver.step_until(WAIT, |d| d
+            .last_heartbeat(worker, seen)
+            .is_some_and(|h| !h.accepting && h.free_slots == 0)),
+        "{label}: no heartbeat saying not accepting; logs:\n{}",
+        agent.logs()
+    );
+    let (code, doctor) = agent.cli("doctor", &[]);
+    assert_eq!(code, Some(6), "{label}: {doctor}");
+    assert!(
+        doctor.lines().any(|l| l.starts_with("FAIL disk")),
+        "{label}: {doctor}"
+    );
+    let (code, status) = agent.cli("status", &[]);
+    assert_eq!(code, Some(0), "{label}: {status}");
+    assert!(status.contains("NOT ACCEPTING TASKS"), "{label}: {status}");
+    assert!(
+        agent.alive(),
+        "{label}: the agent stopped; logs:\n{}",
+        agent.logs()
+    );
+    assert_eq!(agent.integrity(), "ok", "{label}: during the trouble");
+    refused
+}
+
 /// The common part: a running agent on a tmpfs state directory, a task running when the
 /// trouble starts, what must hold while it lasts, and the recovery.
 fn trouble_and_recovery(label: &str, start: impl FnOnce(&Path) -> Box<dyn FnOnce()>, reason: &str) {
@@ -132,40 +184,7 @@ fn trouble_and_recovery(label: &str, start: impl FnOnce(&Path) -> Box<dyn FnOnce
 
     // New work is declined with the typed reason; the heartbeat says not accepting.
     let seen = driver.outbox.len();
-    let refused = driver.assign(&server.hello_deal(0x83), 0, worker);
-    assert!(
-        driver.step_until(WAIT, |d| !d.declines(refused).is_empty()),
-        "{label}: no decline; logs:\n{}",
-        agent.logs()
-    );
-    let decline = driver.declines(refused).remove(0);
-    assert!(
-        decline.starts_with(&format!("{}:", ReplicateStatusCause::InsufficientResources))
-            && (decline.contains(reason) || decline.contains("below the reserve")),
-        "{label}: {decline}"
-    );
-    assert!(
-        driver.step_until(Duration::from_secs(10), |d| d
-            .last_heartbeat(worker, seen)
-            .is_some_and(|h| !h.accepting && h.free_slots == 0)),
-        "{label}: the heartbeat still says accepting; logs:\n{}",
-        agent.logs()
-    );
-    let (code, doctor) = agent.cli("doctor", &[]);
-    assert_eq!(code, Some(6), "{label}: {doctor}");
-    assert!(
-        doctor.lines().any(|l| l.starts_with("FAIL disk")),
-        "{label}: {doctor}"
-    );
-    let (code, status) = agent.cli("status", &[]);
-    assert_eq!(code, Some(0), "{label}: {status}");
-    assert!(status.contains("NOT ACCEPTING TASKS"), "{label}: {status}");
-    assert!(
-        agent.alive(),
-        "{label}: the agent stopped; logs:\n{}",
-        agent.logs()
-    );
-    assert_eq!(agent.integrity(), "ok", "{label}: during the trouble");
+    let refused = assert_paused(label, &mut driver, &mut agent, &server, 0x83, reason, seen);
 
     // The trouble ends: the running task ends once, and new tasks run again.
     end_trouble();
@@ -336,48 +355,12 @@ fn start_in_trouble_and_recovery(
         "{label}: the agent did not start in trouble; logs:\n{}",
         agent.logs()
     );
-    assert!(
-        driver.step_until(WAIT, |d| d
-            .last_heartbeat(worker, seen)
-            .is_some_and(|h| !h.accepting && h.free_slots == 0)),
-        "{label}: no heartbeat saying not accepting; logs:\n{}",
-        agent.logs()
-    );
-    assert!(
-        agent.alive(),
-        "{label}: the agent stopped; logs:\n{}",
-        agent.logs()
-    );
-    assert_eq!(agent.integrity(), "ok", "{label}: during the trouble");
-
-    let refused = driver.assign(&server.hello_deal(0x92), 0, worker);
-    assert!(
-        driver.step_until(WAIT, |d| !d.declines(refused).is_empty()),
-        "{label}: no decline; logs:\n{}",
-        agent.logs()
-    );
-    let decline = driver.declines(refused).remove(0);
-    assert!(
-        decline.starts_with(&format!("{}:", ReplicateStatusCause::InsufficientResources))
-            && (decline.contains(reason) || decline.contains("below the reserve")),
-        "{label}: {decline}"
-    );
-    let (code, doctor) = agent.cli("doctor", &[]);
-    assert_eq!(code, Some(6), "{label}: {doctor}");
-    assert!(
-        doctor.lines().any(|l| l.starts_with("FAIL disk")),
-        "{label}: {doctor}"
-    );
-    let (code, status) = agent.cli("status", &[]);
-    assert_eq!(code, Some(0), "{label}: {status}");
-    assert!(status.contains("NOT ACCEPTING TASKS"), "{label}: {status}");
+    let refused = assert_paused(label, &mut driver, &mut agent, &server, 0x92, reason, seen);
     assert_eq!(
         agent.task_state(first).as_deref(),
         Some("COMPLETED"),
         "{label}: the journal does not read during the trouble"
     );
-    assert!(agent.alive(), "{label}: {}", agent.logs());
-    assert_eq!(agent.integrity(), "ok", "{label}: during the trouble");
 
     // The trouble ends: the same process takes tasks again.
     end_trouble(&tmpfs);
@@ -650,31 +633,15 @@ fn an_ext4_state_disk_forced_read_only_by_the_kernel_pauses_the_agent() {
         "{label}: the trouble was never noticed; logs:\n{}",
         agent.logs()
     );
-    let refused = driver.assign(&server.hello_deal(0xa2), 0, worker);
-    assert!(
-        driver.step_until(WAIT, |d| !d.declines(refused).is_empty()),
-        "{label}: no decline; logs:\n{}",
-        agent.logs()
+    assert_paused(
+        label,
+        &mut driver,
+        &mut agent,
+        &server,
+        0xa2,
+        "read-only",
+        seen,
     );
-    let decline = driver.declines(refused).remove(0);
-    assert!(
-        decline.to_lowercase().contains("read-only"),
-        "{label}: {decline}"
-    );
-    assert!(
-        driver.step_until(WAIT, |d| d
-            .last_heartbeat(worker, seen)
-            .is_some_and(|h| !h.accepting && h.free_slots == 0)),
-        "{label}: the heartbeat still says accepting; logs:\n{}",
-        agent.logs()
-    );
-    let (code, doctor) = agent.cli("doctor", &[]);
-    assert_eq!(code, Some(6), "{label}: {doctor}");
-    let (code, status) = agent.cli("status", &[]);
-    assert_eq!(code, Some(0), "{label}: {status}");
-    assert!(status.contains("NOT ACCEPTING TASKS"), "{label}: {status}");
-    assert!(agent.alive(), "{label}: {}", agent.logs());
-    assert_eq!(agent.integrity(), "ok", "{label}: during the trouble");
 
     // Back: stop, repair, mount, start.
     assert_eq!(agent.stop(WAIT), Some(0), "{label}: {}", agent.logs());
