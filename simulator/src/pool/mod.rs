@@ -6,10 +6,20 @@
 //! Placement: a task starts with `replicas` assignments (at least the deal's trust). While the
 //! largest group of agreeing contributions plus the replicas still expected to contribute is below
 //! the trust, one more worker is chosen: online, with the deal's tags, a free slot, least loaded,
-//! and never one that already held a replica of this task. A replica whose worker goes offline or
+//! never one that already held a replica of this task, and (with the ledger) never one whose
+//! free balance cannot cover the deal's worker stake. A replica whose worker goes offline or
 //! silent beyond the heartbeat limit is `WORKER_LOST`; one that has not contributed within the
-//! deal's replica timeout is `TIMEOUT`. Either way the pool ignores it from then on and the
-//! placement rule puts the task on another worker.
+//! deal's replica timeout is `TIMEOUT`. Either way the placement rule puts the task on another
+//! worker. A `TIMEOUT` replica is told to abort and ignored from then on; a `WORKER_LOST` one is
+//! taken back if its worker shows up again while the task still takes contributions (its agent
+//! resumes the task from its journal), and told to abort otherwise.
+//!
+//! Only replicas that have not contributed are ever given up: a contribution is on the ledger,
+//! whatever becomes of its worker. A contributor that was away when the consensus was reached
+//! is asked to reveal when it comes back, even after another worker's upload made the task
+//! final here, as long as the ledger still takes its reveal (before the reveal deadline, not
+//! settled); after that it is told to abort. An uploader lost before its upload hands it to a
+//! revealer that is online.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -856,13 +866,15 @@ impl PoolCore {
                 // With a ledger, ties in load go to the higher score (its contributions weigh more);
                 // without one (the bench's light pools), the O(log n) free-slot index decides.
                 let worker = if self.hooks.decides_consensus() {
+                    // Nobody whose free balance cannot cover the deal's worker stake: the
+                    // ledger would refuse its contribution (a slashed liar runs dry).
                     let hooks = &self.hooks;
                     self.registry
                         .candidates_scored(book.deal.tag, &exclude, |w| {
                             hooks.standing(*w).score.unwrap_or(0)
                         })
-                        .first()
-                        .copied()
+                        .into_iter()
+                        .find(|w| hooks.can_stake(*w, &book.deal))
                 } else {
                     self.registry.best_candidate(book.deal.tag, &exclude)
                 };

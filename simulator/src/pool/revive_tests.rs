@@ -36,7 +36,10 @@ fn owner() -> Signer {
 }
 
 fn market() -> Market {
-    let ledger = Arc::new(Mutex::new(Ledger::in_memory().unwrap()));
+    market_on(Arc::new(Mutex::new(Ledger::in_memory().unwrap())))
+}
+
+fn market_on(ledger: Arc<Mutex<Ledger>>) -> Market {
     Market::new(ledger, owner().address(), "test pool").unwrap()
 }
 
@@ -539,4 +542,35 @@ fn submit_volume(core: &mut PoolCore, market: &Market) -> TaskId {
         T0 + 20,
     )
     .unwrap()[0]
+}
+
+#[test]
+fn a_worker_whose_balance_cannot_cover_the_stake_gets_no_replica() {
+    let ledger = Arc::new(Mutex::new(Ledger::in_memory().unwrap()));
+    let market = market_on(Arc::clone(&ledger));
+    let store = Store::start().unwrap();
+    let mut core = core(&market, &store);
+    // Of two fresh workers with equal load and score, placement takes the lower address first:
+    // that one is made poor (10 nRLC, the deal's worker stake is 30), like a liar slashed dry.
+    let (mut x, mut y) = (Worker::new(1), Worker::new(2));
+    let (mut poor, mut rich) = if x.address() < y.address() {
+        (x, y)
+    } else {
+        std::mem::swap(&mut x, &mut y);
+        (x, y)
+    };
+    ledger.lock().unwrap().deposit(poor.address(), 10).unwrap();
+    poor.join(&mut core, 4, T0);
+    let task = submit(&mut core, &market, 1, 1);
+    // Alone, it gets nothing: the task waits.
+    assert!(sent(&mut core).is_empty());
+    assert_eq!(core.report().tasks[0].replicas.len(), 0);
+    rich.join(&mut core, 4, T0 + 10);
+    assert_eq!(sent(&mut core), [(rich.address(), "assignment")]);
+    // Funded again, it is a candidate again (a second deal goes to it: least loaded).
+    ledger.lock().unwrap().deposit(poor.address(), 100).unwrap();
+    submit_volume(&mut core, &market);
+    assert_eq!(sent(&mut core), [(poor.address(), "assignment")]);
+    rich.contribute(&mut core, task, honest(), T0 + 100);
+    assert_eq!(sent(&mut core), [(rich.address(), "PLEASE_REVEAL")]);
 }
