@@ -466,6 +466,15 @@ impl PoolCore {
                     actions.extend(self.scheduler.reassign_upload(&task_id, worker));
                 }
             }
+            Message::ResultUploaded(_) => {
+                // With a replaced uploader, whoever's upload made the task final is the one.
+                let finalized = actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Finalized { .. }));
+                if let Some(b) = self.tasks.get_mut(&task_id).filter(|_| finalized) {
+                    b.uploader = Some(worker);
+                }
+            }
             Message::Decline(d) => {
                 if d.cause == ReplicateStatusCause::NoFreeSlot {
                     self.registry
@@ -494,24 +503,6 @@ impl PoolCore {
             self.lose_worker(worker, "no heartbeat within the limit", now_ms);
         }
         let mut timed_out = Vec::new();
-        for (task_id, book) in &self.tasks {
-            let (Some(timeout), Some(run)) =
-                (book.replica_timeout_ms, self.scheduler.task(task_id))
-            else {
-                continue;
-            };
-            if run.phase != Phase::Contributing {
-                continue;
-            }
-            for (worker, r) in &book.replicas {
-                let pending = run.replicas.get(worker).is_some_and(|s| {
-                    matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
-                });
-                if pending && r.lost.is_none() && now_ms.saturating_sub(r.assigned_ms) > timeout {
-                    timed_out.push((*task_id, *worker));
-                }
-            }
-        }
         // Contributors still asked to reveal on a task the scheduler finalized: once the
         // ledger settled without them or their reveal deadline passed, they are told to stop.
         let mut unrevealed = Vec::new();
@@ -519,16 +510,32 @@ impl PoolCore {
             let Some(run) = self.scheduler.task(task_id) else {
                 continue;
             };
-            if !matches!(run.phase, Phase::Finalized { .. }) {
-                continue;
-            }
-            let mut waiting = run
-                .replicas
-                .iter()
-                .filter(|(_, r)| r.state == ReplicaState::RevealRequested)
-                .peekable();
-            if waiting.peek().is_some() && self.reveal_open(task_id, book, now_ms).is_none() {
-                unrevealed.extend(waiting.map(|(w, _)| (*task_id, *w)));
+            match (&run.phase, book.replica_timeout_ms) {
+                (Phase::Contributing, Some(timeout)) => {
+                    for (worker, r) in &book.replicas {
+                        let pending = run.replicas.get(worker).is_some_and(|s| {
+                            matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                        });
+                        if pending
+                            && r.lost.is_none()
+                            && now_ms.saturating_sub(r.assigned_ms) > timeout
+                        {
+                            timed_out.push((*task_id, *worker));
+                        }
+                    }
+                }
+                (Phase::Finalized { .. }, _) => {
+                    let mut waiting = run
+                        .replicas
+                        .iter()
+                        .filter(|(_, r)| r.state == ReplicaState::RevealRequested)
+                        .peekable();
+                    if waiting.peek().is_some() && self.reveal_open(task_id, book, now_ms).is_none()
+                    {
+                        unrevealed.extend(waiting.map(|(w, _)| (*task_id, *w)));
+                    }
+                }
+                _ => {}
             }
         }
         for (task_id, worker) in unrevealed {
@@ -624,19 +631,22 @@ impl PoolCore {
     /// task still takes contributions (before its contribution deadline) and the replica has
     /// not been told to stop. Returns whether it did.
     fn revive(&mut self, task_id: TaskId, worker: Address, now_ms: u64) -> bool {
-        let revivable = self.tasks.get(&task_id).is_some_and(|book| {
-            book.replicas
-                .get(&worker)
-                .and_then(|r| r.lost.as_ref())
-                .is_some_and(|(_, state)| state == "WORKER_LOST")
-        }) && self.scheduler.task(&task_id).is_some_and(|run| {
-            run.phase == Phase::Contributing
-                && now_ms <= run.deal.contribution_deadline_ms()
-                && run.replicas.get(&worker).is_some_and(|r| {
-                    matches!(r.state, ReplicaState::Assigned | ReplicaState::Accepted)
-                        && !r.last_status.is_some_and(|s| s.is_final())
-                })
-        });
+        let online = self.registry.get(&worker).is_some_and(|w| w.online);
+        let revivable = online
+            && self.tasks.get(&task_id).is_some_and(|book| {
+                book.replicas
+                    .get(&worker)
+                    .and_then(|r| r.lost.as_ref())
+                    .is_some_and(|(_, state)| state == "WORKER_LOST")
+            })
+            && self.scheduler.task(&task_id).is_some_and(|run| {
+                run.phase == Phase::Contributing
+                    && now_ms <= run.deal.contribution_deadline_ms()
+                    && run.replicas.get(&worker).is_some_and(|r| {
+                        matches!(r.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                            && !r.last_status.is_some_and(|s| s.is_final())
+                    })
+            });
         if !revivable {
             return false;
         }
