@@ -171,13 +171,30 @@ fn silent_and_crashing_workers_are_replaced_and_the_task_completes() {
 }
 
 #[test]
-fn an_agent_killed_mid_task_loses_its_replica_and_the_task_completes_on_another() {
+fn an_agent_killed_mid_task_is_lost_the_task_placed_on_another_and_it_completes_once() {
     let outcome = run("agent-killed.toml");
     let task = &outcome.report.tasks[0];
-    let lost: Vec<_> = task.replicas.iter().filter(|r| r.lost.is_some()).collect();
-    assert_eq!(lost.len(), 1, "{:?}", task.replicas);
-    assert_eq!(lost[0].state, "WORKER_LOST");
-    assert_ne!(task.uploader, Some(lost[0].worker));
+    // The killed agent was declared lost (its last will) and the task placed on the other one.
+    let killed: Vec<_> = outcome
+        .report
+        .workers
+        .iter()
+        .filter(|w| w.lost > 0)
+        .collect();
+    assert_eq!(killed.len(), 1, "{:?}", outcome.report.workers);
+    assert_eq!(task.replicas.len(), 2, "{:?}", task.replicas);
+    // Restarted 1 s later it resumed the task from its journal: its replica was either taken
+    // back (the task still took contributions) or given up for good; never both counted.
+    let mine = task
+        .replicas
+        .iter()
+        .find(|r| r.worker == killed[0].address)
+        .unwrap();
+    assert!(
+        mine.lost.is_none() || mine.state == "WORKER_LOST",
+        "{mine:?}"
+    );
+    assert_exactly_once(&outcome);
 }
 
 #[test]
