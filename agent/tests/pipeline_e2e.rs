@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::digest::result_digest;
@@ -24,7 +24,7 @@ use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use rumqttc::Client;
 use support::http::{StoreServer as HttpServer, Upload};
-use support::pool::{init_agent, send_sealed, topic, SchedulerLink};
+use support::pool::{init_agent, run_agent, send_sealed, topic, SchedulerLink};
 use support::rumqttd::EmbeddedBroker;
 use support::{bin, now_ms, repo};
 
@@ -61,19 +61,14 @@ impl Agent {
     }
 
     fn spawn(dir: &Path, config: &Path, log: &Path, slots: u32) -> Child {
-        bin()
-            .args(["run", "--config"])
-            .arg(config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
-            .env("EDGEPOOL_AGENT_SLOTS", slots.to_string())
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
-            .env("EDGEPOOL_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap()
+        let slots = slots.to_string();
+        let env = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+            ("EDGEPOOL_AGENT_SLOTS", slots.as_str()),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
+            ("EDGEPOOL_LOG", "debug"),
+        ];
+        run_agent(dir, config, log, env)
     }
 
     /// `kill -9`, then a new process on the same state directory.

@@ -22,7 +22,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use edgepool_attestation::policy::Policy;
@@ -49,9 +49,9 @@ use edgepool_simulator::scheduler::{Action, Scheduler};
 use edgepool_simulator::sms::{DatasetRestrictions, Sms};
 use rumqttc::Client;
 use support::http::StoreServer as HttpServer;
-use support::pool::{init_agent, send_sealed, topic, SchedulerLink, POOL};
+use support::pool::{init_agent, run_agent, send_sealed, topic, SchedulerLink, POOL};
 use support::rumqttd::EmbeddedBroker;
-use support::{bin, now_ms, repo};
+use support::{now_ms, repo};
 
 const OWNER_KEY: [u8; 32] = [0x0d; 32];
 /// A row no output of csv-stats repeats: if these bytes appear anywhere, plaintext leaked.
@@ -83,22 +83,16 @@ impl Agent {
     }
 
     fn spawn(dir: &Path, config: &Path, log: &Path) -> Child {
-        bin()
-            .args(["run", "--config"])
-            .arg(config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
-            .env("EDGEPOOL_AGENT_SLOTS", "2")
-            .env("EDGEPOOL_AGENT_ATTESTATION", "software")
-            .env("EDGEPOOL_AGENT_SECRET_TIMEOUT_SECS", "20")
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
+        let env = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+            ("EDGEPOOL_AGENT_SLOTS", "2"),
+            ("EDGEPOOL_AGENT_ATTESTATION", "software"),
+            ("EDGEPOOL_AGENT_SECRET_TIMEOUT_SECS", "20"),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
             // The most verbose level: a secret that reached any log line would be found.
-            .env("EDGEPOOL_LOG", "trace")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap()
+            ("EDGEPOOL_LOG", "trace"),
+        ];
+        run_agent(dir, config, log, env)
     }
 
     /// `kill -9`, then a new process on the same state directory.

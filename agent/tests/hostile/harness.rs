@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
@@ -19,7 +19,7 @@ use edgepool_simulator::scheduler::{Action, Scheduler};
 use rumqttc::{Client, QoS};
 
 pub use crate::support::pool::topic;
-use crate::support::pool::{init_agent, SchedulerLink};
+use crate::support::pool::{init_agent, run_agent, SchedulerLink};
 
 /// How long a whole scenario may take before the test fails (CI: 2 loaded cores).
 pub const SCENARIO: Duration = Duration::from_secs(120);
@@ -43,23 +43,16 @@ impl Agent {
     pub fn start(broker: &str, scheduler: Address, env: &[(&str, String)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let (config, address) = init_agent(dir.path(), broker, scheduler);
-        let password = dir.path().join("password");
         let log = dir.path().join("agent.log");
-        let mut command = bin();
-        command
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
-            .env("EDGEPOOL_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command.spawn().unwrap();
+        let defaults = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
+            ("EDGEPOOL_LOG", "debug"),
+        ];
+        let env = defaults
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let child = run_agent(dir.path(), &config, &log, env);
         Agent {
             child,
             log,

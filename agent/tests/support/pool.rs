@@ -64,6 +64,34 @@ pub fn init_agent(dir: &Path, broker: &str, scheduler: Address) -> (PathBuf, Add
     (config, address)
 }
 
+/// `edgepool-agent run` on the configuration `config` of [`init_agent`]'s `dir`, its stderr
+/// (the log) to `log`, with the environment `env` (`EDGEPOOL_*` overrides, applied in order);
+/// `NOTIFY_SOCKET` and `FAILPOINTS` are not inherited.
+pub fn run_agent<K, V>(
+    dir: &Path,
+    config: &Path,
+    log: &Path,
+    env: impl IntoIterator<Item = (K, V)>,
+) -> Child
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let mut command = bin();
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("FAILPOINTS")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
 /// The loopback app, data and result host ([`super::http::StoreServer`]), with the deals of
 /// the pool tests.
 pub use super::http::StoreServer as HttpServer;
@@ -195,23 +223,17 @@ impl Agent {
     }
 
     fn spawn(dir: &Path, config: &Path, run: u32, env: &[(String, String)]) -> Child {
-        let mut command = bin();
-        command
-            .args(["run", "--config"])
-            .arg(config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "4")
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
-            .env("EDGEPOOL_BROKER_RECONNECT_MAX_SECS", "2")
-            .env("EDGEPOOL_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("FAILPOINTS")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("agent-{run}.log"))).unwrap());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        command.spawn().unwrap()
+        let defaults = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "4"),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
+            ("EDGEPOOL_BROKER_RECONNECT_MAX_SECS", "2"),
+            ("EDGEPOOL_LOG", "debug"),
+        ];
+        let log = dir.join(format!("agent-{run}.log"));
+        let env = defaults
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        run_agent(dir, config, &log, env)
     }
 
     /// Stops the current process with SIGTERM (a clean stop: drain, journal closed) and waits
