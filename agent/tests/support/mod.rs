@@ -12,7 +12,10 @@
 //! - [`subscriber`]: a subscriber thread collecting messages, with a bounded `wait_for`.
 //! - [`http`]: a loopback HTTP server for apps, data and uploaded results (tiny_http).
 //! - [`pool`]: a scheduler (the simulator's state machine) driving real agent processes, a
-//!   connection-cutting TCP proxy and tmpfs mounts, for the fault-injection tests.
+//!   connection-cutting TCP proxy and tmpfs mounts, for the fault-injection tests; and what
+//!   the single-test drivers share: the scheduler's MQTT link (`SchedulerLink`,
+//!   `send_sealed`), `init_agent`, `run_agent`, the standard deal (`HttpServer::deal`).
+//! - `bin`, `repo`, `now_ms`: the agent binary, the workspace root, the clock in ms.
 
 // Every test file compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, clippy::unwrap_used)]
