@@ -3,7 +3,7 @@
 //! Exit codes: 0 success; 1 the input was refused (bad key, wrong padding, malformed tag, …);
 //! 2 invalid usage; 3 a file could not be read or written; 4 invalid configuration; 5 the broker
 //! refused the credentials or certificates; 6 a `doctor` check failed; 7 the wallet cannot be
-//! opened.
+//! opened; 8 the state directory can neither be written nor its journal read (`run`).
 
 use std::process::ExitCode;
 

@@ -19,77 +19,25 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
-use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
+use edgepool_protocol::primitives::{Address, Digest, TaskId};
 use edgepool_protocol::signature::Signer;
-use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler, SchedulerError};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use support::pool::{topic, Agent};
+use rumqttc::Client;
+use support::http::StoreServer as HttpServer;
+use support::pool::{send_sealed, topic, Agent, SchedulerLink, Tmpfs};
 use support::rumqttd::EmbeddedBroker;
+use support::{bin, now_ms, repo};
 
-const POOL: &str = "0x1111111111111111111111111111111111111111";
-const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 /// The bound on each phase of a run (crash, then completion).
 const PHASE: Duration = Duration::from_secs(60);
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// GET serves `files`; PUT /results/<task> stores the body (counted: an upload may be repeated).
-struct HttpServer {
-    port: u16,
-    uploads: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>,
-}
-
-impl HttpServer {
-    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads = Arc::new(Mutex::new(HashMap::<String, Vec<Vec<u8>>>::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                if *request.method() == tiny_http::Method::Put && url.starts_with("/results/") {
-                    let mut body = Vec::new();
-                    std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                    stored.lock().unwrap().entry(url).or_default().push(body);
-                    let _ = request.respond(tiny_http::Response::empty(201));
-                } else if let Some(bytes) = files.get(url.trim_start_matches('/')) {
-                    let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                } else {
-                    let _ = request.respond(tiny_http::Response::empty(404));
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
 
 /// The scheduler side, recording everything the invariants are checked on.
 struct Driver {
@@ -110,30 +58,11 @@ struct Driver {
 
 impl Driver {
     fn connect(port: u16) -> Driver {
-        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
-        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut connection) = Client::new(options, 64);
-        client
-            .subscribe(
-                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
-                QoS::AtLeastOnce,
-            )
-            .unwrap();
-        let (tx, incoming) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
+        let SchedulerLink {
+            signer,
+            client,
+            incoming,
+        } = SchedulerLink::connect(port, 64, None);
         Driver {
             scheduler: Scheduler::new(signer.clone()),
             signer,
@@ -153,12 +82,7 @@ impl Driver {
             match action {
                 Action::Send { worker, message } => {
                     self.seq += 1;
-                    let inbox = topic(worker, "inbox");
-                    let bytes =
-                        Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message).unwrap();
-                    self.client
-                        .publish(inbox, QoS::AtLeastOnce, false, bytes)
-                        .unwrap();
+                    send_sealed(&self.signer, &self.client, worker, self.seq, &message);
                 }
                 Action::Finalized { .. } => self.finalized += 1,
                 Action::Failed { task_id, reason } => self
@@ -234,31 +158,7 @@ fn deal(server: &HttpServer, app: App, bytes: &[u8], seed: u8) -> DealSummary {
         App::Hello => ("hello.wasm", vec![server.url("greeting.txt")], "Alice Bob"),
         App::Mandelbrot => ("mandelbrot.wasm", Vec::new(), "400 1000"),
     };
-    DealSummary {
-        deal_id: DealId::from([seed; 32]),
-        app: AppRef {
-            address: Address([0xa1; 20]),
-            url: server.url(file),
-            checksum: Digest(sha256(bytes)),
-            size_bytes: Some(bytes.len() as u64),
-        },
-        dataset: None,
-        input_files: inputs,
-        args: args.into(),
-        tag: Tag::NONE,
-        trust: 1,
-        category: 0,
-        time_ref_seconds: 60,
-        start_time_ms: now_ms(),
-        requester: Address([0x51; 20]),
-        beneficiary: Address([0x52; 20]),
-        callback: Address::ZERO,
-        result_encryption: false,
-        result_storage_provider: "http".into(),
-        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
-        bot_first: 0,
-        bot_size: 1,
-    }
+    server.deal(file, bytes, inputs, args, seed)
 }
 
 /// Runs one task with the agent armed with `failpoints`, waits for the crash at `point`,
@@ -466,8 +366,8 @@ fn crash_and_recover_on(broker: Broker, point: &str, failpoints: &str, app: App)
         );
     }
     // The uploaded result is the same however many times it was sent.
-    let uploads = server.uploads.lock().unwrap();
-    let sent = uploads.get(&format!("/results/{task_id}")).unwrap();
+    let sent = server.uploads(&format!("/results/{task_id}"));
+    assert!(!sent.is_empty(), "{point}: no upload");
     assert!(
         sent.windows(2).all(|w| w[0] == w[1]),
         "{point}: different uploads"
@@ -549,31 +449,6 @@ fn on_mosquitto_after_uploaded_puback() {
         "outbox.acked.result_uploaded=return",
         App::Hello,
     );
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a `size`-byte tmpfs on `at`, or says why it cannot (not root, no mount).
-    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// Free bytes of the filesystem holding `path` (`df`).

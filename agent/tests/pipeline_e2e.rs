@@ -9,85 +9,26 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DatasetRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::messages::{DatasetRef, DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
-use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
+use edgepool_protocol::primitives::{Address, Digest, TaskId};
 use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
-use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::Client;
+use support::http::{StoreServer as HttpServer, Upload};
+use support::pool::{init_agent, run_agent, send_sealed, topic, SchedulerLink};
 use support::rumqttd::EmbeddedBroker;
+use support::{bin, now_ms, repo};
 
-const POOL: &str = "0x1111111111111111111111111111111111111111";
-const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Uploaded archives by path, with the upload signature header.
-type Uploads = Arc<Mutex<HashMap<String, (Vec<u8>, String)>>>;
-
-/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
-struct HttpServer {
-    port: u16,
-    uploads: Uploads,
-}
-
-impl HttpServer {
-    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads: Uploads = Arc::new(Mutex::new(HashMap::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                match request.method() {
-                    tiny_http::Method::Put if url.starts_with("/results/") => {
-                        let mut body = Vec::new();
-                        std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                        let signature = request
-                            .headers()
-                            .iter()
-                            .find(|h| h.field.equiv("X-Edgepool-Signature"))
-                            .map(|h| h.value.to_string())
-                            .unwrap_or_default();
-                        stored.lock().unwrap().insert(url, (body, signature));
-                        let _ = request.respond(tiny_http::Response::empty(201));
-                    }
-                    _ => match files.get(url.trim_start_matches('/')) {
-                        Some(bytes) => {
-                            let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                        }
-                        None => {
-                            let _ = request.respond(tiny_http::Response::empty(404));
-                        }
-                    },
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
+/// A real `edgepool-agent run` process.
 struct Agent {
     child: Child,
     log: PathBuf,
@@ -105,27 +46,7 @@ impl Agent {
 
     fn start_with_slots(broker: &str, scheduler: Address, slots: u32) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let password = dir.path().join("password");
-        std::fs::write(&password, "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(&password)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let log = dir.path().join("agent-0.log");
         let child = Agent::spawn(dir.path(), &config, &log, slots);
         Agent {
@@ -140,19 +61,14 @@ impl Agent {
     }
 
     fn spawn(dir: &Path, config: &Path, log: &Path, slots: u32) -> Child {
-        bin()
-            .args(["run", "--config"])
-            .arg(config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
-            .env("EDGEPOOL_AGENT_SLOTS", slots.to_string())
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
-            .env("EDGEPOOL_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap()
+        let slots = slots.to_string();
+        let env = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+            ("EDGEPOOL_AGENT_SLOTS", slots.as_str()),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
+            ("EDGEPOOL_LOG", "debug"),
+        ];
+        run_agent(dir, config, log, env)
     }
 
     /// `kill -9`, then a new process on the same state directory.
@@ -185,14 +101,6 @@ impl Drop for Agent {
     }
 }
 
-fn topic(worker: Address, channel: &str) -> String {
-    format!(
-        "edgepool/v1/{}/workers/{}/{channel}",
-        POOL.to_lowercase(),
-        worker.to_string().to_lowercase()
-    )
-}
-
 /// The scheduler side: the simulator's state machine on a real MQTT connection.
 struct Driver {
     scheduler: Scheduler,
@@ -206,30 +114,11 @@ struct Driver {
 
 impl Driver {
     fn connect(port: u16) -> Driver {
-        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
-        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut connection) = Client::new(options, 64);
-        client
-            .subscribe(
-                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
-                QoS::AtLeastOnce,
-            )
-            .unwrap();
-        let (tx, incoming) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
+        let SchedulerLink {
+            signer,
+            client,
+            incoming,
+        } = SchedulerLink::connect(port, 64, None);
         Driver {
             scheduler: Scheduler::new(signer.clone()),
             signer,
@@ -246,12 +135,7 @@ impl Driver {
             match action {
                 Action::Send { worker, message } => {
                     self.seq += 1;
-                    let inbox = topic(worker, "inbox");
-                    let bytes =
-                        Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message).unwrap();
-                    self.client
-                        .publish(inbox, QoS::AtLeastOnce, false, bytes)
-                        .unwrap();
+                    send_sealed(&self.signer, &self.client, worker, self.seq, &message);
                 }
                 other => rest.push(other),
             }
@@ -319,13 +203,6 @@ impl Driver {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 fn deal(
     server: &HttpServer,
     app: &str,
@@ -334,31 +211,7 @@ fn deal(
     args: &str,
     seed: u8,
 ) -> DealSummary {
-    DealSummary {
-        deal_id: DealId::from([seed; 32]),
-        app: AppRef {
-            address: Address([0xa1; 20]),
-            url: server.url(app),
-            checksum: Digest(sha256(app_bytes)),
-            size_bytes: Some(app_bytes.len() as u64),
-        },
-        dataset: None,
-        input_files: inputs,
-        args: args.into(),
-        tag: Tag::NONE,
-        trust: 1,
-        category: 0,
-        time_ref_seconds: 60,
-        start_time_ms: now_ms(),
-        requester: Address([0x51; 20]),
-        beneficiary: Address([0x52; 20]),
-        callback: Address::ZERO,
-        result_encryption: false,
-        result_storage_provider: "http".into(),
-        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
-        bot_first: 0,
-        bot_size: 1,
-    }
+    server.deal(app, app_bytes, inputs, args, seed)
 }
 
 #[test]
@@ -419,11 +272,14 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
     };
 
     // The uploaded archive is the result: its digest is the one the consensus was reached on.
-    let uploads = server.uploads.lock().unwrap();
     let path = format!("/results/{task_id}");
-    let (zip, signature) = uploads
-        .get(&path)
+    let Upload {
+        body: zip,
+        signature,
+    } = server
+        .last_upload(&path)
         .unwrap_or_else(|| panic!("no upload at {path}"));
+    let (zip, signature) = (&zip, &signature);
     assert!(result_link.ends_with(&path));
     // The upload token is the worker's signature over the task and the archive's hash.
     let signed =

@@ -22,7 +22,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use edgepool_attestation::policy::Policy;
@@ -47,65 +47,15 @@ use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use edgepool_simulator::sms::{DatasetRestrictions, Sms};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::Client;
+use support::http::StoreServer as HttpServer;
+use support::pool::{init_agent, run_agent, send_sealed, topic, SchedulerLink, POOL};
 use support::rumqttd::EmbeddedBroker;
+use support::{now_ms, repo};
 
-const POOL: &str = "0x1111111111111111111111111111111111111111";
-const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 const OWNER_KEY: [u8; 32] = [0x0d; 32];
 /// A row no output of csv-stats repeats: if these bytes appear anywhere, plaintext leaked.
 const MARKER: &str = "ZZ-PLAINTEXT-MARKER-7f3a9c";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
-struct HttpServer {
-    port: u16,
-    uploads: std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>>,
-}
-
-impl HttpServer {
-    fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
-        let stored = std::sync::Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                if *request.method() == tiny_http::Method::Put {
-                    let mut body = Vec::new();
-                    std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                    stored.lock().unwrap().insert(url, body);
-                    let _ = request.respond(tiny_http::Response::empty(201));
-                    continue;
-                }
-                let _ = match files.get(url.trim_start_matches('/')) {
-                    Some(bytes) => request.respond(tiny_http::Response::from_data(bytes.clone())),
-                    None => request.respond(tiny_http::Response::empty(404)),
-                };
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
 
 struct Agent {
     child: Child,
@@ -119,26 +69,7 @@ struct Agent {
 impl Agent {
     fn start(broker: &str, scheduler: Address) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("password"), "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(dir.path().join("password"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let log = dir.path().join("agent-0.log");
         let child = Agent::spawn(dir.path(), &config, &log);
         Agent {
@@ -152,22 +83,16 @@ impl Agent {
     }
 
     fn spawn(dir: &Path, config: &Path, log: &Path) -> Child {
-        bin()
-            .args(["run", "--config"])
-            .arg(config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
-            .env("EDGEPOOL_AGENT_SLOTS", "2")
-            .env("EDGEPOOL_AGENT_ATTESTATION", "software")
-            .env("EDGEPOOL_AGENT_SECRET_TIMEOUT_SECS", "20")
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
+        let env = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+            ("EDGEPOOL_AGENT_SLOTS", "2"),
+            ("EDGEPOOL_AGENT_ATTESTATION", "software"),
+            ("EDGEPOOL_AGENT_SECRET_TIMEOUT_SECS", "20"),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
             // The most verbose level: a secret that reached any log line would be found.
-            .env("EDGEPOOL_LOG", "trace")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap()
+            ("EDGEPOOL_LOG", "trace"),
+        ];
+        run_agent(dir, config, log, env)
     }
 
     /// `kill -9`, then a new process on the same state directory.
@@ -189,14 +114,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn topic(worker: Address, channel: &str) -> String {
-    format!(
-        "edgepool/v1/{}/workers/{}/{channel}",
-        POOL.to_lowercase(),
-        worker.to_string().to_lowercase()
-    )
 }
 
 /// Rewrites a worker's secret request before the scheduler sees it (an attacker on the path).
@@ -222,30 +139,11 @@ struct Driver {
 
 impl Driver {
     fn connect(port: u16, policy: Policy) -> Driver {
-        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
-        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(30));
-        let (client, mut connection) = Client::new(options, 64);
-        client
-            .subscribe(
-                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
-                QoS::AtLeastOnce,
-            )
-            .unwrap();
-        let (tx, incoming) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
+        let SchedulerLink {
+            signer,
+            client,
+            incoming,
+        } = SchedulerLink::connect(port, 64, None);
         let sms = Sms::new(signer.address(), policy);
         Driver {
             scheduler: Scheduler::new(signer.clone()).with_sms(sms, POOL.parse().unwrap()),
@@ -275,12 +173,7 @@ impl Driver {
                         tamper(a);
                     }
                     self.seq += 1;
-                    let inbox = topic(worker, "inbox");
-                    let bytes =
-                        Envelope::seal(&self.signer, &inbox, self.seq, now_ms(), &message).unwrap();
-                    self.client
-                        .publish(inbox, QoS::AtLeastOnce, false, bytes)
-                        .unwrap();
+                    send_sealed(&self.signer, &self.client, worker, self.seq, &message);
                 }
                 other => rest.push(other),
             }
@@ -543,8 +436,10 @@ fn a_tee_task_with_an_encrypted_dataset_completes_and_leaves_no_secret_behind() 
     );
 
     // The app saw the decrypted CSV: three rows of temperatures.
-    let uploads = server.uploads.lock().unwrap();
-    let zip = uploads.get(&format!("/results/{task_id}")).unwrap();
+    let zip = &server
+        .last_upload(&format!("/results/{task_id}"))
+        .unwrap()
+        .body;
     let tree = unzip_to_tree(zip, &ExtractLimits::default()).unwrap();
     assert_eq!(
         poco::result_hash(&task_id, &result_digest(&tree, "").unwrap()),
@@ -1006,12 +901,9 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
             .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
     });
     let uploaded = server
-        .uploads
-        .lock()
+        .last_upload(&format!("/results/{task_id}"))
         .unwrap()
-        .get(&format!("/results/{task_id}"))
-        .cloned()
-        .unwrap();
+        .body;
     assert_eq!(uploaded, kept, "the upload is the kept encrypted archive");
     assert_eq!(
         driver
@@ -1082,7 +974,7 @@ fn a_tee_task_without_a_beneficiary_key_fails_with_its_cause_and_uploads_nothing
     // ...and neither contributes nor keeps anything to upload.
     assert!(!driver.contributed(task));
     assert!(!results.join(format!("{task}.zip")).exists());
-    assert!(server.uploads.lock().unwrap().is_empty());
+    assert!(server.nothing_uploaded());
 }
 
 #[test]

@@ -422,6 +422,32 @@ pub fn state_dir_unwritable(state_dir: &Path) -> Option<String> {
     }
 }
 
+/// Why a file cannot be created in the state directory, if it cannot: what `statvfs` and
+/// `access` do not show, such as an ext4 the kernel forced read-only after an error
+/// (`emergency_ro`: the mount still says `rw`). Creates and removes an empty probe file, so it
+/// is for occasional use (`doctor`, `status`, explaining a failed write), not a periodic check.
+pub fn state_dir_write_probe(state_dir: &Path) -> Option<String> {
+    let probe = state_dir.join(".edgepool-write-probe");
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => match rustix::io::Errno::from_io_error(&e) {
+            Some(rustix::io::Errno::ROFS | rustix::io::Errno::ACCESS | rustix::io::Errno::IO) => {
+                Some(format!("{} cannot be written: {e}", state_dir.display()))
+            }
+            _ => None,
+        },
+    }
+}
+
 /// Whether the agent can take tasks as far as its state directory goes, said for `doctor` and
 /// `status`: `Err` when the directory cannot be written or its free space is below the
 /// reserve of `min_free_disk_mb` (the agent then declines every assignment), with why.
@@ -429,7 +455,9 @@ pub fn state_dir_unwritable(state_dir: &Path) -> Option<String> {
 /// # Errors
 /// The reason, naming the directory and the configuration key.
 pub fn state_dir_health(state_dir: &Path, min_free_disk_mb: u64) -> Result<String, String> {
-    if let Some(reason) = state_dir_unwritable(state_dir) {
+    if let Some(reason) =
+        state_dir_unwritable(state_dir).or_else(|| state_dir_write_probe(state_dir))
+    {
         return Err(format!(
             "{reason}: the journal cannot be written, no new task is accepted"
         ));

@@ -182,6 +182,34 @@ impl Advertiser {
     }
 }
 
+impl Advertiser {
+    /// Seals the advertisement with a number from [`Store::unjournaled_seq`], for a journal that
+    /// cannot be written; [`Advertiser::seal_if_changed`] journals it once it can.
+    ///
+    /// # Errors
+    /// [`DaemonError::Store`] if the journal cannot be read, [`DaemonError::Seal`].
+    pub fn seal_unjournaled(
+        &mut self,
+        store: &mut Store,
+        signer: &Signer,
+        topic: &str,
+    ) -> Result<(), DaemonError> {
+        let seq = store.unjournaled_seq()?;
+        self.sealed = Envelope::seal(
+            signer,
+            topic,
+            seq,
+            now_ms(),
+            &Message::Capacity(self.current.clone()),
+        )
+        .map_err(|e| DaemonError::Seal {
+            kind: "capacity",
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
 fn detect_options(config: &Config) -> DetectOptions {
     DetectOptions {
         system_root: config.agent.system_root.clone(),

@@ -33,7 +33,7 @@ use tokio::time::{interval, sleep_until, MissedTickBehavior};
 use crate::config::Config;
 use crate::identity::{self, IdentityError};
 use crate::link::{self, Backoff, Failure, LinkError, PublishTracker, Tracked, WorkerTopics};
-use crate::store::{SharedStore, Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 use crate::systemd::Notifier;
 
 pub use advertise::Advertiser;
@@ -74,6 +74,18 @@ pub enum DaemonError {
     /// The broker refused us for a reason retrying cannot fix.
     #[error("{0}")]
     BrokerRefused(String),
+    /// The journal can neither be opened for writing nor read (a first start on a full or
+    /// read-only state directory, or one whose journal SQLite cannot read there): there is
+    /// nothing to serve from. Disk trouble with a readable journal is waited out instead.
+    #[error("the state directory {state_dir} is unusable: the journal cannot be written ({reason}) nor read ({read})")]
+    StateDirUnusable {
+        /// The state directory.
+        state_dir: std::path::PathBuf,
+        /// Why it cannot be opened for writing.
+        reason: String,
+        /// Why it cannot be read either.
+        read: String,
+    },
 }
 
 /// Milliseconds since the Unix epoch (the shell reads the clock; the protocol takes it as input).
@@ -119,6 +131,9 @@ pub struct Daemon {
     runner: tasks::TaskRunner,
     /// Why the journal cannot be written, while it cannot.
     trouble: Option<storage::Trouble>,
+    /// Started while the journal could not be written: the run's start
+    /// (`Store::hold_run`) is still to be journaled, on a connection opened again for writing.
+    start_held: bool,
     /// Work waiting for the journal, and messages to send without it.
     waiting: storage::Waiting,
     /// Start-up steps still running after which the start-up pages are given back: READY (with
@@ -144,8 +159,7 @@ impl Daemon {
         let signer = identity::unlock(&keystore, &password)?;
         drop(password);
         tracing::info!(worker = %signer.address(), password_source = %source, keystore = %keystore.display(), "wallet unlocked");
-        let mut journal = Store::open(&config.agent.state_dir)?;
-        journal.skip_own_seqs(storage::UNJOURNALED_SEQ_SPAN)?;
+        let (journal, start_trouble) = storage::open_journal(&config.agent.state_dir, now_ms())?;
         let store = SharedStore::new(journal);
         let topics = WorkerTopics::new(&config, signer.address())?;
         let peers = SequenceTracker::restore(store.lock().peer_sequences()?);
@@ -187,13 +201,36 @@ impl Daemon {
             connected: false,
             draining: false,
             trouble: None,
+            start_held: false,
             waiting: storage::Waiting::default(),
         };
-        daemon.advertiser.seal_if_changed(
+        if let Some(reason) = start_trouble {
+            daemon.start_held = true;
+            tracing::warn!(
+                state_dir = %daemon.config.agent.state_dir.display(),
+                error = %reason,
+                "started with a journal that cannot be written: serving without taking tasks"
+            );
+            daemon.journal_failed(reason);
+        }
+        let sealed = daemon.advertiser.seal_if_changed(
             &mut daemon.store.lock(),
             &daemon.signer,
             &daemon.topics.capacity,
-        )?;
+        );
+        match sealed {
+            Ok(_) => {}
+            // Sealed again, without a journal row, once the journal can be written.
+            Err(DaemonError::Store(StoreError::Unavailable(reason))) => {
+                daemon.journal_failed(reason);
+                daemon.advertiser.seal_unjournaled(
+                    &mut daemon.store.lock(),
+                    &daemon.signer,
+                    &daemon.topics.capacity,
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
         Ok(daemon)
     }
 

@@ -18,6 +18,7 @@
 //! [`Store::unjournaled_seq`]: crate::store::Store::unjournaled_seq
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
@@ -28,7 +29,7 @@ use rumqttc::{AsyncClient, QoS};
 use super::{now_ms, Daemon, DaemonError};
 use crate::link::Tracked;
 use crate::pipeline::JobEvent;
-use crate::store::{StoreError, Tx};
+use crate::store::{Store, StoreError, Tx};
 
 /// How often work waiting for the journal is tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -75,6 +76,67 @@ pub struct Waiting {
     pub deferred: VecDeque<Deferred>,
     /// Declines and at most one heartbeat, sealed when sent.
     pub unjournaled: Vec<Message>,
+}
+
+/// Opens the journal at start. A journal that cannot be written (full or read-only state
+/// directory) is not a reason to stay down: it is opened as it can be (read-only if need be),
+/// the run's start is held in memory ([`Store::hold_run`]) and the daemon starts in trouble,
+/// with the reason. Returns the journal and that reason.
+///
+/// # Errors
+/// [`DaemonError::StateDirUnusable`] when the journal can be neither written nor read (a first
+/// start there: there is no journal yet); any other journal error.
+pub(super) fn open_journal(
+    state_dir: &Path,
+    now_ms: u64,
+) -> Result<(Store, Option<String>), DaemonError> {
+    match Store::open(state_dir) {
+        Ok(mut store) => match store.start_run(UNJOURNALED_SEQ_SPAN, now_ms) {
+            Ok(()) => Ok((store, None)),
+            Err(StoreError::Unavailable(reason)) => {
+                store.hold_run(UNJOURNALED_SEQ_SPAN, now_ms)?;
+                Ok((store, Some(reason)))
+            }
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => {
+            let trouble = match &e {
+                StoreError::Unavailable(reason) => Some(reason.clone()),
+                _ => crate::capacity::state_dir_unwritable(state_dir),
+            };
+            let Some(reason) = trouble else {
+                return Err(e.into());
+            };
+            match Store::open_read_only(state_dir) {
+                Ok(mut store) => {
+                    store.hold_run(UNJOURNALED_SEQ_SPAN, now_ms)?;
+                    Ok((store, Some(reason)))
+                }
+                Err(read) => Err(DaemonError::StateDirUnusable {
+                    state_dir: state_dir.to_path_buf(),
+                    reason: explain(state_dir, reason),
+                    read: read.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+/// SQLite's reason, with what the state directory says when that is clearer (SQLite reports a
+/// `-shm` it cannot extend on a full disk as "disk I/O error").
+fn explain(state_dir: &Path, reason: String) -> String {
+    if reason.contains(&state_dir.display().to_string()) {
+        return reason;
+    }
+    if let Some(unwritable) = crate::capacity::state_dir_unwritable(state_dir)
+        .or_else(|| crate::capacity::state_dir_write_probe(state_dir))
+    {
+        return format!("{reason}: {unwritable}");
+    }
+    match crate::capacity::disk_free_bytes(state_dir) {
+        Ok(0) => format!("{reason}: {} is full (0 bytes free)", state_dir.display()),
+        _ => reason,
+    }
 }
 
 impl Daemon {
@@ -169,6 +231,7 @@ impl Daemon {
 
     /// Records that the journal cannot be written (logged once, when the trouble starts).
     pub(super) fn journal_failed(&mut self, reason: String) {
+        let reason = explain(&self.config.agent.state_dir, reason);
         if let Some(trouble) = &mut self.trouble {
             trouble.reason = reason;
             return;
@@ -235,6 +298,9 @@ impl Daemon {
     /// Tries the waiting work again, in order; when none is left and the journal takes a
     /// probe write, accepts tasks again.
     pub(super) fn retry_journal(&mut self, client: &AsyncClient) -> Result<(), DaemonError> {
+        if self.start_held && !self.resume_run()? {
+            return Ok(());
+        }
         while let Some(item) = self.waiting.deferred.pop_front() {
             match item {
                 Deferred::Job(event) => {
@@ -296,11 +362,42 @@ impl Daemon {
                     .retain(|m| !matches!(m, Message::Heartbeat(_)));
                 self.enqueue_heartbeat()?;
                 self.update_status();
+                // An advertisement sealed without a journal row is sealed again, journaled.
+                let resealed = self.reseal_and_publish(client);
+                self.tolerate(resealed)?;
                 self.flush(client)
             }
             Err(StoreError::Unavailable(reason)) => {
                 self.journal_failed(reason);
                 Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// For a daemon that started in trouble: opens the journal again for writing and journals
+    /// this run's start (`Store::resume_run`). `Ok(false)` while it still cannot.
+    ///
+    /// # Errors
+    /// A journal error other than one of the disk.
+    fn resume_run(&mut self) -> Result<bool, DaemonError> {
+        if let Some(reason) = crate::capacity::state_dir_unwritable(&self.config.agent.state_dir) {
+            self.journal_failed(reason);
+            return Ok(false);
+        }
+        let resumed = self.store.lock().resume_run(now_ms());
+        match resumed {
+            Ok(()) => {
+                self.start_held = false;
+                tracing::info!(
+                    "the journal is open for writing again: this run's start is journaled"
+                );
+                Ok(true)
+            }
+            Err(StoreError::Unavailable(reason) | StoreError::Open { reason, .. }) => {
+                tracing::debug!(error = %reason, "the journal cannot be opened for writing yet");
+                self.journal_failed(reason);
+                Ok(false)
             }
             Err(e) => Err(e.into()),
         }

@@ -29,9 +29,16 @@ impl Daemon {
                 crate::fetch::Fetcher::new(&self.config.fetch, &state_dir.join("cache"), None)
                     .map_err(|e| DaemonError::Capacity(format!("fetcher: {e}")))?
                     .with_file_root(state_dir.join("files"));
-            let swept = fetcher
-                .sweep(self.store.index())
-                .map_err(|e| DaemonError::Capacity(format!("cache sweep: {e}")))?;
+            let swept = match fetcher.sweep(self.store.index()) {
+                Ok(swept) => swept,
+                // The sweep only tidies; a state directory that cannot be written is waited
+                // out, not a reason to stop.
+                Err(e) if self.trouble.is_some() => {
+                    tracing::warn!(error = %e, "cache not swept: the state directory cannot be written");
+                    0
+                }
+                Err(e) => return Err(DaemonError::Capacity(format!("cache sweep: {e}"))),
+            };
             if swept > 0 {
                 tracing::info!(removed = swept, "cache swept");
             }

@@ -1,6 +1,7 @@
 //! `edgepool-agent doctor`: checks what the agent needs, one line per check, and exits non-zero
-//! when any fails. It never changes the agent's state: the journal is opened read-only and the
-//! broker test uses its own client id and no last will.
+//! when any fails. It never changes the agent's state: the journal is opened read-only, the
+//! broker test uses its own client id and no last will, and the disk check's write probe is an
+//! empty file created and removed at once (`capacity::state_dir_write_probe`).
 
 use std::io::Write;
 use std::path::Path;

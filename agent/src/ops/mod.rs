@@ -1,7 +1,8 @@
 //! The operator commands: `run`, `init`, `doctor`, `capacity`, `status`, `tasks`, `attest`.
 //!
 //! Exit codes (with the tools' 0–3; 2 is also a usage error found after parsing): 4 the configuration is invalid; 5 the broker refused the
-//! credentials or certificates; 6 a `doctor` check failed; 7 the wallet cannot be opened.
+//! credentials or certificates; 6 a `doctor` check failed; 7 the wallet cannot be opened; 8 `run` found a state
+//! directory it can neither write nor read a journal from.
 
 mod attest;
 mod doctor;
@@ -37,6 +38,11 @@ pub enum OpsError {
     /// A file or the journal could not be read or written: exit code 3.
     #[error("{0}")]
     Io(String),
+    /// The state directory cannot be written and holds no journal to read (a first start on a
+    /// full or read-only disk): exit code 8. Disk trouble with a readable journal does not stop
+    /// `run`.
+    #[error("{0}")]
+    StateDir(String),
 }
 
 impl OpsError {
@@ -50,6 +56,7 @@ impl OpsError {
             OpsError::Broker(_) => 5,
             OpsError::ChecksFailed(_) => 6,
             OpsError::Identity(_) => 7,
+            OpsError::StateDir(_) => 8,
         }
     }
 }
@@ -61,6 +68,7 @@ impl From<crate::daemon::DaemonError> for OpsError {
             D::Identity(e) => OpsError::Identity(e.to_string()),
             D::BrokerRefused(m) => OpsError::Broker(m),
             D::Link(e) => OpsError::Config(e.to_string()),
+            e @ D::StateDirUnusable { .. } => OpsError::StateDir(e.to_string()),
             other => OpsError::Io(other.to_string()),
         }
     }

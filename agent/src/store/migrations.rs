@@ -113,7 +113,15 @@ fn refuse_newer(found: u32) -> Result<(), StoreError> {
 
 fn apply(conn: &mut Connection, version: u32) -> Result<(), StoreError> {
     let failed = |err: rusqlite::Error| match err.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::from(err),
+        // A journal that cannot be written is disk trouble (`Unavailable`), not a failed
+        // migration: the daemon waits it out.
+        Some(
+            ErrorCode::NotADatabase
+            | ErrorCode::DatabaseCorrupt
+            | ErrorCode::DiskFull
+            | ErrorCode::ReadOnly
+            | ErrorCode::SystemIoFailure,
+        ) => StoreError::from(err),
         _ => StoreError::Migration {
             version,
             reason: err.to_string(),

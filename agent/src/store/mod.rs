@@ -136,6 +136,11 @@ impl Store {
     /// runs (WAL lets readers and the writer work at the same time). Writes through this handle
     /// fail with [`StoreError::Unavailable`].
     ///
+    /// On a read-only or full file system SQLite may be unable to create the journal's `-shm`
+    /// file (there is none after a clean stop); a journal whose `-wal` holds nothing is then
+    /// read as immutable (the main file alone, no locks), which is exact as long as nothing
+    /// writes it, as on such a file system nothing can.
+    ///
     /// # Errors
     /// [`StoreError::NoJournal`] if there is no journal yet, [`StoreError::NotADatabase`],
     /// [`StoreError::NewerSchema`], or [`StoreError::OlderSchema`] (a read-only handle cannot
@@ -145,14 +150,34 @@ impl Store {
         if !path.is_file() {
             return Err(StoreError::NoJournal { path });
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&path, flags).map_err(|e| StoreError::Open {
-            path: path.clone(),
+        match Store::open_reader(&path, false) {
+            // A WAL journal needs its `-shm` file, which a read-only or full file system may
+            // not let SQLite create (after a clean stop there is none). With no WAL content
+            // to read, the main file is the whole journal: read it as immutable.
+            Err(StoreError::Unavailable(_)) if !has_wal_content(&path) => {
+                Store::open_reader(&path, true)
+            }
+            other => other,
+        }
+    }
+
+    /// A read-only connection to `path`; `immutable` reads the main file alone, without locks,
+    /// the `-wal` or the `-shm` (only when no process writes it and no WAL content is left).
+    fn open_reader(path: &Path, immutable: bool) -> Result<Store, StoreError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            flags |= OpenFlags::SQLITE_OPEN_URI;
+            Connection::open_with_flags(immutable_uri(path), flags)
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
+        .map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
         let store = Store {
             conn,
-            path,
+            path: path.to_path_buf(),
             seq_floor: 0,
         };
         store.configure_reader().map_err(|e| store.on_path(e))?;
@@ -318,6 +343,29 @@ impl Store {
             other => other,
         }
     }
+}
+
+/// Whether the journal's `-wal` file holds commits not yet in the main file (it exists and is
+/// not empty).
+fn has_wal_content(journal: &Path) -> bool {
+    let mut wal = journal.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0)
+}
+
+/// `file:<path>?immutable=1`, with the characters a URI path may not hold escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 fn create_state_dir(state_dir: &Path) -> Result<(), StoreError> {

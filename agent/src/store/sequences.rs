@@ -8,6 +8,10 @@ use rusqlite::{params, OptionalExtension};
 use super::error::{corrupt, to_i64, to_u64};
 use super::{Store, StoreError, Tx};
 
+/// The meta key holding when the last run that could write the journal started (ms, big
+/// endian).
+pub const RUN_STARTED: &str = "run_started_ms";
+
 impl Tx<'_> {
     /// Allocates our next sequence number. It is consumed only if the transaction commits, so a
     /// number is never used for two messages, and numbers only grow.
@@ -89,9 +93,102 @@ impl Store {
         })
     }
 
+    /// Starts a run of the daemon: moves our sequence number past every number an earlier run
+    /// may have used without journaling it, durably, and notes when (meta [`RUN_STARTED`]).
+    ///
+    /// The skip is `span` plus the milliseconds since the last run that could write this (0
+    /// when unknown): a run that started while the journal could not be written
+    /// ([`Store::hold_run`]) could not note its start, and its numbers began at most that far
+    /// above. So no number is reused as long as a run sends fewer than `span` unjournaled
+    /// messages, and a run that cannot write sends fewer than one per millisecond between its
+    /// start and the next one's (a heartbeat a second, and declines), with a wall clock that
+    /// does not go back between runs.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the journal cannot be written, or an SQLite error.
+    pub fn start_run(&mut self, span: u64, now_ms: u64) -> Result<(), StoreError> {
+        let skip = span.saturating_add(self.since_last_run_ms(now_ms)?);
+        let skip = to_i64("sequence span", skip)?;
+        self.transaction(|tx| {
+            tx.inner.execute(
+                "UPDATE own_sequence SET last_seq = last_seq + ?1 WHERE id = 0",
+                [skip],
+            )?;
+            tx.meta_set(RUN_STARTED, &now_ms.to_be_bytes())
+        })
+    }
+
+    /// Starts a run that cannot write the journal: the skip of [`Store::start_run`] is kept in
+    /// memory only, so [`Store::unjournaled_seq`] hands out numbers above it. Once the journal
+    /// can be written, [`Store::resume_run`] commits it.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if a journaled number does not read, or an SQLite error.
+    pub fn hold_run(&mut self, span: u64, now_ms: u64) -> Result<(), StoreError> {
+        let skip = span.saturating_add(self.since_last_run_ms(now_ms)?);
+        self.seq_floor = self.last_own_seq()?.saturating_add(skip);
+        Ok(())
+    }
+
+    /// Ends a [`Store::hold_run`]: opens the journal again for writing (the connection held may
+    /// be read-only) and commits our sequence number above every number handed out since, with
+    /// this run's start. On success `self` is the new connection.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] while the journal still cannot be written; any error of
+    /// [`Store::open`].
+    pub fn resume_run(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        let state_dir = self
+            .path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        // SQLite shares one `-shm` mapping among the connections of a process to a file: the
+        // one held, opened while the file system was read-only, would keep a new connection
+        // read-only too. It is closed first, and opened again for reading if this fails.
+        let placeholder = rusqlite::Connection::open_in_memory()?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        let floor = self.seq_floor;
+        let resumed = Store::open(&state_dir).and_then(|mut fresh| {
+            fresh.seq_floor = floor;
+            let floor = to_i64("sequence number", floor)?;
+            fresh.transaction(|tx| {
+                tx.inner.execute(
+                    "UPDATE own_sequence SET last_seq = MAX(last_seq, ?1) WHERE id = 0",
+                    [floor],
+                )?;
+                tx.meta_set(RUN_STARTED, &now_ms.to_be_bytes())
+            })?;
+            Ok(fresh)
+        });
+        match resumed {
+            Ok(fresh) => {
+                *self = fresh;
+                Ok(())
+            }
+            Err(e) => {
+                let reader =
+                    Store::open_read_only(&state_dir).or_else(|_| Store::open(&state_dir))?;
+                self.conn = reader.conn;
+                Err(e)
+            }
+        }
+    }
+
+    /// Milliseconds from the last noted run start to `now_ms` (0 if none, or in the future).
+    fn since_last_run_ms(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let Some(bytes) = self.meta_get(RUN_STARTED)? else {
+            return Ok(0);
+        };
+        let started = <[u8; 8]>::try_from(bytes.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| corrupt("meta.run_started_ms", "expected 8 bytes"))?;
+        Ok(now_ms.saturating_sub(started))
+    }
+
     /// A sequence number for a message that cannot be journaled (the journal cannot be
     /// written): above every number used so far, and below every number the journal hands out
-    /// later. It is kept only in memory; [`Store::skip_own_seqs`] at the next start keeps it
+    /// later. It is kept only in memory; [`Store::start_run`] at the next start keeps it
     /// from being reused. Only for messages whose loss is harmless (a decline, a heartbeat).
     ///
     /// # Errors

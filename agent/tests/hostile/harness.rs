@@ -5,86 +5,29 @@
 //! environment per agent.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
-use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{AppRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
-use edgepool_protocol::primitives::{Address, Bytes32, DealId, Digest, TaskId};
+use edgepool_protocol::primitives::{Address, Bytes32, Digest, TaskId};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
-use edgepool_protocol::tags::Tag;
 use edgepool_simulator::scheduler::{Action, Scheduler};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::{Client, QoS};
 
-pub const POOL: &str = "0x1111111111111111111111111111111111111111";
-pub const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
+pub use crate::support::pool::topic;
+use crate::support::pool::{init_agent, run_agent, SchedulerLink};
 
 /// How long a whole scenario may take before the test fails (CI: 2 loaded cores).
 pub const SCENARIO: Duration = Duration::from_secs(120);
 
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
+pub use crate::support::{bin, now_ms, repo};
 
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// Uploaded archives by path.
-pub type Uploads = Arc<Mutex<HashMap<String, Vec<u8>>>>;
-
-/// A loopback HTTP server: GET serves `files`, PUT /results/<task> stores the body.
-pub struct HttpServer {
-    pub port: u16,
-    pub uploads: Uploads,
-}
-
-impl HttpServer {
-    pub fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads: Uploads = Arc::new(Mutex::new(HashMap::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                match request.method() {
-                    tiny_http::Method::Put if url.starts_with("/results/") => {
-                        let mut body = Vec::new();
-                        std::io::Read::read_to_end(request.as_reader(), &mut body).unwrap();
-                        stored.lock().unwrap().insert(url, body);
-                        let _ = request.respond(tiny_http::Response::empty(201));
-                    }
-                    _ => match files.get(url.trim_start_matches('/')) {
-                        Some(bytes) => {
-                            let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                        }
-                        None => {
-                            let _ = request.respond(tiny_http::Response::empty(404));
-                        }
-                    },
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
+/// The loopback app, data and result host.
+pub use crate::support::http::StoreServer as HttpServer;
 
 /// A real `edgepool-agent run` process.
 pub struct Agent {
@@ -99,43 +42,17 @@ impl Agent {
     /// `init` then `run`, with `EDGEPOOL_*` overrides from `env`.
     pub fn start(broker: &str, scheduler: Address, env: &[(&str, String)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let password = dir.path().join("password");
-        std::fs::write(&password, "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(&password)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let log = dir.path().join("agent.log");
-        let mut command = bin();
-        command
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", &password)
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1")
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
-            .env("EDGEPOOL_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command.spawn().unwrap();
+        let defaults = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
+            ("EDGEPOOL_LOG", "debug"),
+        ];
+        let env = defaults
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let child = run_agent(dir.path(), &config, &log, env);
         Agent {
             child,
             log,
@@ -221,14 +138,6 @@ impl Drop for Agent {
     }
 }
 
-pub fn topic(worker: Address, channel: &str) -> String {
-    format!(
-        "edgepool/v1/{}/workers/{}/{channel}",
-        POOL.to_lowercase(),
-        worker.to_string().to_lowercase()
-    )
-}
-
 /// The scheduler side: the simulator's state machine on a real MQTT connection, whose client
 /// also publishes the hostile payloads (up to 2 MiB).
 pub struct Driver {
@@ -245,32 +154,11 @@ pub struct Driver {
 
 impl Driver {
     pub fn connect(port: u16) -> Driver {
-        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
-        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(2 << 20, 2 << 20);
-        let (client, mut connection) = Client::new(options, 256);
-        client
-            .subscribe(
-                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
-                QoS::AtLeastOnce,
-            )
-            .unwrap();
-        let (tx, incoming) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
+        let SchedulerLink {
+            signer,
+            client,
+            incoming,
+        } = SchedulerLink::connect(port, 256, Some(2 << 20));
         Driver {
             scheduler: Scheduler::new(signer.clone()),
             signer,
@@ -438,29 +326,5 @@ impl Driver {
 
 /// A plain (non-TEE) deal for the app at `app` on `server`, trust 1.
 pub fn deal(server: &HttpServer, app: &str, app_bytes: &[u8], args: &str, seed: u8) -> DealSummary {
-    DealSummary {
-        deal_id: DealId::from([seed; 32]),
-        app: AppRef {
-            address: Address([0xa1; 20]),
-            url: server.url(app),
-            checksum: Digest(sha256(app_bytes)),
-            size_bytes: Some(app_bytes.len() as u64),
-        },
-        dataset: None,
-        input_files: Vec::new(),
-        args: args.into(),
-        tag: Tag::NONE,
-        trust: 1,
-        category: 0,
-        time_ref_seconds: 60,
-        start_time_ms: now_ms(),
-        requester: Address([0x51; 20]),
-        beneficiary: Address([0x52; 20]),
-        callback: Address::ZERO,
-        result_encryption: false,
-        result_storage_provider: "http".into(),
-        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
-        bot_first: 0,
-        bot_size: 1,
-    }
+    server.deal(app, app_bytes, Vec::new(), args, seed)
 }

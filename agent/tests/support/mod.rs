@@ -10,14 +10,19 @@
 //! - [`rumqttd`]: an embedded rumqttd 0.20 broker on a free loopback port (plain TCP, MQTT 3.1.1).
 //! - [`client`]: client options, URL parsing, one-shot connect / publish, a client with a last will.
 //! - [`subscriber`]: a subscriber thread collecting messages, with a bounded `wait_for`.
+//! - [`http`]: a loopback HTTP server for apps, data and uploaded results (tiny_http).
 //! - [`pool`]: a scheduler (the simulator's state machine) driving real agent processes, a
-//!   connection-cutting TCP proxy and tmpfs mounts, for the fault-injection tests.
+//!   connection-cutting TCP proxy and tmpfs mounts, for the fault-injection tests; and what
+//!   the single-test drivers share: the scheduler's MQTT link (`SchedulerLink`,
+//!   `send_sealed`), `init_agent`, `run_agent`, the standard deal (`HttpServer::deal`).
+//! - `bin`, `repo`, `now_ms`: the agent binary, the workspace root, the clock in ms.
 
 // Every test file compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod certs;
 pub mod client;
+pub mod http;
 pub mod mosquitto;
 pub mod pool;
 pub mod rumqttd;
@@ -68,4 +73,22 @@ pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// The agent binary built with the tests.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
+}
+
+/// The workspace root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

@@ -14,7 +14,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
@@ -28,32 +28,73 @@ use edgepool_simulator::scheduler::{Action, Scheduler, SchedulerError};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 pub const POOL: &str = "0x1111111111111111111111111111111111111111";
-const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
+pub const SCHEDULER_KEY: [u8; 32] = [0x5c; 32];
 
-pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_edgepool-agent"))
-}
-
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+pub use super::{bin, now_ms, repo};
 
 pub fn hello() -> Vec<u8> {
     std::fs::read(repo().join("apps/hello/hello.wasm")).unwrap()
 }
 
-/// GET serves `files`; PUT /results/<task> stores the body (an upload may be repeated).
-pub struct HttpServer {
-    pub port: u16,
-    pub uploads: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>,
+/// `edgepool-agent init` in `dir` (password `pw` in `dir/password`, state in `dir/state`,
+/// configuration `dir/agent.toml`) for `broker` and `scheduler`: the configuration path and the
+/// worker address.
+pub fn init_agent(dir: &Path, broker: &str, scheduler: Address) -> (PathBuf, Address) {
+    let password = dir.join("password");
+    std::fs::write(&password, "pw\n").unwrap();
+    let config = dir.join("agent.toml");
+    let out = bin()
+        .args(["init", "--json", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--broker", broker, "--pool", POOL, "--scheduler"])
+        .arg(scheduler.to_string())
+        .arg("--password-file")
+        .arg(&password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let address = report["address"].as_str().unwrap().parse().unwrap();
+    (config, address)
 }
+
+/// `edgepool-agent run` on the configuration `config` of [`init_agent`]'s `dir`, its stderr
+/// (the log) to `log`, with the environment `env` (`EDGEPOOL_*` overrides, applied in order);
+/// `NOTIFY_SOCKET` and `FAILPOINTS` are not inherited.
+pub fn run_agent<K, V>(
+    dir: &Path,
+    config: &Path,
+    log: &Path,
+    env: impl IntoIterator<Item = (K, V)>,
+) -> Child
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let mut command = bin();
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("FAILPOINTS")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+/// The loopback app, data and result host ([`super::http::StoreServer`]), with the deals of
+/// the pool tests.
+pub use super::http::StoreServer as HttpServer;
 
 impl HttpServer {
     /// Serves the hello app and its input file.
@@ -66,33 +107,6 @@ impl HttpServer {
             std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap(),
         );
         HttpServer::start(files)
-    }
-
-    pub fn start(files: HashMap<String, Vec<u8>>) -> HttpServer {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let uploads = Arc::new(Mutex::new(HashMap::<String, Vec<Vec<u8>>>::new()));
-        let stored = Arc::clone(&uploads);
-        std::thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let url = request.url().to_string();
-                if *request.method() == tiny_http::Method::Put && url.starts_with("/results/") {
-                    let mut body = Vec::new();
-                    let _ = request.as_reader().read_to_end(&mut body);
-                    stored.lock().unwrap().entry(url).or_default().push(body);
-                    let _ = request.respond(tiny_http::Response::empty(201));
-                } else if let Some(bytes) = files.get(url.trim_start_matches('/')) {
-                    let _ = request.respond(tiny_http::Response::from_data(bytes.clone()));
-                } else {
-                    let _ = request.respond(tiny_http::Response::empty(404));
-                }
-            }
-        });
-        HttpServer { port, uploads }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
     }
 
     /// A one-replica deal of `mandelbrot 400 1000` (several fuel slices: it runs a while).
@@ -109,18 +123,36 @@ impl HttpServer {
 
     /// A one-replica deal of the hello app; `seed` makes its id.
     pub fn hello_deal(&self, seed: u8) -> DealSummary {
-        let bytes = hello();
+        self.deal(
+            "hello.wasm",
+            &hello(),
+            vec![self.url("greeting.txt")],
+            "Alice Bob",
+            seed,
+        )
+    }
+
+    /// A one-replica standard deal (trust 1, time reference 60 s, results PUT to this server)
+    /// of the app served at `app` with the bytes `app_bytes`; `seed` makes its id.
+    pub fn deal(
+        &self,
+        app: &str,
+        app_bytes: &[u8],
+        inputs: Vec<String>,
+        args: &str,
+        seed: u8,
+    ) -> DealSummary {
         DealSummary {
             deal_id: DealId::from([seed; 32]),
             app: AppRef {
                 address: Address([0xa1; 20]),
-                url: self.url("hello.wasm"),
-                checksum: Digest(sha256(&bytes)),
-                size_bytes: Some(bytes.len() as u64),
+                url: self.url(app),
+                checksum: Digest(sha256(app_bytes)),
+                size_bytes: Some(app_bytes.len() as u64),
             },
             dataset: None,
-            input_files: vec![self.url("greeting.txt")],
-            args: "Alice Bob".into(),
+            input_files: inputs,
+            args: args.into(),
             tag: Tag::NONE,
             trust: 1,
             category: 0,
@@ -161,26 +193,7 @@ impl Agent {
         scheduler: Address,
         env: &[(&str, &str)],
     ) -> Agent {
-        std::fs::write(dir.path().join("password"), "pw\n").unwrap();
-        let config = dir.path().join("agent.toml");
-        let out = bin()
-            .args(["init", "--json", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .args(["--broker", broker, "--pool", POOL, "--scheduler"])
-            .arg(scheduler.to_string())
-            .arg("--password-file")
-            .arg(dir.path().join("password"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let address = report["address"].as_str().unwrap().parse().unwrap();
+        let (config, address) = init_agent(dir.path(), broker, scheduler);
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -210,23 +223,49 @@ impl Agent {
     }
 
     fn spawn(dir: &Path, config: &Path, run: u32, env: &[(String, String)]) -> Child {
-        let mut command = bin();
-        command
-            .args(["run", "--config"])
-            .arg(config)
-            .env("EDGEPOOL_IDENTITY_PASSWORD_FILE", dir.join("password"))
-            .env("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "4")
-            .env("EDGEPOOL_FETCH_RETRIES", "0")
-            .env("EDGEPOOL_BROKER_RECONNECT_MAX_SECS", "2")
-            .env("EDGEPOOL_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("FAILPOINTS")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("agent-{run}.log"))).unwrap());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        command.spawn().unwrap()
+        let defaults = [
+            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "4"),
+            ("EDGEPOOL_FETCH_RETRIES", "0"),
+            ("EDGEPOOL_BROKER_RECONNECT_MAX_SECS", "2"),
+            ("EDGEPOOL_LOG", "debug"),
+        ];
+        let log = dir.join(format!("agent-{run}.log"));
+        let env = defaults
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        run_agent(dir, config, &log, env)
+    }
+
+    /// Stops the current process with SIGTERM (a clean stop: drain, journal closed) and waits
+    /// for it, at most `timeout`; its exit code (`None`: killed by a signal or still running).
+    pub fn stop(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(timeout)
+    }
+
+    /// Waits at most `timeout` for the current process to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut code = None;
+        super::poll_until(timeout, || match self.child.try_wait() {
+            Ok(Some(status)) => {
+                code = status.code();
+                true
+            }
+            _ => false,
+        });
+        code
+    }
+
+    /// The log of the current run.
+    pub fn last_log(&self) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!("agent-{}.log", self.runs.saturating_sub(1))),
+        )
+        .unwrap_or_default()
     }
 
     /// Every run's log, in order.
@@ -279,15 +318,31 @@ impl Agent {
             .unwrap_or(1)
     }
 
-    /// `PRAGMA integrity_check` of the journal (read-only open).
+    /// `PRAGMA integrity_check` of the journal (read-only open; on a read-only or full file
+    /// system where SQLite cannot make the `-shm` file and no WAL content is left, of the main
+    /// file alone, as `status` reads it).
     pub fn integrity(&self) -> String {
-        let db = rusqlite::Connection::open_with_flags(
-            self.journal(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        db.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap()
+        let check = |db: rusqlite::Connection| {
+            db.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+        };
+        let read_only = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        match rusqlite::Connection::open_with_flags(self.journal(), read_only).and_then(check) {
+            Ok(result) => result,
+            Err(first) => {
+                let wal = self.dir.path().join("state").join("journal.sqlite-wal");
+                assert!(
+                    std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+                    "integrity: {first}, and the WAL holds commits"
+                );
+                let uri = format!("file:{}?immutable=1", self.journal().display());
+                rusqlite::Connection::open_with_flags(
+                    uri,
+                    read_only | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+                )
+                .and_then(check)
+                .unwrap_or_else(|e| panic!("integrity: {first}, then immutable: {e}"))
+            }
+        }
     }
 
     pub fn alive(&mut self) -> bool {
@@ -313,6 +368,68 @@ pub fn topic(worker: Address, channel: &str) -> String {
         POOL.to_lowercase(),
         worker.to_string().to_lowercase()
     )
+}
+
+/// The scheduler's MQTT connection as the single-test drivers use it: the configured scheduler
+/// key, a clean session as client `scheduler`, subscribed to every worker topic of the pool;
+/// publications arrive on the receiver as (topic, payload).
+pub struct SchedulerLink {
+    pub signer: Signer,
+    pub client: Client,
+    pub incoming: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+}
+
+impl SchedulerLink {
+    /// Connects to the broker on `port`; `queue` is the client's request capacity and
+    /// `max_packet` the largest packet both ways (rumqttc's default when `None`).
+    pub fn connect(port: u16, queue: usize, max_packet: Option<usize>) -> SchedulerLink {
+        let signer = Signer::from_bytes(&SCHEDULER_KEY).unwrap();
+        let mut options = MqttOptions::new("scheduler", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        if let Some(max) = max_packet {
+            options.set_max_packet_size(max, max);
+        }
+        let (client, mut connection) = Client::new(options, queue);
+        client
+            .subscribe(
+                format!("edgepool/v1/{}/workers/+/+", POOL.to_lowercase()),
+                QoS::AtLeastOnce,
+            )
+            .unwrap();
+        let (tx, incoming) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        SchedulerLink {
+            signer,
+            client,
+            incoming,
+        }
+    }
+
+    /// [`send_sealed`] on this link.
+    pub fn send(&self, worker: Address, seq: u64, message: &Message) {
+        send_sealed(&self.signer, &self.client, worker, seq, message);
+    }
+}
+
+/// Seals `message` for `worker`'s inbox with sequence number `seq` and publishes it (QoS 1).
+pub fn send_sealed(signer: &Signer, client: &Client, worker: Address, seq: u64, message: &Message) {
+    let inbox = topic(worker, "inbox");
+    let bytes = Envelope::seal(signer, &inbox, seq, now_ms(), message).unwrap();
+    client
+        .publish(inbox, QoS::AtLeastOnce, false, bytes)
+        .unwrap();
 }
 
 /// The scheduler side, recording everything the invariants are checked on.

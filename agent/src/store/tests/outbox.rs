@@ -194,6 +194,56 @@ fn unjournaled_numbers_sit_between_the_used_ones_and_the_next_journaled_one() {
 }
 
 #[test]
+fn runs_that_could_not_journal_their_start_never_share_a_number_with_the_next_runs() {
+    const SPAN: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store.start_run(SPAN, 1_000).unwrap();
+    let last = store.transaction(|tx| tx.next_own_seq()).unwrap();
+    drop(store);
+
+    // Two runs in a row cannot write (held starts, 50 ms apart), each sending a few
+    // unjournaled messages: the second begins above the first.
+    let mut first = Store::open(dir.path()).unwrap();
+    first.hold_run(SPAN, 11_000).unwrap();
+    let a: Vec<u64> = (0..5).map(|_| first.unjournaled_seq().unwrap()).collect();
+    drop(first);
+    let mut second = Store::open(dir.path()).unwrap();
+    second.hold_run(SPAN, 11_050).unwrap();
+    let b: Vec<u64> = (0..5).map(|_| second.unjournaled_seq().unwrap()).collect();
+    assert!(last < a[0] && a[4] < b[0], "{last} {a:?} {b:?}");
+    drop(second);
+
+    // A run that can write starts above both.
+    let mut third = Store::open(dir.path()).unwrap();
+    third.start_run(SPAN, 11_100).unwrap();
+    let c = third.transaction(|tx| tx.next_own_seq()).unwrap();
+    assert!(b[4] < c, "{b:?} {c}");
+    drop(third);
+
+    // A held run that can write again journals its start: its numbers, unjournaled before
+    // and journaled after, stay below the next run's.
+    let mut fourth = Store::open(dir.path()).unwrap();
+    fourth.hold_run(SPAN, 20_000).unwrap();
+    let d = fourth.unjournaled_seq().unwrap();
+    assert!(c < d);
+    fourth.resume_run(20_500).unwrap();
+    assert!(fourth.last_own_seq().unwrap() >= d);
+    let e = fourth.transaction(|tx| tx.next_own_seq()).unwrap();
+    let f = fourth.unjournaled_seq().unwrap();
+    assert!(d < e && e < f, "{d} {e} {f}");
+    drop(fourth);
+    let mut fifth = Store::open(dir.path()).unwrap();
+    fifth.start_run(SPAN, 20_600).unwrap();
+    let g = fifth.transaction(|tx| tx.next_own_seq()).unwrap();
+    assert!(f < g, "{f} {g}");
+    // A clock gone back skips the span alone.
+    fifth.start_run(SPAN, 1).unwrap();
+    let h = fifth.transaction(|tx| tx.next_own_seq()).unwrap();
+    assert_eq!(h, g + SPAN + 1);
+}
+
+#[test]
 fn a_probe_write_fails_typed_on_a_read_only_journal() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
