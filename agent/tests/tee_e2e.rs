@@ -135,6 +135,9 @@ struct Driver {
     /// While set, secret requests are kept here instead of going to the SMS.
     hold: bool,
     held: Vec<(Address, Message)>,
+    /// While set, the next contribution is seen but never reaches the scheduler (a broker that
+    /// acknowledged it and died before delivering it).
+    lose_contribution: bool,
 }
 
 impl Driver {
@@ -156,6 +159,7 @@ impl Driver {
             assignment_tamper: None,
             hold: false,
             held: Vec::new(),
+            lose_contribution: false,
         }
     }
 
@@ -209,6 +213,10 @@ impl Driver {
             tamper(request);
         }
         self.seen.push(message.clone());
+        if self.lose_contribution && matches!(message, Message::Contribution(_)) {
+            self.lose_contribution = false;
+            return Some((message, Vec::new()));
+        }
         if self.hold && matches!(message, Message::SecretRequest(_)) {
             self.held.push((opened.sender, message.clone()));
             return Some((message, Vec::new()));
@@ -496,6 +504,50 @@ fn a_tee_task_with_an_encrypted_dataset_completes_and_leaves_no_secret_behind() 
     assert!(files
         .iter()
         .any(|f| contains(&std::fs::read(f).unwrap(), &data.encrypted[..64])));
+}
+
+/// The pool never got the TEE contribution (lost by a broker after its PUBACK) and sends the
+/// assignment again: the agent answers with the same contribution, rebuilt from its journal,
+/// enclave signature included, and the task completes.
+#[test]
+fn a_lost_tee_contribution_is_sent_again_when_the_assignment_is_repeated() {
+    let (server, _broker, mut driver, agent, app, data) = setup(Policy::simulator());
+    driver.wait_online(&agent);
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let keep = std::rc::Rc::clone(&sent);
+    driver.assignment_tamper = Some(Box::new(move |a| *keep.borrow_mut() = Some(a.clone())));
+    driver.lose_contribution = true;
+    let deal = tee_deal(&server, &app, &data, 7);
+    let task_id = assign(&mut driver, &agent, &deal);
+    driver.run_until(&agent, |m, _| matches!(m, Message::Contribution(_)));
+    assert!(!driver.lose_contribution);
+    let assignment = sent.borrow().clone().expect("assignment sent");
+    driver.seq += 1;
+    send_sealed(
+        &driver.signer,
+        &driver.client,
+        agent.address,
+        driver.seq,
+        &Message::Assignment(assignment),
+    );
+    driver.run_until(&agent, |_, actions| {
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
+    });
+    let contributions: Vec<&Message> = driver
+        .seen
+        .iter()
+        .filter(|m| matches!(m, Message::Contribution(c) if c.task_id == task_id))
+        .collect();
+    assert_eq!(contributions.len(), 2, "{contributions:?}");
+    assert_eq!(contributions[0], contributions[1]);
+    let Message::Contribution(c) = contributions[1] else {
+        unreachable!()
+    };
+    let challenge = driver.scheduler.task(&task_id).unwrap().enclave_challenge;
+    assert_eq!(c.enclave_challenge, challenge);
+    assert_eq!(c.enclave_signature.len(), 65);
 }
 
 #[test]
