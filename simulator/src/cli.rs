@@ -85,6 +85,11 @@ pub enum Command {
         /// private key is `STATE/beneficiary_key.pem`). Needs `--tag tee`, as in iExec.
         #[arg(long)]
         encrypt_result: bool,
+        /// Publish `--dataset` encrypted (a new key, iExec's IV ‖ AES-256-CBC) and push its key
+        /// to the serve's SMS, as `iexec dataset encrypt` and `push-secret` do; only an attested
+        /// enclave gets the key. Needs `--tag tee`.
+        #[arg(long, requires = "dataset")]
+        encrypt_dataset: bool,
     },
     /// Prints the JSON report of a running `serve`.
     Report {

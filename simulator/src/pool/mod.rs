@@ -198,6 +198,11 @@ impl PoolCore {
         self.scheduler = scheduler;
     }
 
+    /// The attached SMS, e.g. to push a dataset key while the pool runs (`serve`).
+    pub fn sms_mut(&mut self) -> Option<&mut Sms> {
+        self.scheduler.sms_mut()
+    }
+
     /// The topic prefix (`edgepool/v1/{pool}`).
     pub fn prefix(&self) -> &TopicPrefix {
         &self.prefix
