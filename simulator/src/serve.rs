@@ -114,6 +114,9 @@ fn state_file(state: &Path, name: &str) -> PathBuf {
 /// When the state, broker, store or pool cannot be set up.
 pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    // Absolute: the agent config written below names paths in it.
+    let state = &std::fs::canonicalize(state)
+        .with_context(|| format!("resolving {}", state.display()))?;
     let signer = key_file(state, "scheduler.key")?;
     let dataset_owner = key_file(state, "dataset_owner.key")?;
     let pool_path = state_file(state, "pool.address");
