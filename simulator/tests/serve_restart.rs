@@ -290,6 +290,8 @@ fn a_tee_task_on_an_encrypted_dataset_assigned_before_a_kill_gets_its_secrets_af
             "--encrypt-dataset",
             "--tag",
             "tee",
+            "--args",
+            "temp_c",
         ],
     );
     assert_eq!(tasks.len(), 1);
@@ -344,6 +346,7 @@ fn a_tee_task_on_an_encrypted_dataset_assigned_before_a_kill_gets_its_secrets_af
         .collect();
     let rows = plain.lines().filter(|l| !l.trim().is_empty()).count() - 1;
     assert!(stats.contains(&format!("\"rows\": {rows}")), "{stats}");
+    assert!(stats.contains("\"name\": \"temp_c\""), "{stats}");
     // No secret request was refused: the restarted SMS knew the challenge.
     let refused = last["refused"].to_string();
     assert!(!refused.contains("challenge"), "{refused}");
