@@ -571,8 +571,9 @@ pub fn request(
     let mut stream = TcpStream::connect(authority)
         .with_context(|| format!("connecting to the serve at {store}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    // HTTP/1.0: the answer comes whole, never chunked (a large report was, and did not parse).
     let head = format!(
-        "{method} /control{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} /control{path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
