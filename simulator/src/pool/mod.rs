@@ -439,6 +439,15 @@ impl PoolCore {
                     b.revealers.insert(worker);
                 }
             }
+            Message::StatusUpdate(u)
+                if u.status == edgepool_protocol::status::ReplicateStatus::ResultUploadFailed =>
+            {
+                // An upload cut short (e.g. the store died with a killed `serve`): ask again now
+                // rather than at the worker's next reconnect; the agent retries on a repeated
+                // PLEASE_UPLOAD. Bounded by the task's reveal deadline.
+                self.resent_at.remove(&worker);
+                self.resend_pending(worker, now_ms);
+            }
             Message::Decline(d) => {
                 self.release(task_id, worker);
                 self.progress.push(format!(
