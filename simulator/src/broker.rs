@@ -98,7 +98,9 @@ impl EmbeddedBroker {
         if accepts(port) {
             return Err(BrokerError::NoPort {
                 attempts: 1,
-                failures: vec![format!("port {port}: something already accepts connections")],
+                failures: vec![format!(
+                    "port {port}: something already accepts connections"
+                )],
             });
         }
         Self::start_with(Some(port))

@@ -115,8 +115,8 @@ fn state_file(state: &Path, name: &str) -> PathBuf {
 pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
     // Absolute: the agent config written below names paths in it.
-    let state = &std::fs::canonicalize(state)
-        .with_context(|| format!("resolving {}", state.display()))?;
+    let state =
+        &std::fs::canonicalize(state).with_context(|| format!("resolving {}", state.display()))?;
     let signer = key_file(state, "scheduler.key")?;
     let dataset_owner = key_file(state, "dataset_owner.key")?;
     let pool_path = state_file(state, "pool.address");
@@ -316,11 +316,11 @@ fn beneficiary(state: &Path, sms: &mut Sms) -> anyhow::Result<Signer> {
     }
     let challenge = web2_secret_challenge(&signer.address(), RESULT_ENCRYPTION_KEY_NAME, &value);
     sms.push_result_encryption_key(
-            signer.address(),
-            &value,
-            &signer.sign_personal(challenge.as_bytes()),
-        )
-        .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
+        signer.address(),
+        &value,
+        &signer.sign_personal(challenge.as_bytes()),
+    )
+    .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
     Ok(signer)
 }
 
@@ -328,8 +328,9 @@ fn beneficiary(state: &Path, sms: &mut Sms) -> anyhow::Result<Signer> {
 fn key_file(state: &Path, name: &str) -> anyhow::Result<Signer> {
     let key_path = state_file(state, name);
     match std::fs::read_to_string(&key_path) {
-        Ok(hex) => Signer::from_hex(hex.trim())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display())),
+        Ok(hex) => {
+            Signer::from_hex(hex.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))
+        }
         Err(_) => {
             let signer = Signer::random(&mut rand::thread_rng());
             let hex = zeroize::Zeroizing::new(
@@ -510,7 +511,13 @@ fn encrypted_dataset(
     let key = DatasetKey::generate(&mut rand::thread_rng());
     let bytes = dataset_crypto::encrypt(&key, rand::random(), plain);
     let checksum = Digest(sha256(&bytes));
-    let short: String = checksum.0 .0.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let short: String = checksum
+        .0
+         .0
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let url = store
         .try_publish(&format!("datasets/{short}/{name}"), bytes.clone())
         .map_err(|e| format!("publishing dataset {name}: {e}"))?;

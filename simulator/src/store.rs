@@ -172,10 +172,11 @@ impl Store {
     }
 
     fn listen(port: u16, state: State) -> Result<Store, StoreError> {
-        let server = tiny_http::Server::http(("127.0.0.1", port)).map_err(|e| StoreError::Bind {
-            port,
-            reason: e.to_string(),
-        })?;
+        let server =
+            tiny_http::Server::http(("127.0.0.1", port)).map_err(|e| StoreError::Bind {
+                port,
+                reason: e.to_string(),
+            })?;
         let port = server
             .server_addr()
             .to_ip()
@@ -331,11 +332,10 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_error(parent))?;
     tmp.write_all(bytes).map_err(io_error(path))?;
     tmp.as_file().sync_all().map_err(io_error(path))?;
-    tmp.persist(path)
-        .map_err(|e| StoreError::Io {
-            path: path.to_path_buf(),
-            source: e.error,
-        })?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     if let Ok(d) = std::fs::File::open(parent) {
         let _ = d.sync_all();
     }
@@ -510,9 +510,12 @@ fn receive_upload(
     if let Some(dir) = &state.dir {
         // Kept before it is acknowledged: the uploader, then the archive (which makes it one).
         let base = dir.join("results").join(task_id.to_string());
-        write_whole(&base.with_extension("worker"), worker.to_string().as_bytes())
-            .and_then(|()| write_whole(&base.with_extension("zip"), &archive))
-            .map_err(|_| UploadError::Storage)?;
+        write_whole(
+            &base.with_extension("worker"),
+            worker.to_string().as_bytes(),
+        )
+        .and_then(|()| write_whole(&base.with_extension("zip"), &archive))
+        .map_err(|_| UploadError::Storage)?;
     }
     state.results.insert(task_id, Upload { worker, archive });
     Ok(())

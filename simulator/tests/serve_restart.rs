@@ -18,7 +18,10 @@ use edgepool_simulator::serve::ServeInfo;
 use serde_json::Value;
 
 const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/hello/hello.wasm");
-const CSV_STATS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/csv-stats/csv-stats.wasm");
+const CSV_STATS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../apps/csv-stats/csv-stats.wasm"
+);
 const WEATHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/data/weather.csv");
 
 /// A serve process, `kill -9`ed when dropped.
@@ -249,7 +252,15 @@ fn a_serve_killed_twice_mid_deal_on_mosquitto_finishes_every_task_exactly_once()
         .count();
     let mut kinds: Vec<String> = refused
         .iter()
-        .map(|r| r.split(':').nth(1).unwrap_or(r).trim().chars().take(60).collect())
+        .map(|r| {
+            r.split(':')
+                .nth(1)
+                .unwrap_or(r)
+                .trim()
+                .chars()
+                .take(60)
+                .collect()
+        })
         .collect();
     kinds.sort();
     kinds.dedup();
@@ -339,7 +350,12 @@ fn a_tee_task_on_an_encrypted_dataset_assigned_before_a_kill_gets_its_secrets_af
     let (done, last) = wait_report(state.path(), Duration::from_secs(60), |r| {
         r["tasks"][0]["status"] == "COMPLETED"
     });
-    assert!(done, "{last:#}\nserve:\n{}\nagent:\n{}", serve.log(), agent.logs());
+    assert!(
+        done,
+        "{last:#}\nserve:\n{}\nagent:\n{}",
+        serve.log(),
+        agent.logs()
+    );
     let task = &last["tasks"][0];
     assert_eq!(
         task["agreed"][0],
@@ -425,7 +441,10 @@ fn a_restarted_serve_keeps_its_store_and_broker_ports_and_says_so_when_one_is_ta
         count(r, settled) == 1
     });
     assert!(done, "{last:#}\n{}", agent.logs());
-    let link = last["tasks"][0]["result_link"].as_str().unwrap().to_string();
+    let link = last["tasks"][0]["result_link"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let app_url = format!("{}/apps/hello.wasm", first.store);
     let before = http_get(&link);
     assert_eq!(before.0, 200);

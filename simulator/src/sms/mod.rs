@@ -291,10 +291,10 @@ impl Sms {
                 .put_result_key(&beneficiary, value)
                 .map_err(|e| PushError::Storage(e.to_string()))?;
         }
-        self.secrets.insert_result_key(beneficiary, value.to_string());
+        self.secrets
+            .insert_result_key(beneficiary, value.to_string());
         Ok(())
     }
-
 
     /// The policy evidence is checked against.
     pub fn policy(&self) -> &Policy {

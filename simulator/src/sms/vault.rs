@@ -128,7 +128,11 @@ impl Vault {
         {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(i + 1).unwrap_or(i64::MAX),
+            )?;
             tx.commit()?;
         }
         Ok(Vault { conn })
@@ -142,7 +146,10 @@ impl Vault {
         let mut content = VaultContent::default();
         let mut stmt = self.conn.prepare("SELECT task, secret FROM enclave_key")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, Zeroizing::new(r.get::<_, Vec<u8>>(1)?)))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                Zeroizing::new(r.get::<_, Vec<u8>>(1)?),
+            ))
         })?;
         for row in rows {
             let (task, secret) = row?;
@@ -163,9 +170,14 @@ impl Vault {
             })?;
             content.enclaves.push((TaskId::from(task), signer));
         }
-        let mut stmt = self.conn.prepare("SELECT dataset, value FROM dataset_secret")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dataset, value FROM dataset_secret")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, Zeroizing::new(r.get::<_, String>(1)?)))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                Zeroizing::new(r.get::<_, String>(1)?),
+            ))
         })?;
         for row in rows {
             let (dataset, value) = row?;
@@ -175,7 +187,9 @@ impl Vault {
         let mut stmt = self
             .conn
             .prepare("SELECT beneficiary, value FROM result_key")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+        })?;
         for row in rows {
             let (beneficiary, value) = row?;
             content
