@@ -243,3 +243,52 @@ fn address(bytes: Vec<u8>, table: &'static str) -> Result<Address, VaultError> {
         .map_err(|_| VaultError::Corrupt { table })?;
     Ok(Address(bytes))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sms::Sms;
+    use edgepool_attestation::policy::Policy;
+
+    #[test]
+    fn a_reopened_sms_keeps_its_enclave_keys_and_pushed_secrets_in_a_private_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sms.sqlite");
+        let scheduler = Address([1; 20]);
+        let task = TaskId::from([7; 32]);
+        let owner = Signer::from_bytes(&[5; 32]).unwrap();
+        let dataset = Address([9; 20]);
+        let value = edgepool_protocol::dataset::DatasetKey::from_bytes([4; 32]).to_base64();
+        let challenge = {
+            let mut sms = Sms::open_persistent(scheduler, Policy::simulator(), &path).unwrap();
+            let signature = owner.sign_personal(
+                edgepool_protocol::sms::web3_secret_challenge(&dataset, &value).as_bytes(),
+            );
+            sms.push_dataset_secret(dataset, owner.address(), &value, &signature)
+                .unwrap();
+            // A second push is refused and changes nothing, kept or not.
+            assert!(sms
+                .push_dataset_secret(dataset, owner.address(), &value, &signature)
+                .is_err());
+            sms.enclave_challenge(task).unwrap()
+        };
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mut again = Sms::open_persistent(scheduler, Policy::simulator(), &path).unwrap();
+        assert_eq!(again.enclave_count(), 1);
+        assert_eq!(again.enclave_challenge(task).unwrap(), challenge);
+        assert!(again.secrets().has_dataset_secret(&dataset));
+        assert_eq!(again.secrets().dataset_key(&dataset), Some([4; 32]));
+        // An SMS without the vault knows none of it.
+        let mut fresh = Sms::new(scheduler, Policy::simulator());
+        assert_ne!(fresh.enclave_challenge(task).unwrap(), challenge);
+        // Debug never prints a secret.
+        let shown = format!(
+            "{again:?} {:?}",
+            Vault::open(&path).unwrap().load().unwrap()
+        );
+        assert!(!shown.contains(value.as_str()));
+    }
+}
