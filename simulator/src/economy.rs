@@ -527,6 +527,18 @@ impl PocoHooks for LedgerHooks {
             })
     }
 
+    fn can_stake(&self, worker: Address, deal: &DealSummary) -> bool {
+        let Ok(l) = lock(&self.ledger) else {
+            return true;
+        };
+        let Some(stake) = l.deal(&deal.deal_id).map(|d| d.worker_stake) else {
+            return true;
+        };
+        let account = l.account(&worker);
+        // A worker new to the ledger gets its deposit at its first authorization.
+        account == crate::ledger::Account::default() || account.balance >= stake
+    }
+
     fn standing(&self, worker: Address) -> Standing {
         match lock(&self.ledger) {
             Ok(l) => {

@@ -116,6 +116,13 @@ pub trait PocoHooks: Send {
         Settlement::default()
     }
 
+    /// Whether `worker` can lock the stake a contribution to `deal` needs (or will be funded
+    /// before it has to): the pool gives no replica to a worker the ledger would refuse.
+    fn can_stake(&self, worker: Address, deal: &DealSummary) -> bool {
+        let _ = (worker, deal);
+        true
+    }
+
     /// A worker's score and stake.
     fn standing(&self, worker: Address) -> Standing {
         let _ = worker;

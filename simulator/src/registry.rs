@@ -29,6 +29,9 @@ pub struct WorkerEntry {
     pub assigned_total: u32,
     /// Times it was declared lost.
     pub lost_count: u32,
+    /// Not placeable until this time (ms): the worker declined for lack of a free slot, so the
+    /// pool's count of its load is behind its own (see [`Registry::full`]).
+    pub full_until_ms: Option<u64>,
 }
 
 impl WorkerEntry {
@@ -41,7 +44,11 @@ impl WorkerEntry {
     pub fn can_take(&self, tag: Tag) -> bool {
         let tags_ok = self.capacity.as_ref().is_some_and(|c| c.tags.contains(tag));
         let accepting = self.heartbeat.as_ref().is_none_or(|h| h.accepting);
-        self.online && tags_ok && accepting && self.active < self.slots()
+        self.online
+            && tags_ok
+            && accepting
+            && self.full_until_ms.is_none()
+            && self.active < self.slots()
     }
 }
 
@@ -55,6 +62,8 @@ pub struct Registry {
     free: BTreeSet<(u64, Address)>,
     /// Each indexed worker's key in `free`.
     free_key: BTreeMap<Address, u64>,
+    /// Workers marked full ([`Registry::full`]).
+    full: BTreeSet<Address>,
 }
 
 impl Registry {
@@ -86,9 +95,13 @@ impl Registry {
     fn reindex(&mut self, worker: Address) {
         let key = self.workers.get(&worker).and_then(|w| {
             let accepting = w.heartbeat.as_ref().is_none_or(|h| h.accepting);
-            (w.online && w.capacity.is_some() && accepting && w.active < w.slots())
-                // Load in thousandths, so that 1 of 2 slots ranks before 1 of 1.
-                .then(|| u64::from(w.active) * 1000 / u64::from(w.slots()))
+            (w.online
+                && w.capacity.is_some()
+                && accepting
+                && w.full_until_ms.is_none()
+                && w.active < w.slots())
+            // Load in thousandths, so that 1 of 2 slots ranks before 1 of 1.
+            .then(|| u64::from(w.active) * 1000 / u64::from(w.slots()))
         });
         if let Some(old) = self.free_key.remove(&worker) {
             self.free.remove(&(old, worker));
@@ -146,8 +159,46 @@ impl Registry {
     /// A heartbeat.
     pub fn heartbeat(&mut self, worker: Address, heartbeat: Heartbeat, now_ms: u64) {
         self.seen(worker, now_ms);
-        self.entry(worker).heartbeat = Some(heartbeat);
+        let free = heartbeat.free_slots > 0;
+        let entry = self.entry(worker);
+        entry.heartbeat = Some(heartbeat);
+        if free {
+            entry.full_until_ms = None;
+            self.full.remove(&worker);
+        }
         self.reindex(worker);
+    }
+
+    /// The worker declined a task for lack of a free slot: it is busier than the pool counted
+    /// (a task the pool released, e.g. by `PLEASE_ABORT_CONSENSUS_REACHED`, may still be
+    /// running there). No replica goes to it until `until_ms` ([`Registry::resume`]) or a
+    /// heartbeat that reports a free slot, whichever comes first: without this the pool would
+    /// hand it one task after another, each declined at once.
+    pub fn full(&mut self, worker: Address, until_ms: u64) {
+        self.entry(worker).full_until_ms = Some(until_ms);
+        self.full.insert(worker);
+        self.reindex(worker);
+    }
+
+    /// Workers marked [`Registry::full`] whose time is up become placeable again.
+    pub fn resume(&mut self, now_ms: u64) {
+        let due: Vec<Address> = self
+            .full
+            .iter()
+            .filter(|w| {
+                self.workers
+                    .get(w)
+                    .is_none_or(|e| e.full_until_ms.is_none_or(|until| now_ms >= until))
+            })
+            .copied()
+            .collect();
+        for worker in due {
+            self.full.remove(&worker);
+            if let Some(e) = self.workers.get_mut(&worker) {
+                e.full_until_ms = None;
+            }
+            self.reindex(worker);
+        }
     }
 
     /// Marks online workers not heard from for more than `limit_ms` as offline; returns them.
@@ -320,6 +371,36 @@ mod tests {
         assert_eq!(registry.candidates(Tag::NONE, &[c]), vec![b]);
         registry.released(a);
         assert_eq!(registry.candidates(Tag::NONE, &[]), vec![a, c, b]);
+    }
+
+    #[test]
+    fn a_worker_that_declined_for_lack_of_a_slot_is_skipped_until_its_time_or_a_free_heartbeat() {
+        let (a, b) = (Address([1; 20]), Address([2; 20]));
+        let mut registry = Registry::new();
+        for w in [a, b] {
+            registry.presence(w, true, 0);
+            registry.capacity(w, 1, capacity(w, 4, Tag::NONE), 0);
+        }
+        registry.full(a, 1_000);
+        assert_eq!(registry.candidates(Tag::NONE, &[]), vec![b]);
+        assert_eq!(registry.best_candidate(Tag::NONE, &[b]), None);
+        registry.resume(999);
+        assert_eq!(registry.candidates(Tag::NONE, &[]), vec![b]);
+        registry.resume(1_000);
+        assert_eq!(registry.candidates(Tag::NONE, &[]), vec![a, b]);
+        // A heartbeat with a free slot ends it early; one without does not.
+        let heartbeat = |free_slots| Heartbeat {
+            running_tasks: 4 - free_slots,
+            free_slots,
+            free_memory_bytes: 1,
+            free_disk_bytes: 1,
+            accepting: true,
+        };
+        registry.full(a, 5_000);
+        registry.heartbeat(a, heartbeat(0), 10);
+        assert_eq!(registry.candidates(Tag::NONE, &[]), vec![b]);
+        registry.heartbeat(a, heartbeat(1), 20);
+        assert_eq!(registry.candidates(Tag::NONE, &[]), vec![a, b]);
     }
 
     #[test]

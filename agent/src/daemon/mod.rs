@@ -704,8 +704,9 @@ impl Daemon {
         match crate::footprint::release_startup_pages() {
             Ok(released) => tracing::debug!(
                 mappings = released.mappings,
-                bytes = released.bytes,
-                "start-up pages of the binary given back"
+                resident_bytes = released.resident_bytes,
+                heap_trimmed = released.heap_trimmed,
+                "start-up pages given back"
             ),
             Err(e) => tracing::debug!(error = %e, "start-up pages not given back"),
         }

@@ -220,9 +220,9 @@ impl Daemon {
         payload: &[u8],
     ) -> Result<(), DaemonError> {
         let task_id = assignment.task_id;
-        if self.store.lock().task(task_id)?.is_some() {
-            tracing::debug!(%task_id, "assignment already journaled: ignored");
-            return Ok(());
+        let journaled = self.store.lock().task(task_id)?;
+        if let Some(record) = journaled {
+            return self.on_repeated_assignment(&record);
         }
         self.check_state_dir();
         let topic = self.topics.outbox.clone();
@@ -255,6 +255,65 @@ impl Daemon {
         crash_point("accept.after_commit");
         tracing::info!(%task_id, "assignment accepted");
         self.start_job(assignment)
+    }
+
+    /// The assignment of a task already journaled: the pool sends it again when it never saw
+    /// our answer (e.g. a broker that acknowledged our ACCEPT or contribution died before
+    /// delivering it). A contributed task sends the same contribution again, rebuilt from the
+    /// journal (a task never yields two different ones); a task still running sends its ACCEPT
+    /// again; anything else is left as it is. The pool takes a repeated message as a no-op.
+    fn on_repeated_assignment(&mut self, record: &TaskRecord) -> Result<(), DaemonError> {
+        let task_id = record.task_id;
+        let message = match self.stored_contribution(record) {
+            Some(contribution) => Message::Contribution(contribution),
+            None if self.runner.running.contains(&task_id) => Message::Accept(Accept { task_id }),
+            None => {
+                tracing::debug!(%task_id, state = %record.state, "assignment already journaled: ignored");
+                return Ok(());
+            }
+        };
+        let topic = self.topics.outbox.clone();
+        let signer = self.signer.clone();
+        let now = now_ms();
+        let kind = message.kind();
+        if self.trouble.is_some()
+            || !self.try_commit(|tx| enqueue_in(tx, &signer, &topic, &message, now))?
+        {
+            self.queue_unjournaled(message);
+        }
+        tracing::info!(%task_id, state = %record.state, %kind, "assignment repeated: answer sent again");
+        Ok(())
+    }
+
+    /// The contribution a journaled task already made, rebuilt from its outputs and its stored
+    /// assignment's enclave challenge; `None` when it has not contributed.
+    fn stored_contribution(&self, record: &TaskRecord) -> Option<Contribution> {
+        let outputs = &record.outputs;
+        let (Some(digest), Some(hash), Some(seal), Some(fuel)) = (
+            outputs.result_digest,
+            outputs.result_hash,
+            outputs.result_seal,
+            outputs.fuel_used,
+        ) else {
+            return None;
+        };
+        let mut contribution = Contribution::standard(self.worker(), record.task_id, digest, fuel);
+        if (contribution.result_hash, contribution.result_seal) != (hash, seal) {
+            tracing::warn!(task_id = %record.task_id, "journaled contribution does not match its digest: not sent again");
+            return None;
+        }
+        if let Some(signature) = &outputs.enclave_signature {
+            if *signature != contribution.enclave_signature {
+                let Ok(Message::Assignment(assignment)) =
+                    Envelope::decode_trusted(&record.assignment)
+                else {
+                    return None;
+                };
+                contribution.enclave_challenge = assignment.authorization.enclave_challenge;
+                contribution.enclave_signature = signature.clone();
+            }
+        }
+        Some(contribution)
     }
 
     /// Declines an assignment; while the journal cannot be written, without a journal row.
@@ -544,6 +603,7 @@ impl Daemon {
                     result_digest: Some(contribution.result_digest),
                     result_hash: Some(contribution.result_hash),
                     result_seal: Some(contribution.result_seal),
+                    enclave_signature: Some(contribution.enclave_signature.clone()),
                     fuel_used: Some(contribution.fuel_used),
                     ..TaskOutputs::default()
                 },

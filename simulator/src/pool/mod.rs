@@ -6,10 +6,20 @@
 //! Placement: a task starts with `replicas` assignments (at least the deal's trust). While the
 //! largest group of agreeing contributions plus the replicas still expected to contribute is below
 //! the trust, one more worker is chosen: online, with the deal's tags, a free slot, least loaded,
-//! and never one that already held a replica of this task. A replica whose worker goes offline or
+//! never one that already held a replica of this task, and (with the ledger) never one whose
+//! free balance cannot cover the deal's worker stake. A replica whose worker goes offline or
 //! silent beyond the heartbeat limit is `WORKER_LOST`; one that has not contributed within the
-//! deal's replica timeout is `TIMEOUT`. Either way the pool ignores it from then on and the
-//! placement rule puts the task on another worker.
+//! deal's replica timeout is `TIMEOUT`. Either way the placement rule puts the task on another
+//! worker. A `TIMEOUT` replica is told to abort and ignored from then on; a `WORKER_LOST` one is
+//! taken back if its worker shows up again while the task still takes contributions (its agent
+//! resumes the task from its journal), and told to abort otherwise.
+//!
+//! Only replicas that have not contributed are ever given up: a contribution is on the ledger,
+//! whatever becomes of its worker. A contributor that was away when the consensus was reached
+//! is asked to reveal when it comes back, even after another worker's upload made the task
+//! final here, as long as the ledger still takes its reveal (before the reveal deadline, not
+//! settled); after that it is told to abort. An uploader lost before its upload hands it to a
+//! revealer that is online.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +28,7 @@ use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
 use edgepool_protocol::primitives::{Address, TaskId};
 use edgepool_protocol::signature::Signer;
-use edgepool_protocol::status::NotificationType;
+use edgepool_protocol::status::{NotificationType, ReplicateStatusCause};
 use edgepool_protocol::topics::{Channel, Presence, Topic, TopicPrefix};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +42,10 @@ mod recovery;
 pub use recovery::{RestoreError, RESEND_INTERVAL_MS, RESEND_MAX};
 mod report;
 use crate::store::StoreHandle;
+
+/// A worker that declined a task for lack of a free slot gets no replica for this long (or
+/// until a heartbeat of it reports a free slot).
+pub const FULL_PAUSE_MS: u64 = 1_000;
 
 /// A deal submitted to the pool.
 #[derive(Debug, Clone)]
@@ -163,6 +177,7 @@ impl PoolCore {
     ) -> Self {
         let mut scheduler = Scheduler::new(signer.clone());
         scheduler.set_ledger_consensus(hooks.decides_consensus());
+        scheduler.set_replaces_declined(true);
         Self {
             settings,
             prefix: TopicPrefix::with_default_base(pool),
@@ -195,6 +210,7 @@ impl PoolCore {
     pub fn attach_sms(&mut self, sms: Sms, workerpool: Address) {
         let mut scheduler = Scheduler::new(self.signer.clone()).with_sms(sms, workerpool);
         scheduler.set_ledger_consensus(self.hooks.decides_consensus());
+        scheduler.set_replaces_declined(true);
         self.scheduler = scheduler;
     }
 
@@ -385,11 +401,19 @@ impl PoolCore {
             ));
         };
         if let Some((why, _)) = book.replicas.get(&worker).and_then(|r| r.lost.clone()) {
-            return self.refuse(format!(
-                "{} from {worker} for {task_id} ignored: its replica was given up ({why})",
-                message.kind().as_str()
-            ));
+            // A worker lost while its task still takes contributions is taken back (its agent
+            // kept the task: a killed agent resumes it from its journal); otherwise the pool
+            // has moved on without it.
+            if !self.revive(task_id, worker, now_ms) {
+                return self.refuse(format!(
+                    "{} from {worker} for {task_id} ignored: its replica was given up ({why})",
+                    message.kind().as_str()
+                ));
+            }
         }
+        let Some(book) = self.tasks.get(&task_id) else {
+            return;
+        };
         self.wanting.insert(book.position, task_id);
         self.touch(task_id);
         // The ledger sees contributions and reveals before the scheduler counts them.
@@ -438,6 +462,23 @@ impl PoolCore {
                 if let Some(b) = self.tasks.get_mut(&task_id) {
                     b.revealers.insert(worker);
                 }
+                // The uploader chosen earlier is gone: this revealer uploads instead.
+                let uploader_gone = self.scheduler.task(&task_id).is_some_and(|run| {
+                    matches!(run.phase, Phase::Revealing { uploader: Some(u), .. }
+                        if u != worker && !self.registry.get(&u).is_some_and(|w| w.online))
+                });
+                if uploader_gone {
+                    actions.extend(self.scheduler.reassign_upload(&task_id, worker));
+                }
+            }
+            Message::ResultUploaded(_) => {
+                // With a replaced uploader, whoever's upload made the task final is the one.
+                let finalized = actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Finalized { .. }));
+                if let Some(b) = self.tasks.get_mut(&task_id).filter(|_| finalized) {
+                    b.uploader = Some(worker);
+                }
             }
             Message::StatusUpdate(u)
                 if u.status == edgepool_protocol::status::ReplicateStatus::ResultUploadFailed =>
@@ -449,6 +490,10 @@ impl PoolCore {
                 self.resend_pending(worker, now_ms);
             }
             Message::Decline(d) => {
+                if d.cause == ReplicateStatusCause::NoFreeSlot {
+                    self.registry
+                        .full(worker, now_ms.saturating_add(FULL_PAUSE_MS));
+                }
                 self.release(task_id, worker);
                 self.progress.push(format!(
                     "task {}: {} declined ({})",
@@ -472,24 +517,53 @@ impl PoolCore {
             self.lose_worker(worker, "no heartbeat within the limit", now_ms);
         }
         let mut timed_out = Vec::new();
+        // Contributors still asked to reveal on a task the scheduler finalized: once the
+        // ledger settled without them or their reveal deadline passed, they are told to stop.
+        let mut unrevealed = Vec::new();
         for (task_id, book) in &self.tasks {
-            let (Some(timeout), Some(run)) =
-                (book.replica_timeout_ms, self.scheduler.task(task_id))
-            else {
+            let Some(run) = self.scheduler.task(task_id) else {
                 continue;
             };
-            if run.phase != Phase::Contributing {
-                continue;
-            }
-            for (worker, r) in &book.replicas {
-                let pending = run.replicas.get(worker).is_some_and(|s| {
-                    matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
-                });
-                if pending && r.lost.is_none() && now_ms.saturating_sub(r.assigned_ms) > timeout {
-                    timed_out.push((*task_id, *worker));
+            match (&run.phase, book.replica_timeout_ms) {
+                (Phase::Contributing, Some(timeout)) => {
+                    for (worker, r) in &book.replicas {
+                        let pending = run.replicas.get(worker).is_some_and(|s| {
+                            matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                        });
+                        if pending
+                            && r.lost.is_none()
+                            && now_ms.saturating_sub(r.assigned_ms) > timeout
+                        {
+                            timed_out.push((*task_id, *worker));
+                        }
+                    }
                 }
+                (Phase::Finalized { .. }, _) => {
+                    let mut waiting = run
+                        .replicas
+                        .iter()
+                        .filter(|(_, r)| r.state == ReplicaState::RevealRequested)
+                        .peekable();
+                    if waiting.peek().is_some() && self.reveal_open(task_id, book, now_ms).is_none()
+                    {
+                        unrevealed.extend(waiting.map(|(w, _)| (*task_id, *w)));
+                    }
+                }
+                _ => {}
             }
         }
+        for (task_id, worker) in unrevealed {
+            if self.scheduler.abort_reveal(&task_id, worker) {
+                self.touch(task_id);
+                self.progress.push(format!(
+                    "task {}: {} did not reveal before the ledger settled",
+                    short(&task_id),
+                    short(&worker)
+                ));
+                self.notify(worker, task_id, NotificationType::PleaseAbort, now_ms);
+            }
+        }
+        self.registry.resume(now_ms);
         for (task_id, worker) in timed_out {
             self.give_up(
                 task_id,
@@ -532,7 +606,90 @@ impl PoolCore {
         for task_id in pending {
             self.give_up(task_id, worker, why.to_string(), "WORKER_LOST", now_ms);
         }
+        // Its replicas that contributed stay: the ledger holds their contributions, and the
+        // worker is asked to reveal when it comes back. But a task waiting for its upload
+        // moves the upload to another revealer that is online, if there is one.
+        let uploads: Vec<(TaskId, Address)> = self
+            .tasks
+            .keys()
+            .filter_map(|id| {
+                let run = self.scheduler.task(id)?;
+                if !matches!(run.phase, Phase::Revealing { uploader: Some(u), .. } if u == worker) {
+                    return None;
+                }
+                run.replicas
+                    .iter()
+                    .find(|(w, r)| {
+                        r.state == ReplicaState::Revealed
+                            && self.registry.get(w).is_some_and(|e| e.online)
+                    })
+                    .map(|(w, _)| (*id, *w))
+            })
+            .collect();
+        for (task_id, other) in uploads {
+            let actions = self.scheduler.reassign_upload(&task_id, other);
+            if !actions.is_empty() {
+                self.progress.push(format!(
+                    "task {}: uploader {} lost, {} uploads instead",
+                    short(&task_id),
+                    short(&worker),
+                    short(&other)
+                ));
+            }
+            self.perform(actions, now_ms);
+        }
         self.place(now_ms);
+    }
+
+    /// Takes back a replica given up as `WORKER_LOST` when its worker shows up again while the
+    /// task still takes contributions (before its contribution deadline) and the replica has
+    /// not been told to stop. Returns whether it did.
+    fn revive(&mut self, task_id: TaskId, worker: Address, now_ms: u64) -> bool {
+        let online = self.registry.get(&worker).is_some_and(|w| w.online);
+        let revivable = online
+            && self.tasks.get(&task_id).is_some_and(|book| {
+                book.replicas
+                    .get(&worker)
+                    .and_then(|r| r.lost.as_ref())
+                    .is_some_and(|(_, state)| state == "WORKER_LOST")
+            })
+            && self.scheduler.task(&task_id).is_some_and(|run| {
+                run.phase == Phase::Contributing
+                    && now_ms <= run.deal.contribution_deadline_ms()
+                    && run.replicas.get(&worker).is_some_and(|r| {
+                        matches!(r.state, ReplicaState::Assigned | ReplicaState::Accepted)
+                            && !r.last_status.is_some_and(|s| s.is_final())
+                    })
+            });
+        if !revivable {
+            return false;
+        }
+        let mut take_slot = false;
+        if let Some(book) = self.tasks.get_mut(&task_id) {
+            if let Some(r) = book.replicas.get_mut(&worker) {
+                r.lost = None;
+                take_slot = std::mem::replace(&mut r.released, false);
+            }
+            self.wanting.insert(book.position, task_id);
+        }
+        if take_slot {
+            self.registry.assigned(worker);
+        }
+        self.follow_ups.entry(worker).or_default().insert(task_id);
+        self.touch(task_id);
+        self.progress.push(format!(
+            "task {}: replica of {} taken back (its worker is back)",
+            short(&task_id),
+            short(&worker)
+        ));
+        true
+    }
+
+    /// The reveal deadline of a task the scheduler finalized, while the ledger may still take
+    /// reveals for it (it has not settled, the deadline has not passed); `None` otherwise.
+    fn reveal_open(&self, task_id: &TaskId, book: &TaskBook, now_ms: u64) -> Option<u64> {
+        let deadline = book.deal.reveal_deadline_ms(book.consensus_ms?);
+        (now_ms <= deadline && self.hooks.settlement(task_id).is_none()).then_some(deadline)
     }
 
     fn give_up(
@@ -733,13 +890,15 @@ impl PoolCore {
                 // With a ledger, ties in load go to the higher score (its contributions weigh more);
                 // without one (the bench's light pools), the O(log n) free-slot index decides.
                 let worker = if self.hooks.decides_consensus() {
+                    // Nobody whose free balance cannot cover the deal's worker stake: the
+                    // ledger would refuse its contribution (a slashed liar runs dry).
                     let hooks = &self.hooks;
                     self.registry
                         .candidates_scored(book.deal.tag, &exclude, |w| {
                             hooks.standing(*w).score.unwrap_or(0)
                         })
-                        .first()
-                        .copied()
+                        .into_iter()
+                        .find(|w| hooks.can_stake(*w, &book.deal))
                 } else {
                     self.registry.best_candidate(book.deal.tag, &exclude)
                 };
@@ -822,3 +981,5 @@ fn tally(run: &TaskRun, book: &TaskBook) -> (usize, usize) {
 }
 #[cfg(test)]
 mod recovery_tests;
+#[cfg(test)]
+mod revive_tests;

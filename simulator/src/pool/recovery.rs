@@ -234,11 +234,21 @@ impl PoolCore {
     /// Sends `worker` again what it may have missed (see the module documentation). Tasks for
     /// which nothing more will be asked of the worker leave its follow-up list.
     pub(super) fn resend_pending(&mut self, worker: Address, now_ms: u64) {
-        let Some(tasks) = self.follow_ups.get(&worker) else {
-            return;
+        let tasks: Vec<TaskId> = match self.follow_ups.get(&worker) {
+            Some(tasks) if !tasks.is_empty() => tasks.iter().copied().collect(),
+            _ => return,
         };
-        if tasks.is_empty() {
-            return;
+        // Replicas given up while it was away, on tasks that still take contributions, are
+        // taken back first: its agent kept them (no PLEASE_ABORT for those).
+        for task_id in &tasks {
+            let lost = self
+                .tasks
+                .get(task_id)
+                .and_then(|b| b.replicas.get(&worker))
+                .is_some_and(|r| r.lost.is_some());
+            if lost {
+                self.revive(*task_id, worker, now_ms);
+            }
         }
         if self
             .resent_at
@@ -248,14 +258,13 @@ impl PoolCore {
             return;
         }
         self.resent_at.insert(worker, now_ms);
-        let tasks: Vec<TaskId> = tasks.iter().copied().collect();
         let mut sends = Vec::new();
         let mut done = Vec::new();
         for task_id in tasks {
             if sends.len() >= RESEND_MAX {
                 break;
             }
-            match self.follow_up(worker, &task_id) {
+            match self.follow_up(worker, &task_id, now_ms) {
                 FollowUp::Send(message, last) => {
                     sends.push((message, task_id));
                     if last {
@@ -288,7 +297,7 @@ impl PoolCore {
     }
 
     /// What `worker` should be told about `task_id` now.
-    fn follow_up(&self, worker: Address, task_id: &TaskId) -> FollowUp {
+    fn follow_up(&self, worker: Address, task_id: &TaskId, now_ms: u64) -> FollowUp {
         let (Some(book), Some(run)) = (self.tasks.get(task_id), self.scheduler.task(task_id))
         else {
             return FollowUp::Done;
@@ -332,6 +341,13 @@ impl PoolCore {
                     Some(run.deal.reveal_deadline_ms(*at_ms)),
                     false,
                 ),
+                // Uploaded by another worker while this one was away, but the ledger waits
+                // for its reveal (and rewards it) until the reveal deadline.
+                Phase::Finalized { .. } => match self.reveal_open(task_id, book, now_ms) {
+                    Some(deadline) => notify(NotificationType::PleaseReveal, Some(deadline), false),
+                    // `tick` aborts it.
+                    None => FollowUp::Wait,
+                },
                 _ => FollowUp::Done,
             },
             ReplicaState::UploadRequested => match run.phase {

@@ -148,6 +148,7 @@ pub struct Scheduler {
     workerpool: Address,
     restrictions: BTreeMap<DealId, DatasetRestrictions>,
     ledger_consensus: bool,
+    replaces_declined: bool,
 }
 
 impl Scheduler {
@@ -160,7 +161,35 @@ impl Scheduler {
             workerpool: Address::ZERO,
             restrictions: BTreeMap::new(),
             ledger_consensus: false,
+            replaces_declined: false,
         }
+    }
+
+    /// Whether someone places another replica when one is declined (the pool does): then a
+    /// task whose every replica declined stays contributing, until its contribution deadline,
+    /// instead of failing at once. A worker declines when it is busy (`NO_FREE_SLOT`), which
+    /// says nothing about the task.
+    pub fn set_replaces_declined(&mut self, on: bool) {
+        self.replaces_declined = on;
+    }
+
+    /// Gives up waiting for `worker`'s reveal on a task that is already final (the ledger
+    /// settled it without that reveal, or the reveal deadline passed): the replica is aborted.
+    /// Returns whether it was waiting for that reveal.
+    pub fn abort_reveal(&mut self, task_id: &TaskId, worker: Address) -> bool {
+        self.tasks
+            .get_mut(task_id)
+            .is_some_and(|run| run.abort_reveal(worker))
+    }
+
+    /// Moves the upload of a revealing task from its uploader (lost) to `worker`, which has
+    /// revealed: `worker` gets `PLEASE_UPLOAD`. The previous uploader may still finish its
+    /// upload (the first `RESULT_UPLOADED` finalizes). Nothing happens unless `worker` revealed.
+    pub fn reassign_upload(&mut self, task_id: &TaskId, worker: Address) -> Vec<Action> {
+        self.tasks
+            .get_mut(task_id)
+            .map(|run| run.reassign_upload(worker))
+            .unwrap_or_default()
     }
 
     /// Lets the ledger decide every consensus from now on: contributions are recorded, and a
@@ -353,7 +382,11 @@ impl Scheduler {
             .tasks
             .get_mut(&task_id)
             .ok_or(SchedulerError::UnknownTask(task_id))?;
-        run.handle(worker, message, now_ms)
+        let mut actions = run.handle(worker, message, now_ms)?;
+        if matches!(message, Message::Decline(_)) && !self.replaces_declined {
+            actions.extend(run.fail_if_hopeless());
+        }
+        Ok(actions)
     }
 
     /// Relays a worker's secret request to the SMS with what the SMS must know about the task,

@@ -168,7 +168,9 @@ impl TaskRun {
                 if matches!(state, ReplicaState::Assigned | ReplicaState::Accepted) {
                     self.set_state(worker, ReplicaState::Declined);
                 }
-                Ok(self.fail_if_hopeless())
+                // The scheduler fails the task when nobody is left, unless someone places
+                // another replica (see `Scheduler::set_replaces_declined`).
+                Ok(Vec::new())
             }
             Message::StatusUpdate(update) => {
                 if let Some(replica) = self.replicas.get_mut(&worker) {
@@ -180,15 +182,19 @@ impl TaskRun {
                 self.on_contribution(worker, state, contribution, now_ms)
             }
             Message::Reveal(reveal) => {
-                let Phase::Revealing {
-                    result_hash,
-                    uploader,
-                    ..
-                } = &self.phase
-                else {
-                    return Err(self.unexpected(worker, "reveal", state));
+                let (result_hash, uploader) = match &self.phase {
+                    Phase::Revealing {
+                        result_hash,
+                        uploader,
+                        ..
+                    } => (*result_hash, *uploader),
+                    // Final for the scheduler (the result is uploaded) but the ledger still
+                    // takes reveals until every winner revealed or the reveal deadline: a
+                    // contributor asked to reveal (e.g. while its agent was down) still may.
+                    Phase::Finalized { result_hash, .. } => (*result_hash, None),
+                    _ => return Err(self.unexpected(worker, "reveal", state)),
                 };
-                if poco::result_hash(&task_id, &reveal.result_digest) != *result_hash {
+                if poco::result_hash(&task_id, &reveal.result_digest) != result_hash {
                     return Err(SchedulerError::Conflict {
                         task_id,
                         worker,
@@ -200,7 +206,19 @@ impl TaskRun {
                     ReplicaState::Revealed
                     | ReplicaState::UploadRequested
                     | ReplicaState::Uploaded => return Ok(Vec::new()),
+                    ReplicaState::Completed if matches!(self.phase, Phase::Finalized { .. }) => {
+                        return Ok(Vec::new())
+                    }
                     other => return Err(self.unexpected(worker, "reveal", other)),
+                }
+                if matches!(self.phase, Phase::Finalized { .. }) {
+                    self.set_state(worker, ReplicaState::Completed);
+                    return Ok(vec![notify(
+                        worker,
+                        task_id,
+                        NotificationType::PleaseComplete,
+                        None,
+                    )]);
                 }
                 let ask_upload = uploader.is_none();
                 self.set_state(worker, ReplicaState::Revealed);
@@ -394,8 +412,43 @@ impl TaskRun {
         }
     }
 
+    /// See [`super::Scheduler::abort_reveal`].
+    pub(crate) fn abort_reveal(&mut self, worker: Address) -> bool {
+        let waiting = matches!(self.phase, Phase::Finalized { .. })
+            && self
+                .replicas
+                .get(&worker)
+                .is_some_and(|r| r.state == ReplicaState::RevealRequested);
+        if waiting {
+            self.set_state(worker, ReplicaState::Aborted);
+        }
+        waiting
+    }
+
+    /// See [`super::Scheduler::reassign_upload`].
+    pub(crate) fn reassign_upload(&mut self, worker: Address) -> Vec<Action> {
+        let revealed = self
+            .replicas
+            .get(&worker)
+            .is_some_and(|r| r.state == ReplicaState::Revealed);
+        let Phase::Revealing { uploader, .. } = &mut self.phase else {
+            return Vec::new();
+        };
+        if !revealed || *uploader == Some(worker) {
+            return Vec::new();
+        }
+        *uploader = Some(worker);
+        self.set_state(worker, ReplicaState::UploadRequested);
+        vec![notify(
+            worker,
+            self.task_id,
+            NotificationType::PleaseUpload,
+            None,
+        )]
+    }
+
     /// Fails the task when no replica can still contribute.
-    fn fail_if_hopeless(&mut self) -> Vec<Action> {
+    pub(crate) fn fail_if_hopeless(&mut self) -> Vec<Action> {
         if self.phase != Phase::Contributing {
             return Vec::new();
         }

@@ -301,6 +301,77 @@ fn a_task_every_worker_declined_fails() {
     assert!(matches!(&actions[..], [Action::Failed { .. }]));
 }
 
+#[test]
+fn with_someone_replacing_declined_replicas_a_task_every_worker_declined_keeps_contributing() {
+    let mut s = scheduler();
+    s.set_replaces_declined(true);
+    let d = deal(1);
+    let (w, other) = (worker(1), worker(2));
+    let task_id = assign(&mut s, &d, &w);
+    let decline = Message::Decline(Decline {
+        task_id,
+        cause: ReplicateStatusCause::NoFreeSlot,
+        detail: "no slot".into(),
+    });
+    assert!(s.handle(w.address(), &decline, T0).unwrap().is_empty());
+    assert_eq!(s.task(&task_id).unwrap().phase, Phase::Contributing);
+    // Placed elsewhere, it completes.
+    assign(&mut s, &d, &other);
+    let c = Contribution::standard(other.address(), task_id, Digest::from([3; 32]), 1);
+    let actions = s
+        .handle(other.address(), &Message::Contribution(c), T0 + 1)
+        .unwrap();
+    assert_eq!(
+        notifications(&actions),
+        vec![(other.address(), NotificationType::PleaseReveal)]
+    );
+}
+
+#[test]
+fn a_contributor_that_reveals_after_the_upload_is_told_to_complete_and_a_silent_one_aborted() {
+    let mut s = scheduler();
+    let d = deal(2);
+    let (a, b, c) = (worker(1), worker(2), worker(3));
+    let task_id = assign(&mut s, &d, &a);
+    assign(&mut s, &d, &b);
+    assign(&mut s, &d, &c);
+    let digest = Digest::from([3; 32]);
+    for w in [&a, &b, &c] {
+        let contribution = Contribution::standard(w.address(), task_id, digest, 1);
+        s.handle(w.address(), &Message::Contribution(contribution), T0 + 1)
+            .unwrap();
+    }
+    let reveal = Message::Reveal(Reveal {
+        task_id,
+        result_digest: digest,
+    });
+    s.handle(b.address(), &reveal, T0 + 2).unwrap();
+    let uploaded = Message::ResultUploaded(ResultUploaded {
+        task_id,
+        result_link: "http://store/result".into(),
+    });
+    let actions = s.handle(b.address(), &uploaded, T0 + 3).unwrap();
+    assert!(matches!(actions[0], Action::Finalized { .. }));
+    // `a` (its agent was down) reveals now: final for the scheduler, so it just completes.
+    let actions = s.handle(a.address(), &reveal, T0 + 4).unwrap();
+    assert_eq!(
+        notifications(&actions),
+        vec![(a.address(), NotificationType::PleaseComplete)]
+    );
+    assert!(s.handle(a.address(), &reveal, T0 + 5).unwrap().is_empty());
+    // A wrong digest is still refused.
+    let wrong = Message::Reveal(Reveal {
+        task_id,
+        result_digest: Digest::from([4; 32]),
+    });
+    assert!(s.handle(c.address(), &wrong, T0 + 6).is_err());
+    // `c` never reveals: the pool gives up on it once the ledger settled.
+    assert!(s.abort_reveal(&task_id, c.address()));
+    assert!(!s.abort_reveal(&task_id, c.address()));
+    assert!(!s.abort_reveal(&task_id, a.address()));
+    assert!(s.handle(c.address(), &reveal, T0 + 7).is_err());
+}
+
 mod tee {
     use edgepool_attestation::policy::Policy;
     use edgepool_attestation::software::SoftwareAttester;
