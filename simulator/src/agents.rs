@@ -203,6 +203,11 @@ impl AgentProcess {
         self.address
     }
 
+    /// The running process's id (to signal it, e.g. SIGSTOP in a test).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process runs.
     pub fn is_running(&mut self) -> bool {
         self.child

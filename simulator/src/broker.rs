@@ -86,10 +86,35 @@ impl EmbeddedBroker {
     /// # Errors
     /// [`BrokerError`] when no port could be bound or it did not come up in time.
     pub fn start() -> Result<EmbeddedBroker, BrokerError> {
+        Self::start_with(None)
+    }
+
+    /// Starts a broker on `127.0.0.1:port` (what `serve` does on a restart, so that agents find
+    /// it where they were configured): one attempt, never another port.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the port cannot be bound (taken) or it did not come up in time.
+    pub fn start_on(port: u16) -> Result<EmbeddedBroker, BrokerError> {
+        if accepts(port) {
+            return Err(BrokerError::NoPort {
+                attempts: 1,
+                failures: vec![format!(
+                    "port {port}: something already accepts connections"
+                )],
+            });
+        }
+        Self::start_with(Some(port))
+    }
+
+    fn start_with(fixed: Option<u16>) -> Result<EmbeddedBroker, BrokerError> {
         let mut failures = Vec::new();
-        for _ in 0..BIND_ATTEMPTS {
+        let attempts = if fixed.is_some() { 1 } else { BIND_ATTEMPTS };
+        for _ in 0..attempts {
             let started = Instant::now();
-            let port = free_port()?;
+            let port = match fixed {
+                Some(port) => port,
+                None => free_port()?,
+            };
             let (ended_tx, ended_rx) = mpsc::channel();
             std::thread::Builder::new()
                 .name(format!("rumqttd-{port}"))
@@ -127,10 +152,7 @@ impl EmbeddedBroker {
                 }
             }
         }
-        Err(BrokerError::NoPort {
-            attempts: BIND_ATTEMPTS,
-            failures,
-        })
+        Err(BrokerError::NoPort { attempts, failures })
     }
 
     /// The loopback port.

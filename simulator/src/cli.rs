@@ -40,12 +40,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         accounting: Option<PathBuf>,
     },
-    /// Runs a long-lived local workerpool for external agents.
+    /// Runs a long-lived local workerpool for external agents; restart-safe (`kill -9`
+    /// included) on the same `--state`.
     Serve {
-        /// Use this broker (mqtt://host:port) instead of an embedded one.
+        /// Use this broker (mqtt://host:port) instead of an embedded one. The pool then
+        /// acknowledges what it receives only once journaled: a killed serve loses nothing.
         #[arg(long, value_name = "URL")]
         broker: Option<String>,
-        /// Where the pool keeps its identity, `serve.json` and a ready agent config.
+        /// Where the pool keeps its identity, journal, ledger, SMS vault (`sms.sqlite`, 0600),
+        /// store (`store/`, on the port in `store.port`), `serve.json` and a ready agent config.
         #[arg(long, value_name = "DIR", default_value = "edgepool-sim-state")]
         state: PathBuf,
     },
@@ -85,6 +88,11 @@ pub enum Command {
         /// private key is `STATE/beneficiary_key.pem`). Needs `--tag tee`, as in iExec.
         #[arg(long)]
         encrypt_result: bool,
+        /// Publish `--dataset` encrypted (a new key, iExec's IV ‖ AES-256-CBC) and push its key
+        /// to the serve's SMS, as `iexec dataset encrypt` and `push-secret` do; only an attested
+        /// enclave gets the key. Needs `--tag tee`.
+        #[arg(long, requires = "dataset")]
+        encrypt_dataset: bool,
     },
     /// Prints the JSON report of a running `serve`.
     Report {

@@ -62,10 +62,17 @@ fn run(command: Command) -> anyhow::Result<bool> {
             replicas,
             time_ref_secs,
             encrypt_result,
+            encrypt_dataset,
         } => {
-            if encrypt_result && !tag.split(',').any(|t| t.trim() == "tee") {
+            let tee = tag.split(',').any(|t| t.trim() == "tee");
+            if encrypt_result && !tee {
                 anyhow::bail!(
                     "--encrypt-result needs --tag tee: as in iExec, only TEE tasks encrypt results (agents decline a standard deal that asks for it)"
+                );
+            }
+            if encrypt_dataset && !tee {
+                anyhow::bail!(
+                    "--encrypt-dataset needs --tag tee: only an attested enclave is given the dataset key"
                 );
             }
             let info = serve::info(&state)?;
@@ -83,6 +90,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 volume,
                 replicas,
                 result_encryption: encrypt_result,
+                encrypt_dataset,
             };
             let (status, text) =
                 serve::request(&info.store, "POST", "/deals", &serde_json::to_vec(&body)?)?;

@@ -6,6 +6,16 @@
 //! pool, scheduler: what `deal` and `report` read to find it) and, when the agent binary is
 //! available, a ready agent (`DIR/agent/agent.toml`, its keystore and password file).
 //!
+//! Restarts (`kill -9` included) keep what agents and links depend on, all in the state dir:
+//! the pool's journal (`pool.sqlite`), the ledger (`ledger.sqlite`), the SMS's vault
+//! (`sms.sqlite`, 0600: enclave keys of TEE tasks, dataset keys, result keys), the store
+//! (`store/`: published apps, datasets, files and uploaded results) on the same port
+//! (`store.port`), and the embedded broker's port (`broker.port`). A port that is taken on
+//! restart is an error naming the file, never a silent move. With `--broker URL` the pool
+//! acknowledges what it receives only once journaled ([`Acks::AfterCommit`]), so the broker
+//! delivers again what a killed serve had not handled; the embedded broker dies with the
+//! process and loses its sessions (use an external broker for crash safety).
+//!
 //! The serve's deals have one requester, who is also their beneficiary: its secp256k1 key
 //! (`beneficiary.key`) and its RSA result key (`beneficiary_key.pem`, PKCS#8) are made on the
 //! first start; the public RSA key is pushed to the SMS at every start (signed by the
@@ -21,12 +31,15 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
 use edgepool_attestation::policy::Policy;
+use edgepool_protocol::dataset::{self as dataset_crypto, DatasetKey};
 use edgepool_protocol::hash::sha256;
 use edgepool_protocol::messages::TaskLimits;
 use edgepool_protocol::primitives::{Address, Digest};
 use edgepool_protocol::result_archive::BeneficiaryPrivateKey;
 use edgepool_protocol::signature::Signer;
-use edgepool_protocol::sms::{web2_secret_challenge, RESULT_ENCRYPTION_KEY_NAME};
+use edgepool_protocol::sms::{
+    web2_secret_challenge, web3_secret_challenge, RESULT_ENCRYPTION_KEY_NAME,
+};
 use edgepool_protocol::tags::Tag;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +47,7 @@ use crate::broker::EmbeddedBroker;
 use crate::economy::{DatasetOffer, DealOffer, Market};
 use crate::ledger::Ledger;
 use crate::pool::{DealRequest, PoolSettings};
-use crate::service::{now_ms, Pool, PoolRemote};
+use crate::service::{now_ms, Acks, Pool, PoolRemote};
 use crate::sms::Sms;
 use crate::store::{ControlRequest, Store, StoreHandle};
 
@@ -84,6 +97,11 @@ pub struct DealBody {
     /// Encrypt the result for the serve's beneficiary (a TEE deal).
     #[serde(default)]
     pub result_encryption: bool,
+    /// Publish the dataset encrypted (a random key, iExec's IV ‖ AES-256-CBC) and push its key
+    /// to the SMS signed by the serve's dataset owner; the dataset order is restricted to the
+    /// app, the workerpool and the requester (a TEE deal).
+    #[serde(default)]
+    pub encrypt_dataset: bool,
 }
 
 fn state_file(state: &Path, name: &str) -> PathBuf {
@@ -96,18 +114,11 @@ fn state_file(state: &Path, name: &str) -> PathBuf {
 /// When the state, broker, store or pool cannot be set up.
 pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
-    let key_path = state_file(state, "scheduler.key");
-    let signer = match std::fs::read_to_string(&key_path) {
-        Ok(hex) => Signer::from_hex(hex.trim())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?,
-        Err(_) => {
-            let signer = Signer::random(&mut rand::thread_rng());
-            let secret = signer.secret_bytes();
-            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&key_path, &hex)?;
-            signer
-        }
-    };
+    // Absolute: the agent config written below names paths in it.
+    let state =
+        &std::fs::canonicalize(state).with_context(|| format!("resolving {}", state.display()))?;
+    let signer = key_file(state, "scheduler.key")?;
+    let dataset_owner = key_file(state, "dataset_owner.key")?;
     let pool_path = state_file(state, "pool.address");
     let pool_address: Address = match std::fs::read_to_string(&pool_path) {
         Ok(text) => text
@@ -121,16 +132,47 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         }
     };
     let _embedded;
+    let acks = if broker_url.is_some() {
+        Acks::AfterCommit
+    } else {
+        Acks::OnReceipt
+    };
     let broker_url = match broker_url {
         Some(url) => url,
         None => {
-            let b = EmbeddedBroker::start()?;
+            // The same port as before a restart: agents were configured with it.
+            let port_path = state_file(state, "broker.port");
+            let b = match read_port(&port_path)? {
+                Some(port) => EmbeddedBroker::start_on(port).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the embedded broker cannot take port {port} again ({}): {e}; stop what \
+                         holds it, or delete that file to take a new port (the agents' \
+                         config names the old one)",
+                        port_path.display()
+                    )
+                })?,
+                None => EmbeddedBroker::start()?,
+            };
+            std::fs::write(&port_path, b.port().to_string())?;
             let url = b.url();
             _embedded = b;
             url
         }
     };
-    let store = Store::start().map_err(anyhow::Error::msg)?;
+    // The store keeps what was published and uploaded, on the same port: links handed out
+    // before a restart (deals' app and dataset URLs, result links) still answer after it.
+    let store_port_path = state_file(state, "store.port");
+    let store_port = read_port(&store_port_path)?;
+    let store = Store::start_persistent(&state_file(state, "store"), store_port.unwrap_or(0))
+        .map_err(|e| match store_port {
+            Some(port) => anyhow::anyhow!(
+                "{e}: the store's port {port} comes from {}; stop what holds it, or delete \
+                 that file to take a new port (links to the old one will fail)",
+                store_port_path.display()
+            ),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+    std::fs::write(&store_port_path, store.port().to_string())?;
     // The ledger lives in the state dir: balances, scores and settlements survive a restart.
     let ledger_path = state_file(state, "ledger.sqlite");
     let ledger = Ledger::open(&ledger_path)
@@ -141,13 +183,16 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         &format!("edgepool-sim serve {pool_address}"),
     )
     .map_err(anyhow::Error::msg)?;
-    let mut sms = Sms::new(signer.address(), Policy::simulator());
+    // The SMS's vault: a TEE task placed before a restart gets its secrets after it.
+    let sms_path = state_file(state, "sms.sqlite");
+    let mut sms = Sms::open_persistent(signer.address(), Policy::simulator(), &sms_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", sms_path.display()))?;
     let beneficiary = beneficiary(state, &mut sms)?;
     let (progress_tx, progress) = std::sync::mpsc::channel();
     // The pool's journal lives there too: deals, tasks and replicas survive a restart, and the
     // workers are told what to do next.
     let journal_path = state_file(state, "pool.sqlite");
-    let pool = Pool::start_durable(
+    let pool = Pool::start_durable_with_acks(
         &broker_url,
         pool_address,
         signer,
@@ -157,11 +202,16 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
         Some(progress_tx),
         Some((sms, market.workerpool())),
         Some(&journal_path),
+        acks,
     )?;
-    let remote = pool.remote();
-    let publisher = store.handle();
-    let requester = beneficiary.address();
-    store.set_control(move |request| control(&remote, &publisher, &market, requester, request));
+    let served = Served {
+        remote: pool.remote(),
+        store: store.handle(),
+        market,
+        requester: beneficiary.address(),
+        dataset_owner,
+    };
+    store.set_control(move |request| control(&served, request));
     let info = ServeInfo {
         broker: broker_url.clone(),
         store: store.base_url(),
@@ -178,19 +228,25 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     println!("scheduler  {}", info.scheduler);
     println!(
         "beneficiary {} (result key {})",
-        requester,
+        beneficiary.address(),
         state_file(state, BENEFICIARY_KEY_FILE).display()
     );
     match crate::agents::agent_binary() {
         Ok(bin) => {
             let dir = state.join("agent");
             std::fs::create_dir_all(&dir)?;
-            let (config, worker) =
-                crate::agents::init(&bin, &dir, &broker_url, pool_address, pool.scheduler())?;
-            println!(
-                "agent      {worker}: a ready config, keystore and password file in {}",
-                dir.display()
-            );
+            let config = dir.join("agent.toml");
+            // Made once: a restart keeps the agent's identity (and its broker, same port).
+            if config.exists() {
+                println!("agent      a ready config in {}", dir.display());
+            } else {
+                let (_, worker) =
+                    crate::agents::init(&bin, &dir, &broker_url, pool_address, pool.scheduler())?;
+                println!(
+                    "agent      {worker}: a ready config, keystore and password file in {}",
+                    dir.display()
+                );
+            }
             println!(
                 "           run it: EDGEPOOL_IDENTITY_PASSWORD_FILE={} {} run --config {}",
                 dir.join("password").display(),
@@ -254,15 +310,53 @@ fn beneficiary(state: &Path, sms: &mut Sms) -> anyhow::Result<Signer> {
         .to_pem()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let value = base64::engine::general_purpose::STANDARD.encode(pem);
+    if sms.secrets().has_result_key(&signer.address()) {
+        // Kept in the SMS's vault by an earlier start.
+        return Ok(signer);
+    }
     let challenge = web2_secret_challenge(&signer.address(), RESULT_ENCRYPTION_KEY_NAME, &value);
-    sms.secrets_mut()
-        .push_result_encryption_key(
-            signer.address(),
-            &value,
-            &signer.sign_personal(challenge.as_bytes()),
-        )
-        .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
+    sms.push_result_encryption_key(
+        signer.address(),
+        &value,
+        &signer.sign_personal(challenge.as_bytes()),
+    )
+    .map_err(|e| anyhow::anyhow!("pushing the beneficiary key: {e}"))?;
     Ok(signer)
+}
+
+/// A secp256k1 key kept (hex, 0600) in `STATE/name`, made on the first start.
+fn key_file(state: &Path, name: &str) -> anyhow::Result<Signer> {
+    let key_path = state_file(state, name);
+    match std::fs::read_to_string(&key_path) {
+        Ok(hex) => {
+            Signer::from_hex(hex.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))
+        }
+        Err(_) => {
+            let signer = Signer::random(&mut rand::thread_rng());
+            let hex = zeroize::Zeroizing::new(
+                signer
+                    .secret_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+            );
+            write_private(&key_path, &hex)?;
+            Ok(signer)
+        }
+    }
+}
+
+/// The port kept in `path` by an earlier start, if any.
+fn read_port(path: &Path) -> anyhow::Result<Option<u16>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u16>()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: not a port: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -277,18 +371,23 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn control(
-    remote: &PoolRemote,
-    store: &StoreHandle,
-    market: &Market,
+/// What the control API works with.
+struct Served {
+    remote: PoolRemote,
+    store: StoreHandle,
+    market: Market,
+    /// The deals' requester and beneficiary.
     requester: Address,
-    request: ControlRequest,
-) -> (u16, String) {
+    /// The owner of the datasets sent with `encrypt_dataset` (pushes their keys to the SMS).
+    dataset_owner: Signer,
+}
+
+fn control(served: &Served, request: ControlRequest) -> (u16, String) {
     let error = |status: u16, message: String| {
         (status, serde_json::json!({ "error": message }).to_string())
     };
     match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/report") => match remote.report() {
+        ("GET", "/report") => match served.remote.report() {
             Some(report) => (
                 200,
                 serde_json::to_string_pretty(&report).unwrap_or_default(),
@@ -300,7 +399,7 @@ fn control(
                 Ok(b) => b,
                 Err(e) => return error(400, format!("expected a deal JSON body: {e}")),
             };
-            match submit(remote, store, market, requester, body) {
+            match submit(served, body) {
                 Ok(ids) => (200, serde_json::json!({ "tasks": ids }).to_string()),
                 Err(e) => error(400, e),
             }
@@ -315,19 +414,34 @@ fn decode(file: &NamedFile) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{}: bad base64: {e}", file.name))
 }
 
-fn submit(
-    remote: &PoolRemote,
-    store: &StoreHandle,
-    market: &Market,
-    requester: Address,
-    body: DealBody,
-) -> Result<Vec<String>, String> {
+fn submit(served: &Served, body: DealBody) -> Result<Vec<String>, String> {
+    let Served {
+        remote,
+        store,
+        market,
+        requester,
+        dataset_owner,
+    } = served;
+    let requester = *requester;
+    let publish = |path: String, bytes: Vec<u8>| {
+        store
+            .try_publish(&path, bytes)
+            .map_err(|e| format!("publishing {path}: {e}"))
+    };
     let app = decode(&body.app)?;
-    let app_url = store.publish(&format!("apps/{}", body.app.name), app.clone());
+    let app_url = publish(format!("apps/{}", body.app.name), app.clone())?;
     let dataset = match &body.dataset {
+        Some(f) if body.encrypt_dataset => Some(encrypted_dataset(
+            remote,
+            store,
+            market,
+            dataset_owner,
+            &f.name,
+            &decode(f)?,
+        )?),
         Some(f) => {
             let bytes = decode(f)?;
-            let url = store.publish(&format!("datasets/{}", f.name), bytes.clone());
+            let url = publish(format!("datasets/{}", f.name), bytes.clone())?;
             Some(DatasetOffer {
                 // The simulator plays the dataset owner of a plain dataset sent with a deal.
                 owner: Address([0xd0; 20]),
@@ -339,11 +453,14 @@ fn submit(
                 restricted: false,
             })
         }
+        None if body.encrypt_dataset => {
+            return Err("encrypt_dataset without a dataset".to_string());
+        }
         None => None,
     };
     let mut input_files = Vec::new();
     for f in &body.input_files {
-        input_files.push(store.publish(&format!("files/{}", f.name), decode(f)?));
+        input_files.push(publish(format!("files/{}", f.name), decode(f)?)?);
     }
     let tag: Tag = if body.tag.trim().is_empty() {
         Tag::NONE
@@ -379,6 +496,56 @@ fn submit(
     Ok(ids.iter().map(ToString::to_string).collect())
 }
 
+/// Encrypts `plain` with a new key (iExec's IV ‖ AES-256-CBC), publishes only the encrypted
+/// file (under a path of its own: two deals' copies never overwrite each other), registers it
+/// for `owner` and pushes its key to the pool's SMS signed by `owner`, as `iexec dataset
+/// push-secret` does. The plain bytes and the key never reach the store or the logs.
+fn encrypted_dataset(
+    remote: &PoolRemote,
+    store: &StoreHandle,
+    market: &Market,
+    owner: &Signer,
+    name: &str,
+    plain: &[u8],
+) -> Result<DatasetOffer, String> {
+    let key = DatasetKey::generate(&mut rand::thread_rng());
+    let bytes = dataset_crypto::encrypt(&key, rand::random(), plain);
+    let checksum = Digest(sha256(&bytes));
+    let short: String = checksum
+        .0
+         .0
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let url = store
+        .try_publish(&format!("datasets/{short}/{name}"), bytes.clone())
+        .map_err(|e| format!("publishing dataset {name}: {e}"))?;
+    let offer = DatasetOffer {
+        owner: owner.address(),
+        name: name.to_string(),
+        url,
+        checksum,
+        size_bytes: bytes.len() as u64,
+        encrypted: true,
+        restricted: true,
+    };
+    let address = market.register_dataset(&offer)?;
+    let value = zeroize::Zeroizing::new(key.to_base64().to_string());
+    let signature = owner.sign_personal(web3_secret_challenge(&address, &value).as_bytes());
+    let owner_address = owner.address();
+    let pushed = remote
+        .with_sms(move |sms| match sms {
+            Some(sms) => sms
+                .push_dataset_secret(address, owner_address, &value, &signature)
+                .map_err(|e| e.to_string()),
+            None => Err("the pool has no SMS".to_string()),
+        })
+        .ok_or("the pool did not answer")?;
+    pushed.map_err(|e| format!("pushing the key of dataset {name} to the SMS: {e}"))?;
+    Ok(offer)
+}
+
 /// Reads `STATE/serve.json`.
 ///
 /// # Errors
@@ -411,8 +578,9 @@ pub fn request(
     let mut stream = TcpStream::connect(authority)
         .with_context(|| format!("connecting to the serve at {store}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    // HTTP/1.0: the answer comes whole, never chunked (a large report was, and did not parse).
     let head = format!(
-        "{method} /control{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} /control{path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

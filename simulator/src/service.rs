@@ -11,11 +11,18 @@
 //! journal batch before its publications are queued, so the pool never publishes what the
 //! journal does not hold. A stop commits what the turn handled.
 //!
-//! Known gap: publications are acknowledged on receipt (rumqttc's automatic acks), so a hard
-//! crash loses what the broker delivered during the turn that did not commit (at most one turn).
-//! Acknowledging only after the commit ([`MANUAL_ACKS`], off) made rumqttd redeliver unacked
-//! publications out of order over the resumed session; the pool refused them as replays and the
-//! 200 × 2,000 bench stalled at 4 tasks.
+//! Acknowledgements ([`Acks`]): by default publications are acknowledged on receipt (rumqttc's
+//! automatic acks), so a hard crash (`kill -9`) loses what the broker delivered during the turn
+//! that did not commit. With [`Acks::AfterCommit`] (what `serve --broker URL --state DIR` uses)
+//! a publication is acknowledged only once the turn that handled it is committed, so the broker
+//! (which keeps the pool's persistent session while it is down) delivers again whatever the
+//! pool had not journaled; a redelivered publication the pool did handle is refused as a replay
+//! by the sequence check, which is what makes the redelivery idempotent. Acknowledgements of a
+//! previous connection are dropped, never sent on the next one (packet ids are per connection).
+//! Not the default: over rumqttd (embedded), acknowledging after the commit made it redeliver
+//! unacked publications out of order over the resumed session; the pool refused them as replays
+//! and the 200 × 2,000 bench stalled at 4 tasks. An embedded broker dies with the process
+//! anyway, taking its sessions with it.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -39,9 +46,17 @@ use crate::store::StoreHandle;
 /// How often deadlines, heartbeats and replica timeouts are checked.
 pub const TICK: Duration = Duration::from_millis(200);
 
-/// Whether a durable pool acknowledges publications only after committing them (see the
-/// module documentation for why not).
-pub const MANUAL_ACKS: bool = false;
+/// When a durable pool acknowledges the publications it receives (see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// On receipt, before the pool handled them (rumqttc's automatic acks).
+    #[default]
+    OnReceipt,
+    /// Once the loop turn that handled them is committed to the journal (durable pools only):
+    /// nothing the broker delivered is lost by a hard crash.
+    AfterCommit,
+}
 
 /// How soon publications and acknowledgements the client's queue refused are tried again.
 const RETRY: Duration = Duration::from_millis(5);
@@ -83,8 +98,12 @@ enum Input {
     Connected,
     Submit(Box<DealRequest>, Reply<Result<Vec<TaskId>, String>>),
     Report(Reply<Report>),
+    Sms(SmsCall),
     Stop,
 }
+
+/// Something to do with the pool's SMS, on the pool's thread.
+type SmsCall = Box<dyn FnOnce(Option<&mut crate::sms::Sms>) + Send>;
 
 /// A handle to the running service; stopping it (or dropping it) ends its loop.
 #[derive(Debug)]
@@ -135,6 +154,29 @@ impl Pool {
         )
     }
 
+    /// [`Pool::start_durable`] acknowledging as `acks` says (only a journaled pool can wait for
+    /// its commit; without a journal acks are on receipt).
+    ///
+    /// # Errors
+    /// [`ServiceError`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_durable_with_acks(
+        broker_url: &str,
+        pool: Address,
+        signer: Signer,
+        settings: PoolSettings,
+        hooks: Box<dyn PocoHooks>,
+        store: StoreHandle,
+        progress: Option<Sender<String>>,
+        sms: Option<(crate::sms::Sms, Address)>,
+        journal: Option<&Path>,
+        acks: Acks,
+    ) -> Result<Pool, ServiceError> {
+        Self::start_inner(
+            broker_url, pool, signer, settings, hooks, store, progress, sms, journal, acks,
+        )
+    }
+
     /// [`Pool::start_with_sms`], restart-safe when `journal` is given: the pool's state is
     /// kept in that SQLite file (created if missing), restored from it first, and each worker
     /// with an open replica is told again what to do next (see the module documentation).
@@ -153,6 +195,33 @@ impl Pool {
         sms: Option<(crate::sms::Sms, Address)>,
         journal: Option<&Path>,
     ) -> Result<Pool, ServiceError> {
+        Self::start_inner(
+            broker_url,
+            pool,
+            signer,
+            settings,
+            hooks,
+            store,
+            progress,
+            sms,
+            journal,
+            Acks::OnReceipt,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_inner(
+        broker_url: &str,
+        pool: Address,
+        signer: Signer,
+        settings: PoolSettings,
+        hooks: Box<dyn PocoHooks>,
+        store: StoreHandle,
+        progress: Option<Sender<String>>,
+        sms: Option<(crate::sms::Sms, Address)>,
+        journal: Option<&Path>,
+        acks: Acks,
+    ) -> Result<Pool, ServiceError> {
         let (host, port) = parse_mqtt_url(broker_url).map_err(ServiceError::BrokerUrl)?;
         let scheduler = signer.address();
         let mut core = PoolCore::new(pool, signer, settings, hooks, store, now_ms());
@@ -169,12 +238,13 @@ impl Pool {
             None => None,
         };
         let durable = journal.is_some();
+        let manual_acks = durable && acks == Acks::AfterCommit;
         let subscriptions = core.subscriptions();
         let client_id = format!("edgepool-sim-{}", &scheduler.to_string()[2..10]);
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(10));
         options.set_clean_session(!durable);
-        options.set_manual_acks(MANUAL_ACKS && durable);
+        options.set_manual_acks(manual_acks);
         options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
         let (client, connection) = Client::new(options, 4096);
         let (inputs, rx) = mpsc::channel();
@@ -194,7 +264,7 @@ impl Pool {
         }
         let thread = std::thread::Builder::new()
             .name("pool".into())
-            .spawn(move || run(core, journal, client, rx, progress, stopping))
+            .spawn(move || run(core, journal, manual_acks, client, rx, progress, stopping))
             .map_err(ServiceError::Thread)?;
         Ok(Pool {
             inputs,
@@ -266,6 +336,7 @@ impl std::fmt::Debug for Input {
             Input::Connected => "Connected",
             Input::Submit(..) => "Submit",
             Input::Report(_) => "Report",
+            Input::Sms(_) => "Sms",
             Input::Stop => "Stop",
         })
     }
@@ -289,6 +360,21 @@ impl PoolRemote {
     pub fn report(&self) -> Option<Report> {
         let (tx, rx) = mpsc::channel();
         self.inputs.send(Input::Report(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    /// Runs `f` with the pool's SMS (`None` when it has none) on the pool's thread, between two
+    /// turns, and returns its result (`None` when the service has stopped). `serve` pushes
+    /// dataset keys this way.
+    pub fn with_sms<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(Option<&mut crate::sms::Sms>) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = mpsc::channel();
+        let call: SmsCall = Box::new(move |sms| {
+            let _ = tx.send(f(sms));
+        });
+        self.inputs.send(Input::Sms(call)).ok()?;
         rx.recv_timeout(Duration::from_secs(10)).ok()
     }
 }
@@ -335,17 +421,22 @@ fn spawn_connection(
 fn run(
     mut core: PoolCore,
     mut journal: Option<PoolJournal>,
+    manual_acks: bool,
     client: Client,
     inputs: Receiver<Input>,
     progress: Option<Sender<String>>,
     stopping: Arc<AtomicBool>,
 ) {
     let mut next_tick = Instant::now() + TICK;
-    let mut consumed: Vec<Publish> = Vec::new();
+    // Which connection a publication came on (counted by CONNACKs, which arrive on the same
+    // channel before that connection's publications): an acknowledgement is only sent on the
+    // connection that delivered it.
+    let mut connection: u64 = 0;
+    let mut consumed: Vec<(u64, Publish)> = Vec::new();
     // What the client's request queue did not take yet. The loop never blocks on that queue:
     // with manual acknowledgements, a loop blocked behind its own publications would stop
     // acknowledging, and the broker stops delivering (and acknowledging) in turn.
-    let mut to_ack: VecDeque<Publish> = VecDeque::new();
+    let mut to_ack: VecDeque<(u64, Publish)> = VecDeque::new();
     let mut to_publish: VecDeque<Outgoing> = VecDeque::new();
     let mut stop = false;
     'turns: while !stop {
@@ -366,11 +457,11 @@ fn run(
             match input {
                 Ok(Input::Publish(publish)) => {
                     core.on_publish(&publish.topic, &publish.payload, now_ms());
-                    if MANUAL_ACKS && journal.is_some() {
-                        consumed.push(*publish);
+                    if manual_acks {
+                        consumed.push((connection, *publish));
                     }
                 }
-                Ok(Input::Connected) => {}
+                Ok(Input::Connected) => connection += 1,
                 Ok(Input::Submit(request, reply)) => {
                     let result = core.submit(*request, now_ms());
                     // The deal is answered only once it is journaled.
@@ -383,6 +474,7 @@ fn run(
                 Ok(Input::Report(reply)) => {
                     let _ = reply.send(core.report());
                 }
+                Ok(Input::Sms(call)) => call(core.sms_mut()),
                 // What this turn handled is still committed and published.
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     stop = true;
@@ -403,7 +495,10 @@ fn run(
             break;
         }
         to_ack.extend(consumed.drain(..));
-        while let Some(publish) = to_ack.front() {
+        // In the order received, as MQTT requires; a previous connection's are dropped (the
+        // broker delivers those again on the resumed session, and they are refused as replays).
+        to_ack.retain(|(on, _)| *on == connection);
+        while let Some((_, publish)) = to_ack.front() {
             if client.try_ack(publish).is_err() {
                 break;
             }

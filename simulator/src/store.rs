@@ -9,9 +9,15 @@
 //!
 //! `/control/…` is the `serve` command's API: its requests go to a handler installed with
 //! [`Store::set_control`].
+//!
+//! [`Store::start_persistent`] (what `serve` uses) keeps what is published and uploaded in a
+//! directory (`files/<path>`, `results/<task>.zip` with `results/<task>.worker`), each file
+//! written whole or not at all (temporary file, fsync, rename), reloads it on start and binds a
+//! given port, so links handed out before a restart still answer after it.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use edgepool_protocol::hash::{keccak256_concat, sha256};
@@ -72,10 +78,50 @@ pub enum UploadError {
     /// The archive is too large or unreadable.
     #[error("the archive is unreadable or larger than {MAX_RESULT_BYTES} bytes")]
     Body,
+    /// A persistent store could not keep the archive.
+    #[error("the store could not keep the archive")]
+    Storage,
+}
+
+/// Why a persistent store could not start or keep a file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The port could not be bound (taken by another process, …).
+    #[error("the store cannot listen on 127.0.0.1:{port}: {reason}")]
+    Bind {
+        /// The port asked for (0: any).
+        port: u16,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The store's thread could not start.
+    #[error("starting the store thread: {0}")]
+    Thread(String),
+    /// A published path that would leave the store's directory.
+    #[error("a store path must be relative without `..`, found {0:?}")]
+    BadPath(String),
+    /// Reading or writing the store's directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[derive(Default)]
 struct State {
+    /// Where published files and uploads are kept (a persistent store).
+    dir: Option<PathBuf>,
     files: HashMap<String, Vec<u8>>,
     results: HashMap<TaskId, Upload>,
     allowed: HashSet<(TaskId, Address)>,
@@ -106,15 +152,41 @@ impl Store {
     /// # Errors
     /// When the server cannot bind or its thread cannot start.
     pub fn start() -> Result<Store, String> {
-        let server = tiny_http::Server::http("127.0.0.1:0")
-            .map_err(|e| format!("starting the store: {e}"))?;
+        Self::listen(0, State::default()).map_err(|e| e.to_string())
+    }
+
+    /// A store kept in `dir` (created if missing; what it held is served again) on
+    /// `127.0.0.1:port` (`0`: a free port; see [`Store::port`]). A port that cannot be bound is an
+    /// error, never another port: links already handed out name this one.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn start_persistent(dir: &Path, port: u16) -> Result<Store, StoreError> {
+        let state = State {
+            files: load_files(dir)?,
+            results: load_results(dir)?,
+            dir: Some(dir.to_path_buf()),
+            ..State::default()
+        };
+        Self::listen(port, state)
+    }
+
+    fn listen(port: u16, state: State) -> Result<Store, StoreError> {
+        let server =
+            tiny_http::Server::http(("127.0.0.1", port)).map_err(|e| StoreError::Bind {
+                port,
+                reason: e.to_string(),
+            })?;
         let port = server
             .server_addr()
             .to_ip()
             .map(|a| a.port())
-            .ok_or("the store is not on an IP address")?;
+            .ok_or(StoreError::Bind {
+                port,
+                reason: "not an IP address".into(),
+            })?;
         let server = Arc::new(server);
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(state));
         let (srv, st) = (Arc::clone(&server), Arc::clone(&state));
         std::thread::Builder::new()
             .name("store".into())
@@ -123,7 +195,7 @@ impl Store {
                     serve(&st, request);
                 }
             })
-            .map_err(|e| format!("starting the store thread: {e}"))?;
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
         Ok(Store {
             server,
             port,
@@ -131,17 +203,20 @@ impl Store {
         })
     }
 
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Publishes `bytes` at `path` (e.g. `apps/hello.wasm`) and returns its URL.
+    /// Publishes `bytes` at `path` (e.g. `apps/hello.wasm`) and returns its URL. A persistent
+    /// store that cannot write it still serves it until it stops (see [`StoreHandle::try_publish`]).
     pub fn publish(&self, path: &str, bytes: Vec<u8>) -> String {
-        let path = path.trim_start_matches('/').to_string();
-        let url = format!("{}/{path}", self.base_url());
-        lock(&self.state).files.insert(path, bytes);
-        url
+        self.handle().publish(path, bytes)
     }
 
     /// Lets `worker` upload the result of `task_id`.
@@ -213,13 +288,124 @@ impl StoreHandle {
         lock(&self.state).results.get(task_id).cloned()
     }
 
-    /// Publishes `bytes` at `path` and returns its URL.
+    /// Publishes `bytes` at `path` and returns its URL (see [`Store::publish`]).
     pub fn publish(&self, path: &str, bytes: Vec<u8>) -> String {
         let path = path.trim_start_matches('/').to_string();
         let url = format!("{}/{path}", self.base_url);
-        lock(&self.state).files.insert(path, bytes);
+        let _ = publish_in(&self.state, path, bytes);
         url
     }
+
+    /// Publishes `bytes` at `path` and returns its URL; a persistent store has written it to its
+    /// directory first.
+    ///
+    /// # Errors
+    /// [`StoreError::BadPath`] for a path with `..`, [`StoreError::Io`].
+    pub fn try_publish(&self, path: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+        let path = path.trim_start_matches('/').to_string();
+        let url = format!("{}/{path}", self.base_url);
+        publish_in(&self.state, path, bytes)?;
+        Ok(url)
+    }
+}
+
+fn publish_in(state: &Mutex<State>, path: String, bytes: Vec<u8>) -> Result<(), StoreError> {
+    let safe = !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']));
+    let mut state = lock(state);
+    if let Some(dir) = &state.dir {
+        if !safe {
+            return Err(StoreError::BadPath(path));
+        }
+        write_whole(&dir.join("files").join(&path), &bytes)?;
+    }
+    state.files.insert(path, bytes);
+    Ok(())
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside it, fsync, rename.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_error(parent))?;
+    tmp.write_all(bytes).map_err(io_error(path))?;
+    tmp.as_file().sync_all().map_err(io_error(path))?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn load_files(dir: &Path) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+    let root = dir.join("files");
+    let mut files = HashMap::new();
+    if !root.exists() {
+        return Ok(files);
+    }
+    // Bounded: a directory tree is finite and symlinks are not followed.
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(io_error(&d))? {
+            let entry = entry.map_err(io_error(&d))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io_error(&path))?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(".tmp") {
+                continue; // a write the process did not finish
+            }
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let Ok(rel) = path.strip_prefix(&root) else {
+                    continue;
+                };
+                let key = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+                files.insert(key, bytes);
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn load_results(dir: &Path) -> Result<HashMap<TaskId, Upload>, StoreError> {
+    let root = dir.join("results");
+    let mut results = HashMap::new();
+    if !root.exists() {
+        return Ok(results);
+    }
+    for entry in std::fs::read_dir(&root).map_err(io_error(&root))? {
+        let path = entry.map_err(io_error(&root))?.path();
+        let Some(task) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".zip"))
+            .and_then(|t| t.parse::<TaskId>().ok())
+        else {
+            continue;
+        };
+        let worker_path = path.with_extension("worker");
+        // The archive is written last: a result without its uploader is not one.
+        let Some(worker) = std::fs::read_to_string(&worker_path)
+            .ok()
+            .and_then(|w| w.trim().parse::<Address>().ok())
+        else {
+            continue;
+        };
+        let archive = std::fs::read(&path).map_err(io_error(&path))?;
+        results.insert(task, Upload { worker, archive });
+    }
+    Ok(results)
 }
 
 fn header(request: &tiny_http::Request, name: &'static str) -> Option<String> {
@@ -264,6 +450,7 @@ fn serve(state: &Mutex<State>, mut request: tiny_http::Request) {
                         UploadError::NotAllowed { .. } => 403,
                         UploadError::BadSignature(_) | UploadError::BadHeader(_) => 401,
                         UploadError::BadPath(_) | UploadError::Body => 400,
+                        UploadError::Storage => 500,
                     };
                     lock(state).refused.push(e.to_string());
                     respond(request, status, e.to_string().into_bytes());
@@ -317,10 +504,20 @@ fn receive_upload(
     if !state.allowed.contains(&(task_id, worker)) {
         return Err(UploadError::NotAllowed { task_id, worker });
     }
-    state
-        .results
-        .entry(task_id)
-        .or_insert(Upload { worker, archive });
+    if state.results.contains_key(&task_id) {
+        return Ok(());
+    }
+    if let Some(dir) = &state.dir {
+        // Kept before it is acknowledged: the uploader, then the archive (which makes it one).
+        let base = dir.join("results").join(task_id.to_string());
+        write_whole(
+            &base.with_extension("worker"),
+            worker.to_string().as_bytes(),
+        )
+        .and_then(|()| write_whole(&base.with_extension("zip"), &archive))
+        .map_err(|_| UploadError::Storage)?;
+    }
+    state.results.insert(task_id, Upload { worker, archive });
     Ok(())
 }
 

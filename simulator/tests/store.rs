@@ -74,3 +74,46 @@ fn an_upload_whose_signature_does_not_match_the_archive_is_refused() {
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
     assert!(store.result(&task).is_none());
 }
+
+#[test]
+fn a_persistent_store_serves_its_files_and_results_again_on_the_same_port_after_a_restart() {
+    use edgepool_simulator::store::StoreError;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Signer::from_bytes(&[3; 32]).unwrap();
+    let task = TaskId::from([9; 32]);
+    let (port, app, link) = {
+        let store = Store::start_persistent(dir.path(), 0).unwrap();
+        let app = store.publish("apps/x.wasm", b"module".to_vec());
+        store.allow_upload(task, worker.address());
+        let link = upload(&worker, &store.base_url(), &task, b"zip").unwrap();
+        // A path climbing out of the store is refused, and nothing is written.
+        let err = store
+            .handle()
+            .try_publish("files/../../escape", b"x".to_vec())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BadPath(_)), "{err}");
+        (store.port(), app, link)
+    };
+    assert!(!dir.path().join("escape").exists());
+    // Stopped (dropped): started again on its directory and port (tiny_http's accept thread
+    // lets the listener go a moment after the drop: a few tries, bounded).
+    let mut started = Store::start_persistent(dir.path(), port);
+    for _ in 0..50 {
+        if started.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        started = Store::start_persistent(dir.path(), port);
+    }
+    let store = started.unwrap();
+    assert_eq!(store.port(), port);
+    assert_eq!(get(&app), (200, b"module".to_vec()));
+    assert_eq!(get(&link), (200, b"zip".to_vec()));
+    assert_eq!(store.result(&task).unwrap().worker, worker.address());
+    // Its port taken: an error naming the port, never another port.
+    let err = Store::start_persistent(dir.path(), port).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Bind { port: p, .. } if p == port),
+        "{err}"
+    );
+}

@@ -214,6 +214,11 @@ impl PoolCore {
         self.scheduler = scheduler;
     }
 
+    /// The attached SMS, e.g. to push a dataset key while the pool runs (`serve`).
+    pub fn sms_mut(&mut self) -> Option<&mut Sms> {
+        self.scheduler.sms_mut()
+    }
+
     /// The topic prefix (`edgepool/v1/{pool}`).
     pub fn prefix(&self) -> &TopicPrefix {
         &self.prefix
@@ -474,6 +479,15 @@ impl PoolCore {
                 if let Some(b) = self.tasks.get_mut(&task_id).filter(|_| finalized) {
                     b.uploader = Some(worker);
                 }
+            }
+            Message::StatusUpdate(u)
+                if u.status == edgepool_protocol::status::ReplicateStatus::ResultUploadFailed =>
+            {
+                // An upload cut short (e.g. the store died with a killed `serve`): ask again now
+                // rather than at the worker's next reconnect; the agent retries on a repeated
+                // PLEASE_UPLOAD. Bounded by the task's reveal deadline.
+                self.resent_at.remove(&worker);
+                self.resend_pending(worker, now_ms);
             }
             Message::Decline(d) => {
                 if d.cause == ReplicateStatusCause::NoFreeSlot {

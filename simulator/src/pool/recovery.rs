@@ -195,6 +195,10 @@ impl PoolCore {
         for worker in everyone {
             self.resend_pending(worker, now_ms);
         }
+        // Those sends may reach nobody (a broker that lost the workers' sessions, e.g. an
+        // embedded one that died with the pool): they do not hold back the round that a
+        // worker's next `online` triggers.
+        self.resent_at.clear();
         self.progress.push(format!(
             "recovered {count} task(s) from the journal; {} worker(s) known",
             workers.len()

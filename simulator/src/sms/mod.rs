@@ -18,6 +18,7 @@
 mod secrets;
 #[cfg(test)]
 mod tests;
+pub mod vault;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,9 @@ use edgepool_protocol::sms::{seal, RefusalCode, ReleasedSecrets};
 use ring::rand::{SecureRandom, SystemRandom};
 
 pub use secrets::{PushError, SecretStore, MAX_RESULT_KEY_BYTES};
+pub use vault::{Vault, VaultError};
+
+use edgepool_protocol::signature::Signature;
 
 /// The restrictions of the dataset order the deal matched (the zero address means any).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -173,6 +177,9 @@ pub enum SmsError {
     /// The random source failed.
     #[error("the random source failed")]
     Random,
+    /// The vault could not keep the new enclave key (no challenge is handed out).
+    #[error("the SMS could not keep the enclave key: {0}")]
+    Vault(String),
 }
 
 /// The SMS of one workerpool.
@@ -182,6 +189,7 @@ pub struct Sms {
     secrets: SecretStore,
     enclaves: BTreeMap<TaskId, Signer>,
     rng: SystemRandom,
+    vault: Option<Vault>,
 }
 
 impl std::fmt::Debug for Sms {
@@ -191,6 +199,7 @@ impl std::fmt::Debug for Sms {
             .field("policy", &self.policy)
             .field("secrets", &self.secrets)
             .field("enclaves", &self.enclaves.len())
+            .field("vault", &self.vault.is_some())
             .finish()
     }
 }
@@ -204,7 +213,87 @@ impl Sms {
             secrets: SecretStore::default(),
             enclaves: BTreeMap::new(),
             rng: SystemRandom::new(),
+            vault: None,
         }
+    }
+
+    /// [`Sms::new`] kept in the vault at `path` (created if missing, mode 0600): the enclave
+    /// keys, dataset keys and result-encryption keys it held are restored, and every new one is
+    /// kept there before it is used (what `serve` does, so TEE tasks survive a restart). Pushes
+    /// that must be kept go through [`Sms::push_dataset_secret`] and
+    /// [`Sms::push_result_encryption_key`]; [`Sms::secrets_mut`] changes memory only.
+    ///
+    /// # Errors
+    /// [`VaultError`].
+    pub fn open_persistent(
+        scheduler: Address,
+        policy: Policy,
+        path: &std::path::Path,
+    ) -> Result<Self, VaultError> {
+        let vault = Vault::open(path)?;
+        let content = vault.load()?;
+        let mut sms = Self::new(scheduler, policy);
+        sms.enclaves.extend(content.enclaves);
+        for (dataset, value) in content.datasets {
+            sms.secrets.insert_dataset_secret(dataset, value);
+        }
+        for (beneficiary, value) in content.result_keys {
+            sms.secrets.insert_result_key(beneficiary, value);
+        }
+        sms.vault = Some(vault);
+        Ok(sms)
+    }
+
+    /// How many enclave keys the SMS holds (one per TEE task placed).
+    pub fn enclave_count(&self) -> usize {
+        self.enclaves.len()
+    }
+
+    /// Pushes the key of `dataset` (see [`SecretStore::push_dataset_secret`]), kept in the vault
+    /// first when there is one.
+    ///
+    /// # Errors
+    /// [`PushError`] (`Storage` when the vault failed: nothing was stored).
+    pub fn push_dataset_secret(
+        &mut self,
+        dataset: Address,
+        owner: Address,
+        value: &str,
+        signature: &Signature,
+    ) -> Result<(), PushError> {
+        self.secrets
+            .check_dataset_secret(dataset, owner, value, signature)?;
+        if let Some(vault) = &self.vault {
+            vault
+                .put_dataset_secret(&dataset, value)
+                .map_err(|e| PushError::Storage(e.to_string()))?;
+        }
+        self.secrets
+            .insert_dataset_secret(dataset, zeroize::Zeroizing::new(value.to_string()));
+        Ok(())
+    }
+
+    /// Pushes the result-encryption key of `beneficiary` (see
+    /// [`SecretStore::push_result_encryption_key`]), kept in the vault first when there is one.
+    ///
+    /// # Errors
+    /// [`PushError`] (`Storage` when the vault failed: nothing was stored).
+    pub fn push_result_encryption_key(
+        &mut self,
+        beneficiary: Address,
+        value: &str,
+        signature: &Signature,
+    ) -> Result<(), PushError> {
+        self.secrets
+            .check_result_encryption_key(beneficiary, value, signature)?;
+        if let Some(vault) = &self.vault {
+            vault
+                .put_result_key(&beneficiary, value)
+                .map_err(|e| PushError::Storage(e.to_string()))?;
+        }
+        self.secrets
+            .insert_result_key(beneficiary, value.to_string());
+        Ok(())
     }
 
     /// The policy evidence is checked against.
@@ -246,6 +335,12 @@ impl Sms {
                 .map_err(|_| SmsError::Random)?;
             if let Ok(key) = Signer::from_bytes(&bytes) {
                 let address = key.address();
+                // Kept before the challenge is handed out: a restarted SMS serves the same one.
+                if let Some(vault) = &self.vault {
+                    vault
+                        .put_enclave(&task_id, &key)
+                        .map_err(|e| SmsError::Vault(e.to_string()))?;
+                }
                 self.enclaves.insert(task_id, key);
                 return Ok(address);
             }

@@ -36,6 +36,9 @@ pub enum PushError {
     /// Secrets are never overwritten silently (iExec answers 409).
     #[error("a secret already exists for {0} and cannot be overwritten")]
     AlreadyExists(Address),
+    /// The SMS's vault could not keep it (nothing was stored).
+    #[error("the SMS could not keep the secret: {0}")]
+    Storage(String),
 }
 
 /// The largest result-encryption key accepted (a PEM RSA-4096 public key is about 800 bytes).
@@ -72,6 +75,22 @@ impl SecretStore {
         value: &str,
         signature: &Signature,
     ) -> Result<(), PushError> {
+        self.check_dataset_secret(dataset, owner, value, signature)?;
+        self.insert_dataset_secret(dataset, Zeroizing::new(value.to_string()));
+        Ok(())
+    }
+
+    /// The checks of [`SecretStore::push_dataset_secret`], storing nothing.
+    ///
+    /// # Errors
+    /// [`PushError`].
+    pub fn check_dataset_secret(
+        &self,
+        dataset: Address,
+        owner: Address,
+        value: &str,
+        signature: &Signature,
+    ) -> Result<(), PushError> {
         let challenge = web3_secret_challenge(&dataset, value);
         signature
             .verify_personal(challenge.as_bytes(), owner)
@@ -83,9 +102,17 @@ impl SecretStore {
         if self.datasets.contains_key(&dataset) {
             return Err(PushError::AlreadyExists(dataset));
         }
-        self.datasets
-            .insert(dataset, Zeroizing::new(value.to_string()));
         Ok(())
+    }
+
+    /// Stores a dataset key already checked (or read back from the vault).
+    pub(crate) fn insert_dataset_secret(&mut self, dataset: Address, value: Zeroizing<String>) {
+        self.datasets.insert(dataset, value);
+    }
+
+    /// Stores a result-encryption key already checked (or read back from the vault).
+    pub(crate) fn insert_result_key(&mut self, beneficiary: Address, value: String) {
+        self.result_keys.insert(beneficiary, value);
     }
 
     /// Stores the result-encryption public key of `beneficiary`, signed by the beneficiary over
@@ -95,6 +122,21 @@ impl SecretStore {
     /// [`PushError`].
     pub fn push_result_encryption_key(
         &mut self,
+        beneficiary: Address,
+        value: &str,
+        signature: &Signature,
+    ) -> Result<(), PushError> {
+        self.check_result_encryption_key(beneficiary, value, signature)?;
+        self.insert_result_key(beneficiary, value.to_string());
+        Ok(())
+    }
+
+    /// The checks of [`SecretStore::push_result_encryption_key`], storing nothing.
+    ///
+    /// # Errors
+    /// [`PushError`].
+    pub fn check_result_encryption_key(
+        &self,
         beneficiary: Address,
         value: &str,
         signature: &Signature,
@@ -115,7 +157,6 @@ impl SecretStore {
         if self.result_keys.contains_key(&beneficiary) {
             return Err(PushError::AlreadyExists(beneficiary));
         }
-        self.result_keys.insert(beneficiary, value.to_string());
         Ok(())
     }
 
@@ -128,6 +169,11 @@ impl SecretStore {
     pub(crate) fn dataset_key(&self, dataset: &Address) -> Option<[u8; 32]> {
         let value = self.datasets.get(dataset)?;
         DatasetKey::from_base64(value).ok().map(|k| *k.as_bytes())
+    }
+
+    /// Whether `beneficiary` pushed a result-encryption key.
+    pub fn has_result_key(&self, beneficiary: &Address) -> bool {
+        self.result_keys.contains_key(beneficiary)
     }
 
     /// The result-encryption key of `beneficiary`.
