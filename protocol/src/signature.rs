@@ -10,6 +10,7 @@
 //! recovered key again (two double-scalar multiplications per recovery): BENCHMARKS.md, issue 8,
 //! per-task overhead. Recovery refuses what the PoCo contracts refuse (OpenZeppelin `ECDSA`): `v`
 //! outside 27/28 and high-`s` (malleable) forms.
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -325,5 +326,91 @@ impl Signer {
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signer({}, key redacted)", self.address)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn signed() -> (Signer, Bytes32, Signature) {
+        let signer = Signer::from_bytes(&[7u8; 32]).unwrap();
+        let digest = eip191_hash(b"edgepool");
+        let signature = signer.sign_prehashed(digest);
+        (signer, digest, signature)
+    }
+
+    #[test]
+    fn a_signature_recovers_to_its_signer_and_is_low_s_with_v_27_or_28() {
+        let (signer, digest, signature) = signed();
+        assert_eq!(
+            signature.recover_prehashed(digest).unwrap(),
+            signer.address()
+        );
+        assert!(signature.0[32..64] <= SECP256K1_HALF_ORDER[..]);
+        assert!(matches!(signature.0[64], 27 | 28));
+    }
+
+    #[test]
+    fn s_at_half_the_order_is_not_high_and_one_above_is() {
+        let (_, digest, signature) = signed();
+        let mut at_half = signature;
+        at_half.0[32..64].copy_from_slice(&SECP256K1_HALF_ORDER);
+        // Some key recovers (or none does), but it is not refused as malleable.
+        assert_ne!(
+            at_half.recover_prehashed(digest),
+            Err(SignatureError::HighS)
+        );
+        let mut above = at_half;
+        above.0[63] += 1;
+        assert_eq!(above.recover_prehashed(digest), Err(SignatureError::HighS));
+    }
+
+    #[test]
+    fn zero_or_out_of_range_r_and_s_recover_no_key() {
+        let (_, digest, signature) = signed();
+        let mut zero_r = signature;
+        zero_r.0[..32].fill(0);
+        assert_eq!(
+            zero_r.recover_prehashed(digest),
+            Err(SignatureError::Unrecoverable)
+        );
+        let mut zero_s = signature;
+        zero_s.0[32..64].fill(0);
+        assert_eq!(
+            zero_s.recover_prehashed(digest),
+            Err(SignatureError::Unrecoverable)
+        );
+        let mut huge_r = signature;
+        huge_r.0[..32].fill(0xff);
+        assert_eq!(
+            huge_r.recover_prehashed(digest),
+            Err(SignatureError::Unrecoverable)
+        );
+    }
+
+    #[test]
+    fn keys_outside_the_scalar_range_are_private_key_errors() {
+        assert!(matches!(
+            Signer::from_bytes(&[0u8; 32]),
+            Err(SignatureError::PrivateKey(_))
+        ));
+        assert!(matches!(
+            Signer::from_bytes(&[0xffu8; 32]),
+            Err(SignatureError::PrivateKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_signer_round_trips_through_its_secret_bytes_and_an_ethers_wallet() {
+        let signer = Signer::random(&mut rand::rngs::OsRng);
+        let again = Signer::from_bytes(&signer.secret_bytes()).unwrap();
+        assert_eq!(again.address(), signer.address());
+        let wallet = LocalWallet::from_bytes(signer.secret_bytes().as_ref()).unwrap();
+        let from_wallet = Signer::from_wallet(wallet.clone());
+        use ethers_signers::Signer as _;
+        assert_eq!(from_wallet.address().0, wallet.address().0);
+        assert_eq!(from_wallet.address(), signer.address());
     }
 }
