@@ -26,6 +26,11 @@ where
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)?;
+        // The rename is durable only once the directory's entry is: without this, a power cut
+        // after a contribution could leave the journal saying "contributed" and no archive.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
         Ok(value)
     })();
     if result.is_err() {
