@@ -154,29 +154,6 @@ impl Pool {
         )
     }
 
-    /// [`Pool::start_durable`] acknowledging as `acks` says (only a journaled pool can wait for
-    /// its commit; without a journal acks are on receipt).
-    ///
-    /// # Errors
-    /// [`ServiceError`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn start_durable_with_acks(
-        broker_url: &str,
-        pool: Address,
-        signer: Signer,
-        settings: PoolSettings,
-        hooks: Box<dyn PocoHooks>,
-        store: StoreHandle,
-        progress: Option<Sender<String>>,
-        sms: Option<(crate::sms::Sms, Address)>,
-        journal: Option<&Path>,
-        acks: Acks,
-    ) -> Result<Pool, ServiceError> {
-        Self::start_inner(
-            broker_url, pool, signer, settings, hooks, store, progress, sms, journal, acks,
-        )
-    }
-
     /// [`Pool::start_with_sms`], restart-safe when `journal` is given: the pool's state is
     /// kept in that SQLite file (created if missing), restored from it first, and each worker
     /// with an open replica is told again what to do next (see the module documentation).
@@ -195,7 +172,7 @@ impl Pool {
         sms: Option<(crate::sms::Sms, Address)>,
         journal: Option<&Path>,
     ) -> Result<Pool, ServiceError> {
-        Self::start_inner(
+        Self::start_durable_with_acks(
             broker_url,
             pool,
             signer,
@@ -209,8 +186,13 @@ impl Pool {
         )
     }
 
+    /// [`Pool::start_durable`] acknowledging as `acks` says (only a journaled pool can wait for
+    /// its commit; without a journal acks are on receipt).
+    ///
+    /// # Errors
+    /// [`ServiceError`].
     #[allow(clippy::too_many_arguments)]
-    fn start_inner(
+    pub fn start_durable_with_acks(
         broker_url: &str,
         pool: Address,
         signer: Signer,
