@@ -589,43 +589,44 @@ impl PoolCore {
         self.registry.count_lost(worker);
         self.progress
             .push(format!("worker {} lost: {why}", short(&worker)));
-        let pending: Vec<TaskId> = self
-            .tasks
-            .iter()
-            .filter(|(id, book)| {
-                book.replicas.get(&worker).is_some_and(|r| r.lost.is_none())
-                    && self.scheduler.task(id).is_some_and(|run| {
-                        run.phase == Phase::Contributing
-                            && run.replicas.get(&worker).is_some_and(|s| {
-                                matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
-                            })
-                    })
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for task_id in pending {
-            self.give_up(task_id, worker, why.to_string(), "WORKER_LOST", now_ms);
-        }
+        // Only the worker's own tasks are looked at: `follow_ups` holds every task it was given a
+        // replica on and has not finished (10,000 agents leaving a 100,000-task pool must not
+        // walk every task 10,000 times: that stalled the pool for minutes).
+        let mine: Vec<TaskId> = self
+            .follow_ups
+            .get(&worker)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
+        let mut pending: Vec<TaskId> = Vec::new();
         // Its replicas that contributed stay: the ledger holds their contributions, and the
         // worker is asked to reveal when it comes back. But a task waiting for its upload
         // moves the upload to another revealer that is online, if there is one.
-        let uploads: Vec<(TaskId, Address)> = self
-            .tasks
-            .keys()
-            .filter_map(|id| {
-                let run = self.scheduler.task(id)?;
-                if !matches!(run.phase, Phase::Revealing { uploader: Some(u), .. } if u == worker) {
-                    return None;
+        let mut uploads: Vec<(TaskId, Address)> = Vec::new();
+        for id in &mine {
+            let Some(replica) = self.tasks.get(id).and_then(|b| b.replicas.get(&worker)) else {
+                continue;
+            };
+            let Some(run) = self.scheduler.task(id) else {
+                continue;
+            };
+            let assigned = run.replicas.get(&worker).is_some_and(|s| {
+                matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
+            });
+            if replica.lost.is_none() && run.phase == Phase::Contributing && assigned {
+                pending.push(*id);
+            }
+            if matches!(run.phase, Phase::Revealing { uploader: Some(u), .. } if u == worker) {
+                if let Some((other, _)) = run.replicas.iter().find(|(w, r)| {
+                    r.state == ReplicaState::Revealed
+                        && self.registry.get(w).is_some_and(|e| e.online)
+                }) {
+                    uploads.push((*id, *other));
                 }
-                run.replicas
-                    .iter()
-                    .find(|(w, r)| {
-                        r.state == ReplicaState::Revealed
-                            && self.registry.get(w).is_some_and(|e| e.online)
-                    })
-                    .map(|(w, _)| (*id, *w))
-            })
-            .collect();
+            }
+        }
+        for task_id in pending {
+            self.give_up(task_id, worker, why.to_string(), "WORKER_LOST", now_ms);
+        }
         for (task_id, other) in uploads {
             let actions = self.scheduler.reassign_upload(&task_id, other);
             if !actions.is_empty() {
