@@ -305,12 +305,27 @@ impl LightAgent {
             .authorization
             .verify(self.settings.scheduler)
             .is_err()
-            || self.tasks.contains_key(&assignment.task_id)
         {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let task_id = assignment.task_id;
+        if let Some(task) = self.tasks.get(&task_id) {
+            // Sent again: the pool never saw our answer. As the real agent does, the same
+            // contribution goes again, or the ACCEPT while the task still computes.
+            let message = if self.due.iter().any(|(_, t)| *t == task_id) {
+                Message::Accept(Accept { task_id })
+            } else {
+                Message::Contribution(Contribution::standard(
+                    self.signer.address(),
+                    task_id,
+                    task.digest,
+                    1_000,
+                ))
+            };
+            self.publish(client, outbox, &message, false);
+            return;
+        }
         let Some((digest, archive)) = simulated_result(&assignment, false) else {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return;

@@ -43,6 +43,21 @@ pub use recovery::{RestoreError, RESEND_INTERVAL_MS, RESEND_MAX};
 mod report;
 use crate::store::StoreHandle;
 
+/// An online worker that has not contributed to its replica this long after the assignment
+/// (or the last nudge) is sent the assignment again: our message or its answer may have been
+/// lost by a broker that dropped its connection. A worker with the task answers with its ACCEPT
+/// or its contribution (repeats are no-ops). The interval doubles with each nudge, up to
+/// [`NUDGE_MAX_MS`].
+pub const NUDGE_FIRST_MS: u64 = 15_000;
+/// The longest interval between two nudges of one replica.
+pub const NUDGE_MAX_MS: u64 = 300_000;
+
+fn nudge_interval_ms(nudges: u32) -> u64 {
+    NUDGE_FIRST_MS
+        .saturating_mul(1u64 << nudges.min(16))
+        .min(NUDGE_MAX_MS)
+}
+
 /// A worker that declined a task for lack of a free slot gets no replica for this long (or
 /// until a heartbeat of it reports a free slot).
 pub const FULL_PAUSE_MS: u64 = 1_000;
@@ -90,6 +105,12 @@ pub struct Outgoing {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ReplicaBook {
     assigned_ms: u64,
+    /// When the assignment was last sent again to a worker that stayed silent about it, and
+    /// how many times (see [`NUDGE_FIRST_MS`]).
+    #[serde(default)]
+    nudged_ms: u64,
+    #[serde(default)]
+    nudges: u32,
     /// Why and how (`WORKER_LOST`, `TIMEOUT`) the pool gave the replica up.
     lost: Option<(String, String)>,
     contributed_ms: Option<u64>,
@@ -520,21 +541,28 @@ impl PoolCore {
         // Contributors still asked to reveal on a task the scheduler finalized: once the
         // ledger settled without them or their reveal deadline passed, they are told to stop.
         let mut unrevealed = Vec::new();
+        // Replicas an online worker stays silent about: the assignment goes again.
+        let mut nudge = Vec::new();
         for (task_id, book) in &self.tasks {
             let Some(run) = self.scheduler.task(task_id) else {
                 continue;
             };
             match (&run.phase, book.replica_timeout_ms) {
-                (Phase::Contributing, Some(timeout)) => {
+                (Phase::Contributing, timeout) => {
                     for (worker, r) in &book.replicas {
                         let pending = run.replicas.get(worker).is_some_and(|s| {
                             matches!(s.state, ReplicaState::Assigned | ReplicaState::Accepted)
                         });
-                        if pending
-                            && r.lost.is_none()
-                            && now_ms.saturating_sub(r.assigned_ms) > timeout
-                        {
+                        if !pending || r.lost.is_some() {
+                            continue;
+                        }
+                        if timeout.is_some_and(|t| now_ms.saturating_sub(r.assigned_ms) > t) {
                             timed_out.push((*task_id, *worker));
+                        } else if now_ms.saturating_sub(r.assigned_ms.max(r.nudged_ms))
+                            > nudge_interval_ms(r.nudges)
+                            && self.registry.get(worker).is_some_and(|e| e.online)
+                        {
+                            nudge.push((*task_id, *worker));
                         }
                     }
                 }
@@ -550,6 +578,24 @@ impl PoolCore {
                     }
                 }
                 _ => {}
+            }
+        }
+        for (task_id, worker) in nudge {
+            let Some(book) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let limits = book.limits;
+            if let Some(r) = book.replicas.get_mut(&worker) {
+                r.nudged_ms = now_ms;
+                r.nudges = r.nudges.saturating_add(1);
+            }
+            if let Some(assignment) = self.scheduler.assignment(&task_id, worker, limits) {
+                self.progress.push(format!(
+                    "task {}: {} silent about its replica, assignment sent again",
+                    short(&task_id),
+                    short(&worker)
+                ));
+                self.send(worker, assignment, now_ms);
             }
         }
         for (task_id, worker) in unrevealed {
@@ -940,6 +986,8 @@ impl PoolCore {
                                 worker,
                                 ReplicaBook {
                                     assigned_ms: now_ms,
+                                    nudged_ms: 0,
+                                    nudges: 0,
                                     lost: None,
                                     contributed_ms: None,
                                     released: false,

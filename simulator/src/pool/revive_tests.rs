@@ -574,3 +574,57 @@ fn a_worker_whose_balance_cannot_cover_the_stake_gets_no_replica() {
     rich.contribute(&mut core, task, honest(), T0 + 100);
     assert_eq!(sent(&mut core), [(rich.address(), "PLEASE_REVEAL")]);
 }
+
+/// A worker that stays online (heartbeats) but silent about its replica — the assignment or its
+/// answer was lost by a broker that dropped a connection — is sent the assignment again after
+/// [`NUDGE_FIRST_MS`], then after twice that; its answer (the contribution it had made) lets
+/// the task go on.
+#[test]
+fn a_silent_replica_of_an_online_worker_is_sent_its_assignment_again_with_backoff() {
+    let (market, store) = (market(), Store::start().unwrap());
+    let mut core = core(&market, &store);
+    let mut a = Worker::new(1);
+    a.join(&mut core, 1, T0);
+    let task = submit(&mut core, &market, 1, 1);
+    assert_eq!(sent(&mut core), [(a.address(), "assignment")]);
+    let heartbeat = |a: &mut Worker, core: &mut PoolCore, now: u64| {
+        let h = Message::Heartbeat(edgepool_protocol::messages::Heartbeat {
+            running_tasks: 1,
+            free_slots: 0,
+            free_memory_bytes: 1 << 30,
+            free_disk_bytes: 1 << 30,
+            accepting: true,
+        });
+        a.send(core, &h, now);
+        core.tick(now);
+    };
+    // Silent (its ACCEPT was lost): nothing before the first interval, then the assignment.
+    let mut now = T0;
+    while now < T0 + NUDGE_FIRST_MS {
+        now += 1_000;
+        heartbeat(&mut a, &mut core, now);
+        if now <= T0 + NUDGE_FIRST_MS {
+            assert!(sent(&mut core).is_empty(), "at {}", now - T0);
+        }
+    }
+    heartbeat(&mut a, &mut core, T0 + NUDGE_FIRST_MS + 1);
+    assert_eq!(sent(&mut core), [(a.address(), "assignment")]);
+    // Still silent: the next one comes after twice the interval, not before.
+    now = T0 + NUDGE_FIRST_MS + 1;
+    for _ in 0..(2 * NUDGE_FIRST_MS / 1_000) {
+        now += 1_000;
+        heartbeat(&mut a, &mut core, now);
+        assert!(sent(&mut core).is_empty(), "at {}", now - T0);
+    }
+    heartbeat(&mut a, &mut core, now + 2);
+    assert_eq!(sent(&mut core), [(a.address(), "assignment")]);
+    // It answers with the contribution it had made: the task goes on to the reveal.
+    a.accept(&mut core, task, now + 10);
+    a.contribute(&mut core, task, honest(), now + 20);
+    assert_eq!(sent(&mut core), [(a.address(), "PLEASE_REVEAL")]);
+    assert!(
+        core.report().refused.is_empty(),
+        "{:?}",
+        core.report().refused
+    );
+}
