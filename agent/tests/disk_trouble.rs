@@ -23,6 +23,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use edgepool_protocol::messages::Message;
+use edgepool_protocol::primitives::{Address, TaskId};
 use edgepool_protocol::status::ReplicateStatusCause;
 use support::mosquitto::{Mosquitto, MosquittoOptions};
 use support::pool::{Agent, Driver, HttpServer, Tmpfs};
@@ -149,6 +150,32 @@ fn assert_paused(
     refused
 }
 
+/// The agent serves again after a trouble: a new task finalizes, and it and the tasks `earlier`
+/// all end COMPLETED in the agent's journal. Returns the new task.
+fn serves_again(
+    driver: &mut Driver,
+    agent: &Agent,
+    server: &HttpServer,
+    worker: Address,
+    seed: u8,
+    earlier: &[TaskId],
+    label: &str,
+) -> TaskId {
+    let after = driver.assign(&server.hello_deal(seed), 0, worker);
+    assert!(
+        driver.step_until(WAIT, |d| d.finalized.contains_key(&after)),
+        "{label}: no task after the trouble; logs:\n{}",
+        agent.logs()
+    );
+    for task in earlier.iter().copied().chain([after]) {
+        let ok = support::poll_until(WAIT, || {
+            agent.task_state(task).as_deref() == Some("COMPLETED")
+        });
+        assert!(ok, "{label}: {task} is {:?}", agent.task_state(task));
+    }
+    after
+}
+
 /// The common part: a running agent on a tmpfs state directory, a task running when the
 /// trouble starts, what must hold while it lasts, and the recovery.
 fn trouble_and_recovery(label: &str, start: impl FnOnce(&Path) -> Box<dyn FnOnce()>, reason: &str) {
@@ -200,18 +227,15 @@ fn trouble_and_recovery(label: &str, start: impl FnOnce(&Path) -> Box<dyn FnOnce
         "{label}: the task running during the trouble never ended; logs:\n{}",
         agent.logs()
     );
-    let after = driver.assign(&server.hello_deal(0x84), 0, worker);
-    assert!(
-        driver.step_until(WAIT, |d| d.finalized.contains_key(&after)),
-        "{label}: no task after the recovery; logs:\n{}",
-        agent.logs()
+    serves_again(
+        &mut driver,
+        &agent,
+        &server,
+        worker,
+        0x84,
+        &[first, running],
+        label,
     );
-    for task in [first, running, after] {
-        let ok = support::poll_until(WAIT, || {
-            agent.task_state(task).as_deref() == Some("COMPLETED")
-        });
-        assert!(ok, "{label}: {task} is {:?}", agent.task_state(task));
-    }
     assert!(
         agent.logs().contains(reason) || agent.logs().contains("No space"),
         "{label}"
@@ -371,18 +395,7 @@ fn start_in_trouble_and_recovery(
         "{label}: never recovered; logs:\n{}",
         agent.logs()
     );
-    let after = driver.assign(&server.hello_deal(0x93), 0, worker);
-    assert!(
-        driver.step_until(WAIT, |d| d.finalized.contains_key(&after)),
-        "{label}: no task after the recovery; logs:\n{}",
-        agent.logs()
-    );
-    for task in [first, after] {
-        let ok = support::poll_until(WAIT, || {
-            agent.task_state(task).as_deref() == Some("COMPLETED")
-        });
-        assert!(ok, "{label}: {task} is {:?}", agent.task_state(task));
-    }
+    serves_again(&mut driver, &agent, &server, worker, 0x93, &[first], label);
     assert!(agent.alive());
     assert_eq!(agent.runs, 2, "{label}: restarted");
     assert!(driver.step_until(WAIT, |_| agent.outbox_len() == 0));
@@ -648,18 +661,7 @@ fn an_ext4_state_disk_forced_read_only_by_the_kernel_pauses_the_agent() {
     disk.repair();
     assert_eq!(agent.integrity(), "ok", "{label}: after the repair");
     agent.restart(None);
-    let after = driver.assign(&server.hello_deal(0xa3), 0, worker);
-    assert!(
-        driver.step_until(WAIT, |d| d.finalized.contains_key(&after)),
-        "{label}: no task after the repair; logs:\n{}",
-        agent.logs()
-    );
-    for task in [first, after] {
-        let ok = support::poll_until(WAIT, || {
-            agent.task_state(task).as_deref() == Some("COMPLETED")
-        });
-        assert!(ok, "{label}: {task} is {:?}", agent.task_state(task));
-    }
+    serves_again(&mut driver, &agent, &server, worker, 0xa3, &[first], label);
     assert!(driver.step_until(WAIT, |_| agent.outbox_len() == 0));
     driver.check_invariants(label);
     assert_eq!(agent.integrity(), "ok", "{label}: after");

@@ -21,31 +21,12 @@ mod modules;
 
 use std::path::Path;
 
+use edgepool_agent::dir_tree::DirTree;
 use edgepool_protocol::digest::result_digest;
 use edgepool_protocol::primitives::Digest;
-use edgepool_protocol::tree::MemTree;
 
-/// The result digest of a recorded sample output (`apps/<app>/samples/<case>/expected`).
+/// The result digest of a recorded sample output (`apps/<app>/samples/<case>/expected`), read
+/// through the agent's own `FileTree` over a directory.
 pub fn expected_digest(dir: &Path) -> Digest {
-    let mut tree = MemTree::new();
-    let mut pending = vec![(dir.to_path_buf(), String::new())];
-    while let Some((path, rel)) = pending.pop() {
-        for entry in std::fs::read_dir(&path).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name().into_string().unwrap();
-            let child = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            if entry.file_type().unwrap().is_dir() {
-                tree.insert_dir(&child).unwrap();
-                pending.push((entry.path(), child));
-            } else {
-                tree.insert_file(&child, std::fs::read(entry.path()).unwrap())
-                    .unwrap();
-            }
-        }
-    }
-    result_digest(&tree, "").unwrap()
+    result_digest(&DirTree::new(dir), "").unwrap()
 }
