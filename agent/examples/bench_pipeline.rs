@@ -1,8 +1,8 @@
 //! Per-task overhead of the pipeline on loopback (the benchmark of `scripts/bench_pipeline.py`).
 //!
-//! Starts a broker (Mosquitto with TCP_NODELAY, or the embedded rumqttd of the tests), a
-//! tiny_http server (the app, the datasets, the result store) and a real agent process (the
-//! release binary given by `--agent`), then plays the scheduler with the simulator's state
+//! Starts a broker (Mosquitto with TCP_NODELAY, or the embedded rumqttd of the tests, which has
+//! TCP_NODELAY by the patch in vendor/rumqttd), a tiny_http server (the app, the datasets, the
+//! result store) and a real agent process (the release binary given by `--agent`), then plays the scheduler with the simulator's state
 //! machine: one standard task at a time with a 1 MiB dataset, timed from the publish of the
 //! assignment to the receipt of the contribution on the scheduler's connection. Each task is run
 //! to COMPLETED before the next is assigned.
@@ -116,7 +116,8 @@ struct Args {
     /// The agent's log level.
     #[arg(long, default_value = "info")]
     log: String,
-    /// The broker: `mosquitto` (with TCP_NODELAY) or `rumqttd` (embedded, Nagle on).
+    /// The broker: `mosquitto` (with TCP_NODELAY) or `rumqttd` (embedded, TCP_NODELAY by
+    /// the patch in `vendor/rumqttd`).
     #[arg(long, default_value = "mosquitto")]
     broker: String,
     /// Extra `NAME=VALUE` environment for the agent's `run` (e.g. an `LD_PRELOAD` for a

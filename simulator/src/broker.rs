@@ -66,6 +66,17 @@ pub fn free_port() -> Result<u16, BrokerError> {
     Ok(listener.local_addr().map_err(BrokerError::Probe)?.port())
 }
 
+/// The socket options of the simulator's own MQTT clients (the pool, scripted workers, bench
+/// agents): `TCP_NODELAY`, as the agent sets it (`edgepool_agent::link::network_options`) and the
+/// embedded broker does on its side (`vendor/rumqttd`). Every message is a small packet wanted on
+/// the wire now; with Nagle's algorithm one sent shortly after another waits for the broker's
+/// delayed ACK (40 ms).
+pub fn network_options() -> rumqttc::NetworkOptions {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network
+}
+
 /// Whether `127.0.0.1:port` accepts a TCP connection.
 pub fn accepts(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

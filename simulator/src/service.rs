@@ -228,7 +228,10 @@ impl Pool {
         options.set_clean_session(!durable);
         options.set_manual_acks(manual_acks);
         options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
-        let (client, connection) = Client::new(options, 4096);
+        let (client, mut connection) = Client::new(options, 4096);
+        connection
+            .eventloop
+            .set_network_options(crate::broker::network_options());
         let (inputs, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
         spawn_connection(

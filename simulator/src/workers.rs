@@ -221,6 +221,9 @@ impl Worker {
             true,
         ));
         let (client, mut connection) = Client::new(options, 256);
+        connection
+            .eventloop
+            .set_network_options(crate::broker::network_options());
         let mut next_heartbeat = Instant::now();
         let mut crash_at: Option<Instant> = None;
         loop {

@@ -1,5 +1,5 @@
 //! The benchmark's broker: Mosquitto 2 with `set_tcp_nodelay true` (a child process), or the
-//! embedded rumqttd of the integration tests (which leaves Nagle's algorithm on its sockets).
+//! embedded rumqttd of the integration tests (with TCP_NODELAY on its sockets: `vendor/rumqttd`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -132,6 +132,7 @@ impl LightAgent {
             true,
         ));
         let (client, mut eventloop) = AsyncClient::new(options, 256);
+        eventloop.set_network_options(crate::broker::network_options());
         let (uploads_tx, mut uploads) = mpsc::unbounded_channel::<UploadDone>();
         let mut heartbeat = tokio::time::interval_at(
             Instant::now() + self.settings.heartbeat,
