@@ -14,7 +14,7 @@
    CPU time from wait4), the three kinds interleaved round-robin so that load from other work on
    the machine falls on all of them alike. The outputs of the three are compared byte for byte.
 
-Usage: scripts/bench_pipeline.py [--tasks 100] [--fresh 20] [--runs 3] [--skip-build]
+Usage: scripts/bench_pipeline.py [--tasks 100] [--fresh 20] [--throughput 300] [--runs 3] [--skip-build]
        [--only pipeline|sandbox] [--write]   (--write updates BENCHMARKS.md)
 
 Builds with `cargo build --release` (fat LTO: a few minutes the first time) into
@@ -99,15 +99,19 @@ def machine():
 
 EATMYDATA = "/usr/lib/x86_64-linux-gnu/libeatmydata.so"  # apt-get install -y eatmydata
 
-# (key, broker, app, share of --tasks/--fresh, extra agent environment, TEE tasks): the first is
+# (key, broker, app, share of --tasks/--fresh, extra agent environment, TEE tasks, the agent's
+# slots; each run also times --throughput tasks with those slots kept busy): the first is
 # the headline figure (the target is for a TEE task). The last is a diagnostic, not a
 # configuration to ship: fsync made a no-op, to measure what the journal's durability costs.
 PIPELINE_RUNS = [
-    ("tee-read-mosquitto", "mosquitto", "read", 1.0, [], True),
-    ("read-mosquitto", "mosquitto", "read", 1.0, [], False),
-    ("hello-mosquitto", "mosquitto", "hello", 0.5, [], False),
-    ("read-rumqttd", "rumqttd", "read", 0.5, [], False),
-    ("read-mosquitto-nofsync", "mosquitto", "read", 0.5, [f"LD_PRELOAD={EATMYDATA}"], False),
+    ("tee-read-mosquitto", "mosquitto", "read", 1.0, [], True, 1),
+    ("read-mosquitto", "mosquitto", "read", 1.0, [], False, 1),
+    ("hello-mosquitto", "mosquitto", "hello", 0.5, [], False, 1),
+    ("read-rumqttd", "rumqttd", "read", 0.5, [], False, 1),
+    # Tasks/s per agent with slots to spare: the trivial app, 4 tasks at a time.
+    ("read-mosquitto-4slots", "mosquitto", "read", 0.3, [], False, 4),
+    ("tee-read-mosquitto-4slots", "mosquitto", "read", 0.3, [], True, 4),
+    ("read-mosquitto-nofsync", "mosquitto", "read", 0.5, [f"LD_PRELOAD={EATMYDATA}"], False, 1),
 ]
 
 
@@ -138,7 +142,7 @@ def pipeline(tdir, args):
     exe = os.path.join(tdir, "release", "examples", "bench_pipeline")
     agent = os.path.join(tdir, "release", "edgepool-agent")
     results = {}
-    for key, broker, app, share, env, tee in PIPELINE_RUNS:
+    for key, broker, app, share, env, tee, slots in PIPELINE_RUNS:
         if broker == "mosquitto" and not os.path.exists("/usr/sbin/mosquitto"):
             print(f"  {key}: skipped, mosquitto not installed (apt-get install -y mosquitto)", file=sys.stderr)
             continue
@@ -146,10 +150,11 @@ def pipeline(tdir, args):
             print(f"  {key}: skipped, libeatmydata not installed (apt-get install -y eatmydata)", file=sys.stderr)
             continue
         idle = wait_idle(args.wait_idle)
-        tasks, fresh = max(1, int(args.tasks * share)), int(args.fresh * share)
+        tasks, fresh = max(1, int(args.tasks * share)), max(1, int(args.fresh * share))
         print(f"  {key}: {tasks} cached + {fresh} new-dataset tasks (idle before: {idle:.0%})", file=sys.stderr)
         out = subprocess.run([exe, "--agent", agent, "--tasks", str(tasks), "--fresh", str(fresh),
-                              "--broker", broker, "--app", app] + [f"--agent-env={e}" for e in env]
+                              "--broker", broker, "--app", app, "--slots", str(slots),
+                              "--throughput", str(args.throughput)] + [f"--agent-env={e}" for e in env]
                              + (["--tee"] if tee else []),
                              cwd=ROOT, check=True, stdout=subprocess.PIPE).stdout.decode()
         results[key] = json.loads(out.strip().splitlines()[-1])
@@ -233,6 +238,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=100)
     ap.add_argument("--fresh", type=int, default=20)
+    ap.add_argument("--throughput", type=int, default=300,
+                    help="cached tasks per run timed with the agent's slots kept busy (tasks/s per agent)")
     ap.add_argument("--runs", type=int, default=3, help="rounds of each sandbox workload")
     ap.add_argument("--only", choices=["pipeline", "sandbox"])
     ap.add_argument("--skip-build", action="store_true")
@@ -247,6 +254,7 @@ def main():
         WORKLOADS[0] = WORKLOADS[0][:2] + (["300", "200"],) + WORKLOADS[0][3:]
         WORKLOADS[1] = WORKLOADS[1][:2] + (["3"],) + WORKLOADS[1][3:]
         args.tasks, args.fresh, args.runs = min(args.tasks, 10), min(args.fresh, 3), 1
+        args.throughput = min(args.throughput, 20)
         args.write = False
     tdir = target_dir()
     if not args.skip_build:

@@ -27,6 +27,16 @@ def _overheads(p):
     return {k: (v["median"] - run, v["p99"] - run) for k, v in p["end_to_end_ms"].items()}
 
 
+def _label(q, slots=True):
+    """A pipeline run's configuration: TEE or not, app, broker, agent environment, slots."""
+    label = f"{'TEE, ' if q.get('tee') else ''}`{q['app']}`, {q['broker']}"
+    if q["agent_env"]:
+        label += ", " + " ".join(f"`{e}`" for e in q["agent_env"])
+    if slots and q.get("slots", 1) > 1:
+        label += f", {q['slots']} slots"
+    return label
+
+
 def pipeline_section(r):
     runs = r["pipeline"]
     key = next(iter(runs))
@@ -105,10 +115,28 @@ def pipeline_section(r):
         o = _overheads(q)
         c = q["end_to_end_ms"]["cached"]
         lines.append(
-            f"| {'TEE, ' if q.get('tee') else ''}`{q['app']}`, {q['broker']}{', ' + ' '.join(f'`{e}`' for e in q['agent_env']) if q['agent_env'] else ''} ({c['n']} tasks) | {_f(q['app_compute_ms']['run']['median'])} ms "
+            f"| {_label(q)} ({c['n']} tasks) | {_f(q['app_compute_ms']['run']['median'])} ms "
             f"| {_f(c['median'])} / {_f(c['p99'])} ms | {_f(o['cached'][0])} / {_f(o['cached'][1])} ms "
             f"| {_f(o['fresh_dataset'][0])} ms | {_f(q['reference_ms']['mqtt_qos1_hop']['median'], 3)} ms "
             f"| {q['cpu_idle_before']:.0%} |")
+    tput = [(k, q) for k, q in runs.items() if q.get("throughput")]
+    if tput:
+        lines += [
+            "",
+            "Tasks/s per agent (the `throughput` part of each run above): more cached tasks, the scheduler "
+            "assigning the next one as soon as a contribution frees one of the agent's slots, timed from the "
+            "first assignment to the last COMPLETED (reveal, upload and completion included). Reference in the "
+            "same run: the cached tasks above, one at a time, each assigned when the previous one completed.",
+            "",
+            "| app, broker, agent environment | slots | tasks | tasks/s | agent CPU per task | one at a time, tasks/s | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for k, q in tput:
+            t = q["throughput"]
+            lines.append(
+                f"| {_label(q, slots=False)} "
+                f"| {t['slots']} | {t['tasks']} | {t['tasks_per_s']:.0f} | {_f(t['agent_cpu_ms_per_task'], 1)} ms "
+                f"| {t['sequential_tasks_per_s']:.0f} | {t['tasks_per_s'] / t['sequential_tasks_per_s']:.2f}× |")
     return "\n".join(lines) + "\n"
 
 

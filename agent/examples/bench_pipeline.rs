@@ -9,7 +9,10 @@
 //!
 //! - task 0 is cold: the app and the dataset are downloaded;
 //! - `--tasks` tasks reuse both from the cache;
-//! - `--fresh` tasks each bring a new 1 MiB dataset (the app is cached).
+//! - `--fresh` tasks each bring a new 1 MiB dataset (the app is cached);
+//! - `--throughput N`: N more cached tasks with the agent's `--slots` kept busy (the next task is
+//!   assigned as soon as a contribution frees a slot), for tasks/s per agent, against the same
+//!   cached tasks run one at a time.
 //!
 //! The app is `--app read` (`bench_support/read_dataset.wat`: reads the dataset, writes its
 //! size, no compute to speak of) or `--app hello` (`apps/hello`, which also CRC-32s it). Its own
@@ -27,7 +30,7 @@
 //! dataset's decryption in memory and the enclave signature of the contribution.
 //!
 //! `cargo run --release -p edgepool-agent --example bench_pipeline -- --agent PATH [--tasks 100]
-//! [--fresh 20] [--broker mosquitto|rumqttd] [--app read|hello] [--tee]`
+//! [--fresh 20] [--broker mosquitto|rumqttd] [--app read|hello] [--tee] [--throughput N --slots S]`
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -130,6 +133,14 @@ struct Args {
     /// TEE tasks: software attestation, encrypted datasets, the SMS's secret exchange.
     #[arg(long)]
     tee: bool,
+    /// Throughput: this many more cached tasks, `--slots` of them assigned at a time (the
+    /// scheduler assigns the next one as soon as a contribution frees a slot), timed from the
+    /// first assignment to the last COMPLETED. 0: skipped.
+    #[arg(long, default_value_t = 0)]
+    throughput: usize,
+    /// The agent's `agent.slots` (tasks run at once).
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
 }
 
 /// The app's file in the repository, and its name on the HTTP server.
@@ -197,11 +208,13 @@ fn main() -> Result<()> {
     let mut last = None;
     let mut cached_cpu_ms = (0.0, 0.0);
     let total = 1 + args.tasks + args.fresh;
+    let mut cached_wall = (Instant::now(), Duration::ZERO);
     for i in 0..total {
         let k = i.saturating_sub(args.tasks);
         let deal = deal(&server, (app_name, &app), k, i, args.tee)?;
         if i == 1 {
             cached_cpu_ms.0 = agent.cpu_ms();
+            cached_wall.0 = Instant::now();
         }
         let timing = driver.run_task(&deal, &agent)?;
         match (i, k) {
@@ -214,8 +227,29 @@ fn main() -> Result<()> {
         }
         if i == args.tasks {
             cached_cpu_ms.1 = agent.cpu_ms();
+            cached_wall.1 = cached_wall.0.elapsed();
         }
     }
+    // Throughput: the cached tasks again, the agent's slots kept busy.
+    let throughput = if args.throughput > 0 {
+        let deals = (0..args.throughput)
+            .map(|j| deal(&server, (app_name, &app), 0, total + j, args.tee))
+            .collect::<Result<Vec<_>>>()?;
+        let cpu_before = agent.cpu_ms();
+        let elapsed = driver.run_window(&deals, args.slots as usize, &agent)?;
+        let cpu = agent.cpu_ms() - cpu_before;
+        json!({
+            "tasks": args.throughput,
+            "slots": args.slots,
+            "seconds": elapsed.as_secs_f64(),
+            "tasks_per_s": args.throughput as f64 / elapsed.as_secs_f64(),
+            "agent_cpu_ms_per_task": cpu / args.throughput as f64,
+            // The same tasks one at a time, assigned when the previous one COMPLETED.
+            "sequential_tasks_per_s": args.tasks as f64 / cached_wall.1.as_secs_f64().max(1e-9),
+        })
+    } else {
+        serde_json::Value::Null
+    };
     let (last_deal, last_timing) = last.ok_or_else(|| anyhow!("no cached task ran"))?;
 
     // The app's own compute, on the inputs and task context of the last cached task.
@@ -238,6 +272,7 @@ fn main() -> Result<()> {
         "broker": args.broker,
         "agent_env": args.agent_env,
         "agent_log_level": args.log,
+        "slots": args.slots,
         "end_to_end_ms": {
             "cold": Summary::of(&cold.iter().map(|t| t.total_ms).collect::<Vec<_>>()),
             "cached": Summary::of(&cached.iter().map(|t| t.total_ms).collect::<Vec<_>>()),
@@ -255,6 +290,7 @@ fn main() -> Result<()> {
         },
         // Reveal, upload and completion included: the whole task, not only up to the contribution.
         "agent_cpu_ms_per_cached_task": (cached_cpu_ms.1 - cached_cpu_ms.0) / args.tasks.max(1) as f64,
+        "throughput": throughput,
         "reference_ms": {
             "mqtt_qos1_hop": Summary::of(&hop),
             "http_get_1mib": Summary::of(&get),

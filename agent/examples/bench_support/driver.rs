@@ -78,6 +78,7 @@ impl Agent {
                 if args.tee { "software" } else { "auto" },
             )
             .env("EDGEPOOL_LOG", &args.log)
+            .env("EDGEPOOL_AGENT_SLOTS", args.slots.to_string())
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
@@ -309,5 +310,70 @@ impl Driver {
             }
         }
         bail!("task {task_id} did not complete; log:\n{}", agent.log())
+    }
+
+    /// Plays the scheduler for `deals` (task 0 of each) on one agent, keeping `window` tasks
+    /// assigned and not yet contributed (the agent's slots), until every task is COMPLETED.
+    /// Returns the time from the first assignment to the last COMPLETED.
+    pub fn run_window(
+        &mut self,
+        deals: &[DealSummary],
+        window: usize,
+        agent: &Agent,
+    ) -> Result<Duration> {
+        let window = window.max(1);
+        let mut next = 0;
+        // Assigned, contribution not seen yet (holding a slot) / not COMPLETED yet.
+        let mut computing: Vec<TaskId> = Vec::new();
+        let mut unfinished = deals.len();
+        let started = Instant::now();
+        let deadline = started + TASK_TIMEOUT + Duration::from_millis(50 * deals.len() as u64);
+        while unfinished > 0 {
+            while computing.len() < window && next < deals.len() {
+                let deal = &deals[next];
+                next += 1;
+                computing.push(poco::task_id(&deal.deal_id, 0));
+                let actions = self.scheduler.assign(
+                    deal,
+                    0,
+                    agent.address,
+                    TaskLimits::default(),
+                    Address::ZERO,
+                    now_ms(),
+                )?;
+                self.perform(actions)?;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{unfinished} of {} tasks did not complete; log:\n{}",
+                    deals.len(),
+                    agent.log()
+                );
+            }
+            let Ok((_, t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            if !t.ends_with("/outbox") {
+                continue;
+            }
+            let opened = Envelope::open(&payload, &t)?;
+            match &opened.message {
+                Message::StatusUpdate(u) if u.cause.is_some() => {
+                    bail!("a task failed: {u:?}\n{}", agent.log());
+                }
+                Message::StatusUpdate(u) if u.status == ReplicateStatus::Completed => {
+                    unfinished -= 1;
+                }
+                Message::Contribution(c) => computing.retain(|id| *id != c.task_id),
+                Message::Decline(d) => bail!("the agent declined: {d:?}"),
+                _ => {}
+            }
+            let actions = self
+                .scheduler
+                .handle(opened.sender, &opened.message, now_ms())
+                .map_err(|e| anyhow!("scheduler refused {:?}: {e}", opened.message))?;
+            self.perform(actions)?;
+        }
+        Ok(started.elapsed())
     }
 }
