@@ -24,14 +24,23 @@ use support::pool::Agent;
 use support::repo;
 use support::rumqttd::EmbeddedBroker;
 
-/// `edgepool-agent run` for the embedded broker at `broker`, with `slots` slots.
-fn start_agent(broker: &str, scheduler: Address, slots: u32) -> Agent {
+/// Serves `files`, starts the embedded broker, the scheduler and an agent with `slots` slots,
+/// and waits until the agent is online.
+fn setup(
+    files: HashMap<String, Vec<u8>>,
+    slots: u32,
+) -> (HttpServer, EmbeddedBroker, Driver, Agent) {
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port());
     let slots = slots.to_string();
     let env = [
         ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
         ("EDGEPOOL_AGENT_SLOTS", slots.as_str()),
     ];
-    Agent::start(broker, scheduler, &env)
+    let agent = Agent::start(&broker.url(), driver.scheduler.address(), &env);
+    driver.wait_online(&agent);
+    (server, broker, driver, agent)
 }
 
 #[test]
@@ -45,11 +54,7 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
     );
     let dataset = b"city,temp\nParis,11.5\nLyon,12\n".to_vec();
     files.insert("weather.csv".to_string(), dataset.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let agent = start_agent(&broker.url(), driver.scheduler.address(), 2);
-    driver.wait_online(&agent);
+    let (server, _broker, mut driver, agent) = setup(files, 2);
 
     let mut d = server.deal(
         "hello.wasm",
@@ -150,11 +155,7 @@ fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_i
     .unwrap();
     let mut files = HashMap::new();
     files.insert("loop.wasm".to_string(), looping.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let agent = start_agent(&broker.url(), driver.scheduler.address(), 2);
-    driver.wait_online(&agent);
+    let (server, _broker, mut driver, agent) = setup(files, 2);
 
     let d = server.deal("loop.wasm", &looping, Vec::new(), "", 9);
     let limits = TaskLimits {
@@ -222,11 +223,7 @@ fn a_task_killed_mid_compute_is_computed_again_after_restart_and_never_contribut
     let app = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
     let mut files = HashMap::new();
     files.insert("mandelbrot.wasm".to_string(), app.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let mut agent = start_agent(&broker.url(), driver.scheduler.address(), 2);
-    driver.wait_online(&agent);
+    let (server, _broker, mut driver, mut agent) = setup(files, 2);
 
     let d = server.mandelbrot_deal(21);
     let task_id = driver.assign(&d, agent.address);
@@ -262,11 +259,7 @@ fn with_every_slot_busy_a_new_assignment_is_declined() {
     let app = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
     let mut files = HashMap::new();
     files.insert("mandelbrot.wasm".to_string(), app.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let agent = start_agent(&broker.url(), driver.scheduler.address(), 1);
-    driver.wait_online(&agent);
+    let (server, _broker, mut driver, agent) = setup(files, 1);
     let first = server.mandelbrot_deal(31);
     let second = server.mandelbrot_deal(32);
     driver.assign(&first, agent.address);

@@ -131,12 +131,9 @@ impl Driver {
         worker: Address,
         limits: TaskLimits,
     ) -> TaskId {
-        let actions = self
-            .scheduler
-            .assign(deal, 0, worker, limits, Address::ZERO, now_ms())
-            .unwrap();
+        let (task_id, actions) = assign_first_task(&mut self.scheduler, deal, worker, limits);
         self.perform(actions);
-        poco::task_id(&deal.deal_id, 0)
+        task_id
     }
 
     /// Waits (at most [`ONLINE_WITHIN`]) for `agent`'s capacity advertisement, which says it is
@@ -295,4 +292,21 @@ impl Driver {
     pub fn contributed(&self, task_id: TaskId) -> bool {
         !self.contributions(task_id).is_empty()
     }
+}
+
+/// Has `scheduler` assign task 0 of `deal` to `worker` under `limits` (no callback): the task's
+/// id and the actions to perform.
+///
+/// # Panics
+/// If the scheduler refuses the assignment.
+pub fn assign_first_task(
+    scheduler: &mut Scheduler,
+    deal: &DealSummary,
+    worker: Address,
+    limits: TaskLimits,
+) -> (TaskId, Vec<Action>) {
+    let actions = scheduler
+        .assign(deal, 0, worker, limits, Address::ZERO, now_ms())
+        .unwrap();
+    (poco::task_id(&deal.deal_id, 0), actions)
 }
