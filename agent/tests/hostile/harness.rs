@@ -1,8 +1,8 @@
 //! The hostile-input suite's world: a real agent process (`init` + `run` in a temp dir), the
 //! embedded broker, a loopback HTTP server (apps, inputs, result store) and the simulator's
 //! scheduler state machine on a real MQTT connection, plus a raw publisher for hostile payloads.
-//! Same shape as `pipeline_e2e.rs`; what is new here is `status --json`, VmHWM and extra
-//! environment per agent.
+//! Same shape as `support/driver.rs` and `support::pool::Agent`; what is new here is
+//! `status --json`, VmHWM, extra environment per agent and the record of sent envelopes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
