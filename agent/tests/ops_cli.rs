@@ -140,7 +140,10 @@ fn tasks_and_status_read_an_empty_journal() {
             .unwrap(),
     );
     assert_eq!(status["outbox_pending"], 0);
-    assert_eq!(status["schema_version"], 1);
+    assert_eq!(
+        status["schema_version"],
+        edgepool_agent::store::SCHEMA_VERSION
+    );
 }
 
 #[test]

@@ -630,13 +630,17 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
         _ => false,
     });
     let contribution = contribution.unwrap();
-    let kept_path = agent
-        .dir
-        .path()
-        .join("state/results")
-        .join(format!("{task_id}.zip"));
-    let kept = std::fs::read(&kept_path)
-        .unwrap_or_else(|e| panic!("{}: {e}; log:\n{}", kept_path.display(), agent.last_log()));
+    // A small archive waits in the journal, committed with the contribution (no file).
+    let state = agent.dir.path().join("state");
+    assert!(!state
+        .join("results")
+        .join(format!("{task_id}.zip"))
+        .exists());
+    let kept = edgepool_agent::store::Store::open_read_only(&state)
+        .unwrap()
+        .result_archive(task_id)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no archive kept for {task_id}; log:\n{}", agent.last_log()));
     // iExec's encrypted form, not a result zip.
     assert_eq!(entry_names(&kept), vec![AES_KEY_ENTRY, PAYLOAD_ENTRY]);
     let clear_zip = decrypt_result(&kept, &who.private, &ExtractLimits::default()).unwrap();
@@ -672,6 +676,17 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
         .unwrap()
         .body;
     assert_eq!(uploaded, kept, "the upload is the kept encrypted archive");
+    // Once the task is COMPLETED the journal lets the archive go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let journal = edgepool_agent::store::Store::open_read_only(&state).unwrap();
+    while journal.result_archive(task_id).unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the archive of a completed task is still in the journal; log:\n{}",
+            agent.last_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(
         driver
             .contributions(task_id)

@@ -617,6 +617,10 @@ impl Daemon {
                 now,
             )?;
             tx.set_task_state(task_id, ReplicateStatus::Contributed, None, now)?;
+            // A small archive is made durable by this very commit (no file, no extra fsync).
+            if let job::KeptArchive::Inline(bytes) = &outcome.archive {
+                tx.put_result_archive(task_id, bytes)?;
+            }
             enqueue_in(
                 tx,
                 &signer,
@@ -680,12 +684,19 @@ impl Daemon {
         };
         let client = self.tools()?.http.clone();
         let events = self.runner.events.clone();
-        let archive = job::archive_path(&self.runner.results_dir, &task_id);
+        // A small archive was committed with the contribution; a larger one is a file.
+        let archive = match self.store.lock().result_archive(task_id)? {
+            Some(bytes) => pipeline::upload::Archive::Bytes(bytes),
+            None => pipeline::upload::Archive::File(job::archive_path(
+                &self.runner.results_dir,
+                &task_id,
+            )),
+        };
         let signer = Arc::new(self.signer.clone());
         tokio::spawn(async move {
             let proxy = assignment.deal.result_storage_proxy.as_deref();
             let event =
-                match pipeline::upload::upload(&client, &signer, proxy, &task_id, &archive).await {
+                match pipeline::upload::upload(&client, &signer, proxy, &task_id, archive).await {
                     Ok(result_link) => {
                         crash_point("upload.after_put");
                         JobEvent::Uploaded {
@@ -825,7 +836,8 @@ impl Daemon {
                     return Ok(true);
                 }
                 if !self.try_commit(|tx| {
-                    report_state(tx, &signer, &topic, task_id, status, cause, now)
+                    report_state(tx, &signer, &topic, task_id, status, cause, now)?;
+                    tx.drop_result_archive(task_id)
                 })? {
                     return Ok(false);
                 }

@@ -102,9 +102,34 @@ pub struct JobOutcome {
     pub failure: Option<(ReplicateStatus, ReplicateStatusCause, String)>,
     /// The archive kept for the upload: `iexec_out.zip`, or its encryption for the beneficiary
     /// when the deal asks for it (then never the clear form).
-    pub archive: PathBuf,
+    pub archive: KeptArchive,
     /// The enclave part of the contribution.
     pub enclave: Enclave,
+}
+
+/// Archives up to this size are kept in the journal, committed with the contribution, rather
+/// than in a file: one fsync for both instead of two more (the file's and its directory's), on
+/// the critical path of every task (BENCHMARKS.md, issue 8).
+pub const INLINE_ARCHIVE_MAX: usize = 64 * 1024;
+
+/// Where a task's result archive is kept until the upload.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeptArchive {
+    /// At most [`INLINE_ARCHIVE_MAX`] bytes: the daemon commits them to the journal with the
+    /// contribution (`Tx::put_result_archive`); no file is written.
+    Inline(Vec<u8>),
+    /// Written atomically (fsynced, directory too) to this file of the results directory, or
+    /// nothing kept there (no upload will find one).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for KeptArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 /// What every job shares.
@@ -538,7 +563,7 @@ fn failed_outcome(
     // Encrypted like any result of the deal, when it asks for it.
     let keep = Keep::of(assignment, released);
     let archive = keep_archive(&ctx.results_dir, &assignment.task_id, &tree, keep)
-        .unwrap_or_else(|_| archive_path(&ctx.results_dir, &assignment.task_id));
+        .unwrap_or_else(|_| KeptArchive::File(archive_path(&ctx.results_dir, &assignment.task_id)));
     JobOutcome {
         digest,
         fuel_used,
@@ -598,10 +623,15 @@ async fn keep_archive_waiting(
     tree: &MemTree,
     keep: Keep<'_>,
     deadline_ms: u64,
-) -> Result<PathBuf, (ReplicateStatusCause, String)> {
+) -> Result<KeptArchive, (ReplicateStatusCause, String)> {
     let Some(bytes) = archive_bytes(tree, keep)? else {
-        return Ok(drop_archive(results_dir, task_id));
+        return Ok(KeptArchive::File(drop_archive(results_dir, task_id)));
     };
+    if bytes.len() <= INLINE_ARCHIVE_MAX {
+        // The journal keeps it; a stale file of an earlier attempt must not be uploaded.
+        drop_archive(results_dir, task_id);
+        return Ok(KeptArchive::Inline(bytes));
+    }
     let mut waiting = false;
     loop {
         match write_archive(results_dir, task_id, &bytes) {
@@ -609,7 +639,7 @@ async fn keep_archive_waiting(
                 if waiting {
                     tracing::info!(%task_id, "result archive written: the disk took it");
                 }
-                return Ok(path);
+                return Ok(KeptArchive::File(path));
             }
             Err(e) => {
                 if !before_retry_limit(deadline_ms) {
@@ -626,16 +656,21 @@ async fn keep_archive_waiting(
 }
 
 /// Zips the output, encrypts it for the beneficiary when `keep` says so (in memory: the clear
-/// zip never reaches the disk), and writes the result atomically to the results directory.
+/// zip never reaches the disk), and keeps the result for the journal (small) or writes it
+/// atomically to the results directory.
 fn keep_archive(
     results_dir: &Path,
     task_id: &TaskId,
     tree: &MemTree,
     keep: Keep<'_>,
-) -> Result<PathBuf, (ReplicateStatusCause, String)> {
+) -> Result<KeptArchive, (ReplicateStatusCause, String)> {
     match archive_bytes(tree, keep)? {
-        None => Ok(drop_archive(results_dir, task_id)),
-        Some(bytes) => write_archive(results_dir, task_id, &bytes),
+        None => Ok(KeptArchive::File(drop_archive(results_dir, task_id))),
+        Some(bytes) if bytes.len() <= INLINE_ARCHIVE_MAX => {
+            drop_archive(results_dir, task_id);
+            Ok(KeptArchive::Inline(bytes))
+        }
+        Some(bytes) => write_archive(results_dir, task_id, &bytes).map(KeptArchive::File),
     }
 }
 
@@ -709,34 +744,57 @@ mod tests {
         use edgepool_protocol::result_archive::{
             decrypt_result, BeneficiaryPrivateKey, ExtractLimits,
         };
-        let dir = tempfile::tempdir().unwrap();
-        let mut tree = MemTree::new();
-        tree.insert_file("result.txt", b"CLEAR-RESULT-MARKER".to_vec())
-            .unwrap();
         let private = BeneficiaryPrivateKey::generate(&mut rand::rngs::OsRng, 1024).unwrap();
         let public = private.public_key();
-        let task = TaskId::from([7; 32]);
-        let path = keep_archive(dir.path(), &task, &tree, Keep::EncryptedFor(&public)).unwrap();
-        let stored = std::fs::read(&path).unwrap();
-        assert!(!stored
-            .windows(b"CLEAR-RESULT-MARKER".len())
-            .any(|w| w == b"CLEAR-RESULT-MARKER"));
-        let clear = decrypt_result(&stored, &private, &ExtractLimits::default()).unwrap();
-        assert_eq!(clear, zip_tree(&tree, "").unwrap());
-        // Only the archive itself is in the directory (no temporary clear file left behind).
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A small result is kept for the journal, a large one (incompressible, above
+        // INLINE_ARCHIVE_MAX) in a file: neither holds the clear result.
+        let mut large = b"CLEAR-RESULT-MARKER".to_vec();
+        let mut rng = rand::rngs::OsRng;
+        large.extend((0..INLINE_ARCHIVE_MAX + 1024).map(|_| rand::Rng::gen::<u8>(&mut rng)));
+        for (content, inline) in [(b"CLEAR-RESULT-MARKER".to_vec(), true), (large, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut tree = MemTree::new();
+            tree.insert_file("result.txt", content).unwrap();
+            let task = TaskId::from([7; 32]);
+            let kept = keep_archive(dir.path(), &task, &tree, Keep::EncryptedFor(&public)).unwrap();
+            let files = std::fs::read_dir(dir.path()).unwrap().count();
+            let stored = match kept {
+                KeptArchive::Inline(bytes) => {
+                    assert!(inline, "a large archive must be a file");
+                    assert_eq!(files, 0, "no file for an archive kept in the journal");
+                    bytes
+                }
+                KeptArchive::File(path) => {
+                    assert!(!inline, "a small archive must be kept for the journal");
+                    // Only the archive itself (no temporary clear file left behind).
+                    assert_eq!(files, 1);
+                    std::fs::read(&path).unwrap()
+                }
+            };
+            assert!(!stored
+                .windows(b"CLEAR-RESULT-MARKER".len())
+                .any(|w| w == b"CLEAR-RESULT-MARKER"));
+            let clear = decrypt_result(&stored, &private, &ExtractLimits::default()).unwrap();
+            assert_eq!(clear, zip_tree(&tree, "").unwrap());
+        }
     }
 
     #[test]
     fn without_a_beneficiary_key_nothing_is_kept_and_a_stale_archive_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let task = TaskId::from([8; 32]);
+        let stale = archive_path(dir.path(), &task);
         let tree = error_tree(ReplicateStatusCause::AppComputeFailed);
-        let path = keep_archive(dir.path(), &task, &tree, Keep::Clear).unwrap();
-        assert!(path.exists());
+        // A stale file of an earlier attempt goes when the new archive is kept for the journal.
+        std::fs::write(&stale, b"stale").unwrap();
+        let kept = keep_archive(dir.path(), &task, &tree, Keep::Clear).unwrap();
+        assert_eq!(kept, KeptArchive::Inline(zip_tree(&tree, "").unwrap()));
+        assert!(!stale.exists());
+        // And when nothing is kept.
+        std::fs::write(&stale, b"stale").unwrap();
         let again = keep_archive(dir.path(), &task, &tree, Keep::Nothing).unwrap();
-        assert_eq!(again, path);
-        assert!(!path.exists());
+        assert_eq!(again, KeptArchive::File(stale.clone()));
+        assert!(!stale.exists());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! The token: `X-Edgepool-Worker: <address>` and `X-Edgepool-Signature: <EIP-191 signature of
 //! keccak256(taskId ‖ sha256(archive))>`.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use edgepool_protocol::hash::{keccak256_concat, sha256};
 use edgepool_protocol::primitives::TaskId;
@@ -16,6 +16,24 @@ pub const WORKER_HEADER: &str = "X-Edgepool-Worker";
 /// The header carrying the upload signature.
 pub const SIGNATURE_HEADER: &str = "X-Edgepool-Signature";
 
+/// Where the archive to upload is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Archive {
+    /// Kept in the journal (small archives).
+    Bytes(Vec<u8>),
+    /// A file of the results directory.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
 /// Uploads `archive` and returns the result link.
 ///
 /// # Errors
@@ -25,13 +43,17 @@ pub async fn upload(
     signer: &Signer,
     proxy: Option<&str>,
     task_id: &TaskId,
-    archive: &Path,
+    archive: Archive,
 ) -> Result<String, String> {
     let proxy = proxy
         .filter(|p| p.starts_with("http://") || p.starts_with("https://"))
         .ok_or("the deal names no http(s) result store (result_storage_proxy)")?;
-    let bytes =
-        std::fs::read(archive).map_err(|e| format!("reading {}: {e}", archive.display()))?;
+    let bytes = match archive {
+        Archive::Bytes(bytes) => bytes,
+        Archive::File(path) => {
+            std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?
+        }
+    };
     let digest = sha256(&bytes);
     let token =
         signer.sign_personal(keccak256_concat(&[task_id.as_bytes(), digest.as_bytes()]).as_bytes());

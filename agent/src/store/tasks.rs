@@ -365,7 +365,32 @@ impl Tx<'_> {
         get_task(&self.inner, id)
     }
 
-    /// Forgets tasks in a final state last updated before `before_ms`, with their transitions.
+    /// Keeps `bytes` as the result archive of `task_id` (replacing any), in this transaction.
+    ///
+    /// # Errors
+    /// An SQLite error.
+    pub fn put_result_archive(&mut self, task_id: TaskId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.execute(
+            "INSERT OR REPLACE INTO result_archives (task_id, bytes) VALUES (?1, ?2)",
+            params![task_id.to_string(), bytes],
+        )?;
+        Ok(())
+    }
+
+    /// Drops the result archive of `task_id` kept in the journal, if any.
+    ///
+    /// # Errors
+    /// An SQLite error.
+    pub fn drop_result_archive(&mut self, task_id: TaskId) -> Result<(), StoreError> {
+        self.inner.execute(
+            "DELETE FROM result_archives WHERE task_id = ?1",
+            params![task_id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets tasks in a final state last updated before `before_ms`, with their transitions
+    /// and kept result archives.
     /// Returns how many were removed.
     ///
     /// # Errors
@@ -411,6 +436,21 @@ impl Store {
     /// [`StoreError::Corrupt`] if its row does not parse.
     pub fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         get_task(&self.conn, id)
+    }
+
+    /// The result archive of `task_id` kept in the journal ([`Tx::put_result_archive`]), if any.
+    ///
+    /// # Errors
+    /// An SQLite error.
+    pub fn result_archive(&self, task_id: TaskId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT bytes FROM result_archives WHERE task_id = ?1",
+                params![task_id.to_string()],
+                |row| row.get(0),
+            )
+            .optional()?)
     }
 
     /// The tasks `filter` selects, oldest first.
