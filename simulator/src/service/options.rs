@@ -159,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn new_options_start_a_plain_pool() {
+    fn new_options_describe_a_plain_pool_with_default_settings() {
         let store = Store::start().expect("store");
         let options = options(&store);
         assert_eq!(options.pool, Address([7; 20]));
