@@ -8,210 +8,39 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgepool_protocol::digest::result_digest;
-use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{DatasetRef, DealSummary, Message, TaskLimits};
+use edgepool_protocol::messages::{DatasetRef, Message, TaskLimits};
 use edgepool_protocol::poco;
 use edgepool_protocol::primitives::{Address, Digest, TaskId};
 use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
-use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
-use edgepool_simulator::scheduler::{Action, Scheduler};
-use rumqttc::Client;
+use edgepool_simulator::scheduler::Action;
+use support::driver::Driver;
 use support::http::{StoreServer as HttpServer, Upload};
-use support::pool::{init_agent, run_agent, send_sealed, topic, SchedulerLink};
+use support::pool::Agent;
+use support::repo;
 use support::rumqttd::EmbeddedBroker;
-use support::{bin, now_ms, repo};
 
-/// A real `edgepool-agent run` process.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    address: Address,
+/// Serves `files`, starts the embedded broker, the scheduler and an agent with `slots` slots,
+/// and waits until the agent is online.
+fn setup(
+    files: HashMap<String, Vec<u8>>,
     slots: u32,
-    runs: u32,
-}
-
-impl Agent {
-    fn start(broker: &str, scheduler: Address) -> Agent {
-        Agent::start_with_slots(broker, scheduler, 2)
-    }
-
-    fn start_with_slots(broker: &str, scheduler: Address, slots: u32) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, address) = init_agent(dir.path(), broker, scheduler);
-        let log = dir.path().join("agent-0.log");
-        let child = Agent::spawn(dir.path(), &config, &log, slots);
-        Agent {
-            child,
-            log,
-            dir,
-            config,
-            address,
-            slots,
-            runs: 1,
-        }
-    }
-
-    fn spawn(dir: &Path, config: &Path, log: &Path, slots: u32) -> Child {
-        let slots = slots.to_string();
-        let env = [
-            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
-            ("EDGEPOOL_AGENT_SLOTS", slots.as_str()),
-            ("EDGEPOOL_FETCH_RETRIES", "0"),
-            ("EDGEPOOL_LOG", "debug"),
-        ];
-        run_agent(dir, config, log, env)
-    }
-
-    /// `kill -9`, then a new process on the same state directory.
-    fn kill9_and_restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.log = self.dir.path().join(format!("agent-{}.log", self.runs));
-        self.runs += 1;
-        self.child = Agent::spawn(self.dir.path(), &self.config, &self.log, self.slots);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn tasks(&self) -> serde_json::Value {
-        let out = bin()
-            .args(["tasks", "--json", "--config"])
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The scheduler side: the simulator's state machine on a real MQTT connection.
-struct Driver {
-    scheduler: Scheduler,
-    signer: Signer,
-    client: Client,
-    incoming: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
-    seq: u64,
-    /// Every message received from workers, in order.
-    seen: Vec<Message>,
-}
-
-impl Driver {
-    fn connect(port: u16) -> Driver {
-        let SchedulerLink {
-            signer,
-            client,
-            incoming,
-        } = SchedulerLink::connect(port, 64, None);
-        Driver {
-            scheduler: Scheduler::new(signer.clone()),
-            signer,
-            client,
-            incoming,
-            seq: 0,
-            seen: Vec::new(),
-        }
-    }
-
-    fn perform(&mut self, actions: Vec<Action>) -> Vec<Action> {
-        let mut rest = Vec::new();
-        for action in actions {
-            match action {
-                Action::Send { worker, message } => {
-                    self.seq += 1;
-                    send_sealed(&self.signer, &self.client, worker, self.seq, &message);
-                }
-                other => rest.push(other),
-            }
-        }
-        rest
-    }
-
-    /// Waits until the worker's capacity is seen (the agent is up).
-    fn wait_online(&mut self, worker: Address, agent: &Agent) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok((t, _)) = self.incoming.recv_timeout(Duration::from_millis(100)) {
-                if t == topic(worker, "capacity") {
-                    return;
-                }
-            }
-        }
-        panic!("agent never advertised; log:\n{}", agent.log());
-    }
-
-    /// Waits up to 100 ms for the next outbox message; feeds it to the scheduler and performs
-    /// the sends. Returns the message and the scheduler's other actions.
-    fn step(&mut self) -> Option<(Message, Vec<Action>)> {
-        let (t, payload) = self
-            .incoming
-            .recv_timeout(Duration::from_millis(100))
-            .ok()?;
-        if !t.ends_with("/outbox") {
-            return None;
-        }
-        let opened = Envelope::open(&payload, &t).unwrap();
-        self.seen.push(opened.message.clone());
-        let actions = self
-            .scheduler
-            .handle(opened.sender, &opened.message, now_ms())
-            .unwrap_or_else(|e| panic!("scheduler refused {:?}: {e}", opened.message));
-        let rest = self.perform(actions);
-        Some((opened.message, rest))
-    }
-
-    /// Drives the task until a worker's message matches `seen`.
-    fn run_until_seen(&mut self, agent: &Agent, seen: impl Fn(&Message) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some((message, _)) = self.step() {
-                if seen(&message) {
-                    return;
-                }
-            }
-        }
-        panic!("the awaited message never came; log:\n{}", agent.log());
-    }
-
-    /// Drives the task until the scheduler produces an action `done` accepts.
-    fn run_until(&mut self, agent: &Agent, mut done: impl FnMut(&Action) -> bool) -> Action {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some((_, actions)) = self.step() {
-                if let Some(action) = actions.into_iter().find(|a| done(a)) {
-                    return action;
-                }
-            }
-        }
-        panic!("the task did not finish; log:\n{}", agent.log());
-    }
-}
-
-fn deal(
-    server: &HttpServer,
-    app: &str,
-    app_bytes: &[u8],
-    inputs: Vec<String>,
-    args: &str,
-    seed: u8,
-) -> DealSummary {
-    server.deal(app, app_bytes, inputs, args, seed)
+) -> (HttpServer, EmbeddedBroker, Driver, Agent) {
+    let server = HttpServer::start(files);
+    let broker = EmbeddedBroker::start();
+    let mut driver = Driver::connect(broker.port());
+    let slots = slots.to_string();
+    let env = [
+        ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+        ("EDGEPOOL_AGENT_SLOTS", slots.as_str()),
+    ];
+    let agent = Agent::start(&broker.url(), driver.scheduler.address(), &env);
+    driver.wait_online(&agent);
+    (server, broker, driver, agent)
 }
 
 #[test]
@@ -225,14 +54,9 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
     );
     let dataset = b"city,temp\nParis,11.5\nLyon,12\n".to_vec();
     files.insert("weather.csv".to_string(), dataset.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let agent = Agent::start(&broker.url(), driver.scheduler.address());
-    driver.wait_online(agent.address, &agent);
+    let (server, _broker, mut driver, agent) = setup(files, 2);
 
-    let mut d = deal(
-        &server,
+    let mut d = server.deal(
         "hello.wasm",
         &hello,
         vec![server.url("greeting.txt")],
@@ -248,20 +72,8 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
         size_bytes: Some(dataset.len() as u64),
         encrypted: false,
     });
-    let task_id = poco::task_id(&d.deal_id, 0);
-    let actions = driver
-        .scheduler
-        .assign(
-            &d,
-            0,
-            agent.address,
-            TaskLimits::default(),
-            Address::ZERO,
-            now_ms(),
-        )
-        .unwrap();
-    driver.perform(actions);
-    let finalized = driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
+    let task_id = driver.assign(&d, agent.address);
+    let finalized = driver.run_until_action(&agent, |a| matches!(a, Action::Finalized { .. }));
     let Action::Finalized {
         result_hash,
         result_link,
@@ -323,13 +135,14 @@ fn a_task_runs_from_assignment_to_completion_and_its_uploaded_result_matches_the
 
     // The journal ends the task as COMPLETED.
     let ok = support::poll_until(Duration::from_secs(10), || {
-        agent.tasks().as_array().is_some_and(|tasks| {
-            tasks
-                .iter()
-                .any(|t| t["task_id"] == task_id.to_string() && t["state"] == "COMPLETED")
-        })
+        agent.task_state(task_id).as_deref() == Some("COMPLETED")
     });
-    assert!(ok, "{}\n{}", agent.tasks(), agent.log());
+    assert!(
+        ok,
+        "{}\n{}",
+        agent.cli("tasks", &["--json"]).1,
+        agent.last_log()
+    );
 }
 
 #[test]
@@ -342,24 +155,15 @@ fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_i
     .unwrap();
     let mut files = HashMap::new();
     files.insert("loop.wasm".to_string(), looping.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let agent = Agent::start(&broker.url(), driver.scheduler.address());
-    driver.wait_online(agent.address, &agent);
+    let (server, _broker, mut driver, agent) = setup(files, 2);
 
-    let d = deal(&server, "loop.wasm", &looping, Vec::new(), "", 9);
-    let task_id: TaskId = poco::task_id(&d.deal_id, 0);
+    let d = server.deal("loop.wasm", &looping, Vec::new(), "", 9);
     let limits = TaskLimits {
         fuel: 2_000_000,
         ..TaskLimits::default()
     };
-    let actions = driver
-        .scheduler
-        .assign(&d, 0, agent.address, limits, Address::ZERO, now_ms())
-        .unwrap();
-    driver.perform(actions);
-    driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
+    let task_id: TaskId = driver.assign_with_limits(&d, agent.address, limits);
+    driver.run_until_action(&agent, |a| matches!(a, Action::Finalized { .. }));
     let failed = driver.seen.iter().find_map(|m| match m {
         Message::StatusUpdate(u)
             if u.task_id == task_id && u.status == ReplicateStatus::ComputeFailed =>
@@ -374,14 +178,7 @@ fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_i
         "{:?}",
         driver.seen
     );
-    let contribution = driver
-        .seen
-        .iter()
-        .find_map(|m| match m {
-            Message::Contribution(c) if c.task_id == task_id => Some(c.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let contribution = driver.contributions(task_id)[0].clone();
     // Out of fuel: all but the last instruction's cost of the budget was used.
     assert!(
         contribution.fuel_used > 1_900_000 && contribution.fuel_used <= 2_000_000,
@@ -397,32 +194,17 @@ fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_i
     assert_eq!(contribution.result_digest, expected);
 
     // An assignment asking for more than the worker allows is declined with its cause.
-    let greedy = deal(&server, "loop.wasm", &looping, Vec::new(), "", 10);
+    let greedy = server.deal("loop.wasm", &looping, Vec::new(), "", 10);
     let too_much = TaskLimits {
         fuel: u64::MAX,
         ..TaskLimits::default()
     };
-    let actions = driver
-        .scheduler
-        .assign(&greedy, 0, agent.address, too_much, Address::ZERO, now_ms())
-        .unwrap();
-    driver.perform(actions);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let greedy_id = poco::task_id(&greedy.deal_id, 0);
-    while Instant::now() < deadline
-        && !driver
-            .seen
-            .iter()
-            .any(|m| matches!(m, Message::Decline(x) if x.task_id == greedy_id))
-    {
-        if let Ok((t, payload)) = driver.incoming.recv_timeout(Duration::from_millis(100)) {
-            if t.ends_with("/outbox") {
-                driver
-                    .seen
-                    .push(Envelope::open(&payload, &t).unwrap().message);
-            }
-        }
-    }
+    let greedy_id = driver.assign_with_limits(&greedy, agent.address, too_much);
+    // Recorded only: the scheduler is not asked, whatever else the agent still reports.
+    driver.watch_until(
+        Duration::from_secs(20),
+        |m| matches!(m, Message::Decline(x) if x.task_id == greedy_id),
+    );
     let decline = driver.seen.iter().find_map(|m| match m {
         Message::Decline(x) if x.task_id == greedy_id => Some(x.cause),
         _ => None,
@@ -431,21 +213,8 @@ fn a_failing_app_contributes_a_deterministic_error_result_and_a_bad_assignment_i
         decline,
         Some(ReplicateStatusCause::InsufficientResources),
         "{}",
-        agent.log()
+        agent.last_log()
     );
-}
-
-fn mandelbrot_deal(server: &HttpServer, app: &[u8], seed: u8) -> DealSummary {
-    deal(server, "mandelbrot.wasm", app, Vec::new(), "400 1000", seed)
-}
-
-fn contributions_of(seen: &[Message], task_id: TaskId) -> Vec<Digest> {
-    seen.iter()
-        .filter_map(|m| match m {
-            Message::Contribution(c) if c.task_id == task_id => Some(c.result_digest),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -454,28 +223,12 @@ fn a_task_killed_mid_compute_is_computed_again_after_restart_and_never_contribut
     let app = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
     let mut files = HashMap::new();
     files.insert("mandelbrot.wasm".to_string(), app.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let mut agent = Agent::start(&broker.url(), driver.scheduler.address());
-    driver.wait_online(agent.address, &agent);
+    let (server, _broker, mut driver, mut agent) = setup(files, 2);
 
-    let d = mandelbrot_deal(&server, &app, 21);
-    let task_id = poco::task_id(&d.deal_id, 0);
-    let actions = driver
-        .scheduler
-        .assign(
-            &d,
-            0,
-            agent.address,
-            TaskLimits::default(),
-            Address::ZERO,
-            now_ms(),
-        )
-        .unwrap();
-    driver.perform(actions);
+    let d = server.mandelbrot_deal(21);
+    let task_id = driver.assign(&d, agent.address);
     // Kill the agent as soon as it reports COMPUTING.
-    driver.run_until_seen(&agent, |m| {
+    driver.run_until(&agent, |m, _| {
         matches!(m, Message::StatusUpdate(u) if u.task_id == task_id && u.status == ReplicateStatus::Computing)
     });
     let computing = driver.seen.iter().any(|m| {
@@ -483,18 +236,22 @@ fn a_task_killed_mid_compute_is_computed_again_after_restart_and_never_contribut
     });
     assert!(computing, "{:?}", driver.seen);
     assert!(
-        contributions_of(&driver.seen, task_id).is_empty(),
+        driver.contributed_digests(task_id).is_empty(),
         "killed too late for this test"
     );
-    agent.kill9_and_restart();
-    driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
-    let contributions = contributions_of(&driver.seen, task_id);
+    agent.restart(None);
+    driver.run_until_action(&agent, |a| matches!(a, Action::Finalized { .. }));
+    let contributions = driver.contributed_digests(task_id);
     assert!(!contributions.is_empty());
     assert!(
         contributions.windows(2).all(|w| w[0] == w[1]),
         "two different contributions: {contributions:?}"
     );
-    assert!(agent.log().contains("resuming task"), "{}", agent.log());
+    assert!(
+        agent.last_log().contains("resuming task"),
+        "{}",
+        agent.last_log()
+    );
 }
 
 #[test]
@@ -502,29 +259,12 @@ fn with_every_slot_busy_a_new_assignment_is_declined() {
     let app = std::fs::read(repo().join("apps/mandelbrot/mandelbrot.wasm")).unwrap();
     let mut files = HashMap::new();
     files.insert("mandelbrot.wasm".to_string(), app.clone());
-    let server = HttpServer::start(files);
-    let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port());
-    let agent = Agent::start_with_slots(&broker.url(), driver.scheduler.address(), 1);
-    driver.wait_online(agent.address, &agent);
-    let first = mandelbrot_deal(&server, &app, 31);
-    let second = mandelbrot_deal(&server, &app, 32);
-    for d in [&first, &second] {
-        let actions = driver
-            .scheduler
-            .assign(
-                d,
-                0,
-                agent.address,
-                TaskLimits::default(),
-                Address::ZERO,
-                now_ms(),
-            )
-            .unwrap();
-        driver.perform(actions);
-    }
-    let second_id = poco::task_id(&second.deal_id, 0);
-    let declined = driver.run_until(
+    let (server, _broker, mut driver, agent) = setup(files, 1);
+    let first = server.mandelbrot_deal(31);
+    let second = server.mandelbrot_deal(32);
+    driver.assign(&first, agent.address);
+    let second_id = driver.assign(&second, agent.address);
+    let declined = driver.run_until_action(
         &agent,
         |a| matches!(a, Action::Failed { task_id, .. } if *task_id == second_id),
     );
@@ -535,5 +275,5 @@ fn with_every_slot_busy_a_new_assignment_is_declined() {
     });
     assert_eq!(cause, Some(ReplicateStatusCause::NoFreeSlot));
     // The first task still completes.
-    driver.run_until(&agent, |a| matches!(a, Action::Finalized { .. }));
+    driver.run_until_action(&agent, |a| matches!(a, Action::Finalized { .. }));
 }

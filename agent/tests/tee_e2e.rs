@@ -22,19 +22,13 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::{Duration, Instant};
 
 use edgepool_attestation::policy::Policy;
 use edgepool_protocol::dataset::{self, DatasetKey};
 use edgepool_protocol::digest::result_digest;
-use edgepool_protocol::envelope::Envelope;
-use edgepool_protocol::hash::sha256;
-use edgepool_protocol::messages::{
-    AppRef, DatasetRef, DealSummary, Evidence, Message, SecretRequest, TaskLimits,
-};
+use edgepool_protocol::messages::{DatasetRef, DealSummary, Evidence, Message};
 use edgepool_protocol::poco;
-use edgepool_protocol::primitives::{Address, DealId, Digest, TaskId};
+use edgepool_protocol::primitives::{Address, Digest};
 use edgepool_protocol::result_archive::{
     decrypt_result, unzip_to_tree, BeneficiaryPrivateKey, ExtractLimits, AES_KEY_ENTRY,
     PAYLOAD_ENTRY,
@@ -45,233 +39,29 @@ use edgepool_protocol::sms::{
 };
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_protocol::tags::Tag;
-use edgepool_simulator::scheduler::{Action, Scheduler};
-use edgepool_simulator::sms::{DatasetRestrictions, Sms};
-use rumqttc::Client;
+use edgepool_simulator::scheduler::Action;
+use edgepool_simulator::sms::DatasetRestrictions;
+use support::driver::Driver;
 use support::http::StoreServer as HttpServer;
-use support::pool::{init_agent, run_agent, send_sealed, topic, SchedulerLink, POOL};
+use support::pool::Agent;
+use support::repo;
 use support::rumqttd::EmbeddedBroker;
-use support::{now_ms, repo};
 
 const OWNER_KEY: [u8; 32] = [0x0d; 32];
 /// A row no output of csv-stats repeats: if these bytes appear anywhere, plaintext leaked.
 const MARKER: &str = "ZZ-PLAINTEXT-MARKER-7f3a9c";
 
-struct Agent {
-    child: Child,
-    log: PathBuf,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    address: Address,
-    runs: u32,
-}
-
-impl Agent {
-    fn start(broker: &str, scheduler: Address) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, address) = init_agent(dir.path(), broker, scheduler);
-        let log = dir.path().join("agent-0.log");
-        let child = Agent::spawn(dir.path(), &config, &log);
-        Agent {
-            child,
-            log,
-            dir,
-            config,
-            address,
-            runs: 1,
-        }
-    }
-
-    fn spawn(dir: &Path, config: &Path, log: &Path) -> Child {
-        let env = [
-            ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
-            ("EDGEPOOL_AGENT_SLOTS", "2"),
-            ("EDGEPOOL_AGENT_ATTESTATION", "software"),
-            ("EDGEPOOL_AGENT_SECRET_TIMEOUT_SECS", "20"),
-            ("EDGEPOOL_FETCH_RETRIES", "0"),
-            // The most verbose level: a secret that reached any log line would be found.
-            ("EDGEPOOL_LOG", "trace"),
-        ];
-        run_agent(dir, config, log, env)
-    }
-
-    /// `kill -9`, then a new process on the same state directory.
-    fn kill9_and_restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.log = self.dir.path().join(format!("agent-{}.log", self.runs));
-        self.runs += 1;
-        self.child = Agent::spawn(self.dir.path(), &self.config, &self.log);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Rewrites a worker's secret request before the scheduler sees it (an attacker on the path).
-type Tamper = Box<dyn FnMut(&mut SecretRequest)>;
-/// Rewrites an assignment before it is sealed and sent (a scheduler that says one thing to the
-/// SMS and another to the worker).
-type AssignmentTamper = Box<dyn FnMut(&mut edgepool_protocol::messages::Assignment)>;
-
-/// The scheduler and its SMS on a real MQTT connection.
-struct Driver {
-    scheduler: Scheduler,
-    signer: Signer,
-    client: Client,
-    incoming: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
-    seq: u64,
-    seen: Vec<Message>,
-    tamper: Option<Tamper>,
-    assignment_tamper: Option<AssignmentTamper>,
-    /// While set, secret requests are kept here instead of going to the SMS.
-    hold: bool,
-    held: Vec<(Address, Message)>,
-    /// While set, the next contribution is seen but never reaches the scheduler (a broker that
-    /// acknowledged it and died before delivering it).
-    lose_contribution: bool,
-}
-
-impl Driver {
-    fn connect(port: u16, policy: Policy) -> Driver {
-        let SchedulerLink {
-            signer,
-            client,
-            incoming,
-        } = SchedulerLink::connect(port, 64, None);
-        let sms = Sms::new(signer.address(), policy);
-        Driver {
-            scheduler: Scheduler::new(signer.clone()).with_sms(sms, POOL.parse().unwrap()),
-            signer,
-            client,
-            incoming,
-            seq: 0,
-            seen: Vec::new(),
-            tamper: None,
-            assignment_tamper: None,
-            hold: false,
-            held: Vec::new(),
-            lose_contribution: false,
-        }
-    }
-
-    fn perform(&mut self, actions: Vec<Action>) -> Vec<Action> {
-        let mut rest = Vec::new();
-        for action in actions {
-            match action {
-                Action::Send {
-                    worker,
-                    mut message,
-                } => {
-                    if let (Message::Assignment(a), Some(tamper)) =
-                        (&mut message, &mut self.assignment_tamper)
-                    {
-                        tamper(a);
-                    }
-                    self.seq += 1;
-                    send_sealed(&self.signer, &self.client, worker, self.seq, &message);
-                }
-                other => rest.push(other),
-            }
-        }
-        rest
-    }
-
-    fn wait_online(&mut self, agent: &Agent) -> edgepool_protocol::messages::CapacityAdvertisement {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok((t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) {
-                if t == topic(agent.address, "capacity") {
-                    if let Message::Capacity(c) = Envelope::open(&payload, &t).unwrap().message {
-                        return c;
-                    }
-                }
-            }
-        }
-        panic!("agent never advertised; log:\n{}", agent.log());
-    }
-
-    fn step(&mut self) -> Option<(Message, Vec<Action>)> {
-        let (t, payload) = self
-            .incoming
-            .recv_timeout(Duration::from_millis(100))
-            .ok()?;
-        if !t.ends_with("/outbox") {
-            return None;
-        }
-        let opened = Envelope::open(&payload, &t).unwrap();
-        let mut message = opened.message;
-        if let (Message::SecretRequest(request), Some(tamper)) = (&mut message, &mut self.tamper) {
-            tamper(request);
-        }
-        self.seen.push(message.clone());
-        if self.lose_contribution && matches!(message, Message::Contribution(_)) {
-            self.lose_contribution = false;
-            return Some((message, Vec::new()));
-        }
-        if self.hold && matches!(message, Message::SecretRequest(_)) {
-            self.held.push((opened.sender, message.clone()));
-            return Some((message, Vec::new()));
-        }
-        let actions = self
-            .scheduler
-            .handle(opened.sender, &message, now_ms())
-            .unwrap_or_else(|e| panic!("scheduler refused {message:?}: {e}"));
-        let rest = self.perform(actions);
-        Some((message, rest))
-    }
-
-    fn run_until(&mut self, agent: &Agent, mut done: impl FnMut(&Message, &[Action]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if let Some((message, actions)) = self.step() {
-                if done(&message, &actions) {
-                    return;
-                }
-            }
-        }
-        panic!("the awaited event never came; log:\n{}", agent.log());
-    }
-
-    /// Drives until the task's failure is reported; returns its status and cause.
-    fn run_until_failed(
-        &mut self,
-        agent: &Agent,
-        task_id: TaskId,
-    ) -> (ReplicateStatus, ReplicateStatusCause) {
-        let mut found = None;
-        self.run_until(agent, |m, _| match m {
-            Message::StatusUpdate(u) if u.task_id == task_id && u.cause.is_some() => {
-                found = Some((u.status, u.cause.unwrap()));
-                true
-            }
-            _ => false,
-        });
-        found.unwrap()
-    }
-
-    /// Hands the held secret requests to the scheduler, oldest first, and sends the answers.
-    fn release_held(&mut self) {
-        self.hold = false;
-        for (sender, message) in std::mem::take(&mut self.held) {
-            let actions = self.scheduler.handle(sender, &message, now_ms()).unwrap();
-            self.perform(actions);
-        }
-    }
-
-    fn contributed(&self, task_id: TaskId) -> bool {
-        self.seen
-            .iter()
-            .any(|m| matches!(m, Message::Contribution(c) if c.task_id == task_id))
-    }
+/// `edgepool-agent run` with the software attester, for the embedded broker at `broker`.
+fn start_agent(broker: &str, scheduler: Address) -> Agent {
+    let env = [
+        ("EDGEPOOL_AGENT_MIN_FREE_DISK_MB", "1"),
+        ("EDGEPOOL_AGENT_SLOTS", "2"),
+        ("EDGEPOOL_AGENT_ATTESTATION", "software"),
+        ("EDGEPOOL_AGENT_SECRET_TIMEOUT_SECS", "20"),
+        // The most verbose level: a secret that reached any log line would be found.
+        ("EDGEPOOL_LOG", "trace"),
+    ];
+    Agent::start(broker, scheduler, &env)
 }
 
 /// The CSV and its encryption under a fresh key.
@@ -287,39 +77,19 @@ fn encrypted_dataset() -> EncryptedDataset {
     EncryptedDataset { key, encrypted }
 }
 
+/// The standard deal of csv-stats on the encrypted dataset, tagged `tee`.
 fn tee_deal(server: &HttpServer, app: &[u8], data: &EncryptedDataset, seed: u8) -> DealSummary {
-    DealSummary {
-        deal_id: DealId::from([seed; 32]),
-        app: AppRef {
-            address: Address([0xa1; 20]),
-            url: server.url("csv-stats.wasm"),
-            checksum: Digest(sha256(app)),
-            size_bytes: Some(app.len() as u64),
-        },
-        dataset: Some(DatasetRef {
-            address: Address([0xd1; 20]),
-            url: server.url("weather.csv.enc"),
-            checksum: dataset::checksum(&data.encrypted),
-            filename: "weather.csv".into(),
-            size_bytes: Some(data.encrypted.len() as u64),
-            encrypted: true,
-        }),
-        input_files: Vec::new(),
-        args: "temp".into(),
-        tag: Tag::encode(&["tee"]).unwrap(),
-        trust: 1,
-        category: 0,
-        time_ref_seconds: 60,
-        start_time_ms: now_ms(),
-        requester: Address([0x51; 20]),
-        beneficiary: Address([0x52; 20]),
-        callback: Address::ZERO,
-        result_encryption: false,
-        result_storage_provider: "http".into(),
-        result_storage_proxy: Some(format!("http://127.0.0.1:{}", server.port)),
-        bot_first: 0,
-        bot_size: 1,
-    }
+    let mut deal = server.deal("csv-stats.wasm", app, Vec::new(), "temp", seed);
+    deal.dataset = Some(DatasetRef {
+        address: Address([0xd1; 20]),
+        url: server.url("weather.csv.enc"),
+        checksum: dataset::checksum(&data.encrypted),
+        filename: "weather.csv".into(),
+        size_bytes: Some(data.encrypted.len() as u64),
+        encrypted: true,
+    });
+    deal.tag = Tag::encode(&["tee"]).unwrap();
+    deal
 }
 
 /// The owner pushes the dataset key to the SMS, signed over iExec's web3 secret challenge.
@@ -355,26 +125,10 @@ fn setup(
     files.insert("wrong.wasm".to_string(), b"\0asm\x01\0\0\0".to_vec());
     let server = HttpServer::start(files);
     let broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(broker.port(), policy);
+    let mut driver = Driver::connect_with_sms(broker.port(), policy);
     push_key(&mut driver, &data);
-    let agent = Agent::start(&broker.url(), driver.scheduler.address());
+    let agent = start_agent(&broker.url(), driver.scheduler.address());
     (server, broker, driver, agent, app, data)
-}
-
-fn assign(driver: &mut Driver, agent: &Agent, deal: &DealSummary) -> TaskId {
-    let actions = driver
-        .scheduler
-        .assign(
-            deal,
-            0,
-            agent.address,
-            TaskLimits::default(),
-            Address::ZERO,
-            now_ms(),
-        )
-        .unwrap();
-    driver.perform(actions);
-    poco::task_id(&deal.deal_id, 0)
 }
 
 /// Every file under `dir`, recursively (bounded depth).
@@ -409,7 +163,7 @@ fn a_tee_task_with_an_encrypted_dataset_completes_and_leaves_no_secret_behind() 
     assert_eq!(capacity.tee_measurement.len(), 32);
 
     let deal = tee_deal(&server, &app, &data, 1);
-    let task_id = assign(&mut driver, &agent, &deal);
+    let task_id = driver.assign(&deal, agent.address);
     let challenge = driver.scheduler.task(&task_id).unwrap().enclave_challenge;
     assert!(!challenge.is_zero());
     let mut link = None;
@@ -424,14 +178,7 @@ fn a_tee_task_with_an_encrypted_dataset_completes_and_leaves_no_secret_behind() 
     });
 
     // The contribution's enclave signature recovers to the SMS's challenge.
-    let contribution = driver
-        .seen
-        .iter()
-        .find_map(|m| match m {
-            Message::Contribution(c) if c.task_id == task_id => Some(c.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let contribution = driver.contributions(task_id)[0].clone();
     assert_eq!(contribution.enclave_challenge, challenge);
     contribution.verify_hashes(agent.address).unwrap();
     let signature =
@@ -518,33 +265,16 @@ fn a_lost_tee_contribution_is_sent_again_when_the_assignment_is_repeated() {
     driver.assignment_tamper = Some(Box::new(move |a| *keep.borrow_mut() = Some(a.clone())));
     driver.lose_contribution = true;
     let deal = tee_deal(&server, &app, &data, 7);
-    let task_id = assign(&mut driver, &agent, &deal);
+    let task_id = driver.assign(&deal, agent.address);
     driver.run_until(&agent, |m, _| matches!(m, Message::Contribution(_)));
     assert!(!driver.lose_contribution);
     let assignment = sent.borrow().clone().expect("assignment sent");
-    driver.seq += 1;
-    send_sealed(
-        &driver.signer,
-        &driver.client,
-        agent.address,
-        driver.seq,
-        &Message::Assignment(assignment),
-    );
-    driver.run_until(&agent, |_, actions| {
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
-    });
-    let contributions: Vec<&Message> = driver
-        .seen
-        .iter()
-        .filter(|m| matches!(m, Message::Contribution(c) if c.task_id == task_id))
-        .collect();
+    driver.send(agent.address, &Message::Assignment(assignment));
+    driver.run_until_finalized(&agent, task_id);
+    let contributions = driver.contributions(task_id);
     assert_eq!(contributions.len(), 2, "{contributions:?}");
     assert_eq!(contributions[0], contributions[1]);
-    let Message::Contribution(c) = contributions[1] else {
-        unreachable!()
-    };
+    let c = contributions[1];
     let challenge = driver.scheduler.task(&task_id).unwrap().enclave_challenge;
     assert_eq!(c.enclave_challenge, challenge);
     assert_eq!(c.enclave_signature.len(), 65);
@@ -559,7 +289,7 @@ fn refused_secret_requests_are_reported_with_their_typed_cause_and_never_contrib
     // before it ever asks for the secrets.
     let mut wrong_app = tee_deal(&server, &app, &data, 11);
     wrong_app.app.url = server.url("wrong.wasm");
-    let task = assign(&mut driver, &agent, &wrong_app);
+    let task = driver.assign(&wrong_app, agent.address);
     let (status, cause) = driver.run_until_failed(&agent, task);
     assert_eq!(status, ReplicateStatus::AppDownloadFailed);
     assert_eq!(cause, ReplicateStatusCause::AppDownloadFailed);
@@ -577,7 +307,7 @@ fn refused_secret_requests_are_reported_with_their_typed_cause_and_never_contrib
             ..DatasetRestrictions::default()
         },
     );
-    let task = assign(&mut driver, &agent, &restricted);
+    let task = driver.assign(&restricted, agent.address);
     assert_eq!(
         driver.run_until_failed(&agent, task),
         (
@@ -598,7 +328,7 @@ fn refused_secret_requests_are_reported_with_their_typed_cause_and_never_contrib
         .unwrap();
     driver.tamper = Some(Box::new(move |request| request.evidence = first.clone()));
     let replayed = tee_deal(&server, &app, &data, 13);
-    let task = assign(&mut driver, &agent, &replayed);
+    let task = driver.assign(&replayed, agent.address);
     assert_eq!(
         driver.run_until_failed(&agent, task),
         (
@@ -616,7 +346,7 @@ fn refused_secret_requests_are_reported_with_their_typed_cause_and_never_contrib
         .unwrap()
         .set_policy(Policy::default());
     let hardware_only = tee_deal(&server, &app, &data, 14);
-    let task = assign(&mut driver, &agent, &hardware_only);
+    let task = driver.assign(&hardware_only, agent.address);
     assert_eq!(
         driver.run_until_failed(&agent, task),
         (
@@ -626,7 +356,7 @@ fn refused_secret_requests_are_reported_with_their_typed_cause_and_never_contrib
     );
     assert!(!driver.contributed(task));
     // The agent's log names the SMS's reasons.
-    let log = agent.log();
+    let log = agent.last_log();
     assert!(log.contains("dataset-restricted"), "{log}");
     assert!(log.contains("binding"), "{log}");
     assert!(log.contains("software evidence"), "{log}");
@@ -638,7 +368,7 @@ fn a_standard_task_with_an_encrypted_dataset_is_declined() {
     driver.wait_online(&agent);
     let mut deal = tee_deal(&server, &app, &data, 21);
     deal.tag = Tag::NONE;
-    let task = assign(&mut driver, &agent, &deal);
+    let task = driver.assign(&deal, agent.address);
     let mut cause = None;
     driver.run_until(&agent, |m, _| match m {
         Message::Decline(d) if d.task_id == task => {
@@ -656,10 +386,10 @@ fn a_tee_task_killed_while_waiting_for_its_secrets_asks_again_and_ignores_the_st
     driver.wait_online(&agent);
     let deal = tee_deal(&server, &app, &data, 31);
     driver.hold = true;
-    let task_id = assign(&mut driver, &agent, &deal);
+    let task_id = driver.assign(&deal, agent.address);
     driver.run_until(&agent, |m, _| matches!(m, Message::SecretRequest(_)));
     // The agent dies while its request is in flight; the resumed task asks again with a new key.
-    agent.kill9_and_restart();
+    agent.restart(None);
     // The journaled request may be flushed again after the restart (same bytes, same key);
     // the resumed job's own request has a fresh key.
     let first = match &driver.held[0].1 {
@@ -673,27 +403,16 @@ fn a_tee_task_killed_while_waiting_for_its_secrets_asks_again_and_ignores_the_st
     assert!(driver.held.len() >= 2, "{:?}", driver.held);
     // Both are answered, the stale one first: the agent must use the answer to its live request.
     driver.release_held();
-    driver.run_until(&agent, |_, actions| {
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
-    });
-    let contribution = driver
-        .seen
-        .iter()
-        .find_map(|m| match m {
-            Message::Contribution(c) if c.task_id == task_id => Some(c.clone()),
-            _ => None,
-        })
-        .unwrap();
+    driver.run_until_finalized(&agent, task_id);
+    let contribution = driver.contributions(task_id)[0].clone();
     assert_eq!(
         contribution.enclave_challenge,
         driver.scheduler.task(&task_id).unwrap().enclave_challenge
     );
     assert!(
-        agent.log().contains("stale or duplicate"),
+        agent.last_log().contains("stale or duplicate"),
         "{}",
-        agent.log()
+        agent.last_log()
     );
 }
 
@@ -728,7 +447,7 @@ fn corrupt_truncated_and_wrong_key_encrypted_datasets_fail_with_their_cause_and_
     files.insert("other-key.enc".to_string(), other.encrypted.clone());
     let server = HttpServer::start(files);
     let _broker = EmbeddedBroker::start();
-    let mut driver = Driver::connect(_broker.port(), Policy::simulator());
+    let mut driver = Driver::connect_with_sms(_broker.port(), Policy::simulator());
     push_key(&mut driver, &data);
     let owner = Signer::from_bytes(&OWNER_KEY).unwrap();
     for (address, key) in [(0xd2, &data.key), (0xd3, &pushed)] {
@@ -743,7 +462,7 @@ fn corrupt_truncated_and_wrong_key_encrypted_datasets_fail_with_their_cause_and_
             .push_dataset_secret(dataset, owner.address(), &value, &signature)
             .unwrap();
     }
-    let agent = Agent::start(&_broker.url(), driver.scheduler.address());
+    let agent = start_agent(&_broker.url(), driver.scheduler.address());
     driver.wait_online(&agent);
 
     let with = |seed: u8, address: u8, url: &str, checksum: Digest| {
@@ -792,17 +511,17 @@ fn corrupt_truncated_and_wrong_key_encrypted_datasets_fail_with_their_cause_and_
         ),
     ];
     for (name, deal, expected) in &cases {
-        let task = assign(&mut driver, &agent, deal);
+        let task = driver.assign(deal, agent.address);
         assert_eq!(
             driver.run_until_failed(&agent, task),
             *expected,
             "{name}\n{}",
-            agent.log()
+            agent.last_log()
         );
     }
     // The agent says why (a wrong key is told from a corrupt file by the checksum) and no key
     // or plaintext reached the log or the state directory.
-    let log = agent.log();
+    let log = agent.last_log();
     assert!(log.contains("wrong dataset key"), "{log}");
     assert!(log.contains("truncated"), "{log}");
     let mut files = Vec::new();
@@ -810,7 +529,7 @@ fn corrupt_truncated_and_wrong_key_encrypted_datasets_fail_with_their_cause_and_
     for path in files
         .iter()
         .map(PathBuf::as_path)
-        .chain([agent.log.as_path()])
+        .chain([agent.log_path().as_path()])
     {
         let bytes = std::fs::read(path).unwrap_or_default();
         for secret in [
@@ -899,7 +618,7 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
     let mut deal = tee_deal(&server, &app, &data, 41);
     deal.result_encryption = true;
     deal.beneficiary = who.signer.address();
-    let task_id = assign(&mut driver, &agent, &deal);
+    let task_id = driver.assign(&deal, agent.address);
 
     // Between the contribution and the upload the archive waits in the state directory.
     let mut contribution = None;
@@ -917,7 +636,7 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
         .join("state/results")
         .join(format!("{task_id}.zip"));
     let kept = std::fs::read(&kept_path)
-        .unwrap_or_else(|e| panic!("{}: {e}; log:\n{}", kept_path.display(), agent.log()));
+        .unwrap_or_else(|e| panic!("{}: {e}; log:\n{}", kept_path.display(), agent.last_log()));
     // iExec's encrypted form, not a result zip.
     assert_eq!(entry_names(&kept), vec![AES_KEY_ENTRY, PAYLOAD_ENTRY]);
     let clear_zip = decrypt_result(&kept, &who.private, &ExtractLimits::default()).unwrap();
@@ -946,12 +665,8 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
     // A crash between the contribution and the upload: the resumed agent uploads the archive it
     // kept, byte for byte (not a recomputed one, and never the clear form).
     let mut agent = agent;
-    agent.kill9_and_restart();
-    driver.run_until(&agent, |_, actions| {
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Finalized { task_id: t, .. } if *t == task_id))
-    });
+    agent.restart(None);
+    driver.run_until_finalized(&agent, task_id);
     let uploaded = server
         .last_upload(&format!("/results/{task_id}"))
         .unwrap()
@@ -959,13 +674,9 @@ fn a_tee_task_with_result_encryption_keeps_and_uploads_only_the_encrypted_result
     assert_eq!(uploaded, kept, "the upload is the kept encrypted archive");
     assert_eq!(
         driver
-            .seen
+            .contributions(task_id)
             .iter()
-            .filter(|m| matches!(m, Message::Contribution(c) if c.task_id == task_id))
-            .map(|m| match m {
-                Message::Contribution(c) => c.result_hash,
-                _ => unreachable!(),
-            })
+            .map(|c| c.result_hash)
             .collect::<std::collections::BTreeSet<_>>()
             .len(),
         1,
@@ -989,7 +700,7 @@ fn a_tee_task_without_a_beneficiary_key_fails_with_its_cause_and_uploads_nothing
     let mut deal = tee_deal(&server, &app, &data, 51);
     deal.result_encryption = true;
     deal.beneficiary = Address([0xb0; 20]);
-    let task = assign(&mut driver, &agent, &deal);
+    let task = driver.assign(&deal, agent.address);
     assert_eq!(
         driver.run_until_failed(&agent, task),
         (
@@ -1004,7 +715,7 @@ fn a_tee_task_without_a_beneficiary_key_fails_with_its_cause_and_uploads_nothing
     // while the assignment says the result is encrypted: the agent itself refuses to go on.
     let deal = tee_deal(&server, &app, &data, 52);
     driver.assignment_tamper = Some(Box::new(|a| a.deal.result_encryption = true));
-    let task = assign(&mut driver, &agent, &deal);
+    let task = driver.assign(&deal, agent.address);
     driver.assignment_tamper = None;
     assert_eq!(
         driver.run_until_failed(&agent, task),
@@ -1019,9 +730,9 @@ fn a_tee_task_without_a_beneficiary_key_fails_with_its_cause_and_uploads_nothing
         .iter()
         .any(|m| matches!(m, Message::SecretRequest(r) if r.task_id == task)));
     assert!(
-        agent.log().contains("released no beneficiary key"),
+        agent.last_log().contains("released no beneficiary key"),
         "{}",
-        agent.log()
+        agent.last_log()
     );
     // ...and neither contributes nor keeps anything to upload.
     assert!(!driver.contributed(task));
@@ -1037,7 +748,7 @@ fn a_standard_task_with_result_encryption_is_declined_with_its_cause() {
     deal.tag = Tag::NONE;
     deal.dataset = None;
     deal.result_encryption = true;
-    let task = assign(&mut driver, &agent, &deal);
+    let task = driver.assign(&deal, agent.address);
     let mut cause = None;
     driver.run_until(&agent, |m, _| match m {
         Message::Decline(d) if d.task_id == task => {

@@ -44,7 +44,7 @@ use crate::status::{NotificationType, ReplicateStatus, ReplicateStatusCause};
 pub use assignment::{Assignment, AssignmentError};
 pub use capacity::{CapacityAdvertisement, CpuInfo, GpuInfo, TaskLimits, TeeKind};
 pub use contribution::{Contribution, ContributionError};
-pub use deal::{AppRef, DatasetRef, DealSummary};
+pub use deal::{is_plain_file_name, AppRef, DatasetRef, DealSummary};
 pub use secrets::{
     secret_request_report_data, Evidence, EvidenceKind, SecretRequest, SecretResponse,
     SecretResult, REPORT_DATA_DOMAIN,

@@ -413,6 +413,25 @@ fn decode(file: &NamedFile) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{}: bad base64: {e}", file.name))
 }
 
+/// Refuses a deal whose app, dataset or input file is not named by one plain file name, before
+/// anything is published: the dataset's name is the file the app sees (the assignment refuses any
+/// other), and the store keeps each file under its name.
+fn check_names(body: &DealBody) -> Result<(), String> {
+    let files = [("app", &body.app)]
+        .into_iter()
+        .chain(body.dataset.iter().map(|f| ("dataset", f)))
+        .chain(body.input_files.iter().map(|f| ("input file", f)));
+    for (kind, file) in files {
+        if !edgepool_protocol::messages::is_plain_file_name(&file.name) {
+            return Err(format!(
+                "{kind} name {:?}: expected one plain file name (no '/', '\\' or NUL, not '.' or '..')",
+                file.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn submit(served: &Served, body: DealBody) -> Result<Vec<String>, String> {
     let Served {
         remote,
@@ -422,6 +441,7 @@ fn submit(served: &Served, body: DealBody) -> Result<Vec<String>, String> {
         dataset_owner,
     } = served;
     let requester = *requester;
+    check_names(&body)?;
     let publish = |path: String, bytes: Vec<u8>| {
         store
             .try_publish(&path, bytes)

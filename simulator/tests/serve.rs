@@ -235,3 +235,103 @@ fn a_served_tee_deal_with_an_encrypted_result_decrypts_with_the_serve_beneficiar
         agent.logs()
     );
 }
+
+/// A deal naming its dataset (or app, or an input file) with anything but one plain file name is
+/// refused with the reason, and nothing of it reaches the store: not the app published before the
+/// dataset, not the dataset.
+#[test]
+fn a_deal_with_a_file_name_that_is_not_plain_is_refused_before_anything_is_published() {
+    use base64::Engine as _;
+    use edgepool_simulator::serve::{request, DealBody, NamedFile};
+    let state = tempfile::tempdir().unwrap();
+    let _serve = Killed(
+        sim()
+            .args(["serve", "--state"])
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let info_path = state.path().join("serve.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !info_path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: ServeInfo = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    let file = |name: &str, bytes: &[u8]| NamedFile {
+        name: name.to_string(),
+        base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+    };
+    let app = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../apps/hello/hello.wasm"
+    ))
+    .unwrap();
+    let body = |app_name: &str, dataset: &str, input: &str| DealBody {
+        app: file(app_name, &app),
+        dataset: Some(file(dataset, b"the dataset")),
+        input_files: vec![file(input, b"an input")],
+        args: String::new(),
+        tag: String::new(),
+        trust: 1,
+        time_ref_secs: 60,
+        volume: 1,
+        replicas: 1,
+        result_encryption: false,
+        encrypt_dataset: false,
+    };
+    let files = state.path().join("store").join("files");
+    for (deal, kind) in [
+        (body("hello.wasm", "sub/data.bin", "in.txt"), "dataset"),
+        (body("hello.wasm", "..", "in.txt"), "dataset"),
+        (body("apps/hello.wasm", "data.bin", "in.txt"), "app"),
+        (body("hello.wasm", "data.bin", "a\\b"), "input file"),
+    ] {
+        let (status, answer) = request(
+            &info.store,
+            "POST",
+            "/deals",
+            &serde_json::to_vec(&deal).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer.contains(&format!("{kind} name")) && answer.contains("one plain file name"),
+            "{answer}"
+        );
+        let published: Vec<_> = walk(&files);
+        assert!(
+            published.is_empty(),
+            "published before the refusal: {published:?}"
+        );
+    }
+    // The same deal with plain names is taken (the refusals above were about the names).
+    let (status, answer) = request(
+        &info.store,
+        "POST",
+        "/deals",
+        &serde_json::to_vec(&body("hello.wasm", "data.bin", "in.txt")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(!walk(&files).is_empty());
+}
+
+/// Every file below `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}

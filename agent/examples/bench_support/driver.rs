@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use edgepool_attestation::policy::Policy;
-use edgepool_protocol::envelope::Envelope;
+use edgepool_protocol::envelope::{Envelope, Opened};
 use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
 use edgepool_protocol::poco;
 use edgepool_protocol::primitives::{Address, Digest, TaskId};
@@ -246,9 +246,8 @@ impl Driver {
         bail!("the agent never advertised; log:\n{}", agent.log())
     }
 
-    /// Assigns task 0 of `deal` and plays the scheduler until the agent reports COMPLETED.
-    pub fn run_task(&mut self, deal: &DealSummary, agent: &Agent) -> Result<Timing> {
-        let task_id: TaskId = poco::task_id(&deal.deal_id, 0);
+    /// Assigns task 0 of `deal` to the agent: its id and the time of the publish.
+    fn assign(&mut self, deal: &DealSummary, agent: &Agent) -> Result<(TaskId, Instant)> {
         let actions = self.scheduler.assign(
             deal,
             0,
@@ -257,19 +256,42 @@ impl Driver {
             Address::ZERO,
             now_ms(),
         )?;
-        let published = self.perform(actions)?;
+        Ok((poco::task_id(&deal.deal_id, 0), self.perform(actions)?))
+    }
+
+    /// The next message the agent published on its outbox, opened, with its time of receipt;
+    /// `None` after 100 ms without one (or for a message on another topic).
+    fn next_from_agent(&mut self) -> Result<Option<(Instant, Opened)>> {
+        let Ok((at, topic, payload)) = self.incoming.recv_timeout(Duration::from_millis(100))
+        else {
+            return Ok(None);
+        };
+        if !topic.ends_with("/outbox") {
+            return Ok(None);
+        }
+        Ok(Some((at, Envelope::open(&payload, &topic)?)))
+    }
+
+    /// Plays the scheduler's part for one of the agent's messages.
+    fn answer(&mut self, opened: &Opened) -> Result<()> {
+        let actions = self
+            .scheduler
+            .handle(opened.sender, &opened.message, now_ms())
+            .map_err(|e| anyhow!("scheduler refused {:?}: {e}", opened.message))?;
+        self.perform(actions)?;
+        Ok(())
+    }
+
+    /// Assigns task 0 of `deal` and plays the scheduler until the agent reports COMPLETED.
+    pub fn run_task(&mut self, deal: &DealSummary, agent: &Agent) -> Result<Timing> {
+        let (task_id, published) = self.assign(deal, agent)?;
         let mut steps = Vec::new();
         let mut contribution = None;
         let deadline = Instant::now() + TASK_TIMEOUT;
         while Instant::now() < deadline {
-            let Ok((at, t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100))
-            else {
+            let Some((at, opened)) = self.next_from_agent()? else {
                 continue;
             };
-            if !t.ends_with("/outbox") {
-                continue;
-            }
-            let opened = Envelope::open(&payload, &t)?;
             let since = ms(at.saturating_duration_since(published));
             let mut completed = false;
             match &opened.message {
@@ -294,11 +316,7 @@ impl Driver {
                 }
                 _ => {}
             }
-            let actions = self
-                .scheduler
-                .handle(opened.sender, &opened.message, now_ms())
-                .map_err(|e| anyhow!("scheduler refused {:?}: {e}", opened.message))?;
-            self.perform(actions)?;
+            self.answer(&opened)?;
             if completed {
                 let (total_ms, digest) =
                     contribution.ok_or_else(|| anyhow!("completed without a contribution"))?;
@@ -330,18 +348,9 @@ impl Driver {
         let deadline = started + TASK_TIMEOUT + Duration::from_millis(50 * deals.len() as u64);
         while unfinished > 0 {
             while computing.len() < window && next < deals.len() {
-                let deal = &deals[next];
+                let (task_id, _) = self.assign(&deals[next], agent)?;
                 next += 1;
-                computing.push(poco::task_id(&deal.deal_id, 0));
-                let actions = self.scheduler.assign(
-                    deal,
-                    0,
-                    agent.address,
-                    TaskLimits::default(),
-                    Address::ZERO,
-                    now_ms(),
-                )?;
-                self.perform(actions)?;
+                computing.push(task_id);
             }
             if Instant::now() >= deadline {
                 bail!(
@@ -350,13 +359,9 @@ impl Driver {
                     agent.log()
                 );
             }
-            let Ok((_, t, payload)) = self.incoming.recv_timeout(Duration::from_millis(100)) else {
+            let Some((_, opened)) = self.next_from_agent()? else {
                 continue;
             };
-            if !t.ends_with("/outbox") {
-                continue;
-            }
-            let opened = Envelope::open(&payload, &t)?;
             match &opened.message {
                 Message::StatusUpdate(u) if u.cause.is_some() => {
                     bail!("a task failed: {u:?}\n{}", agent.log());
@@ -368,11 +373,7 @@ impl Driver {
                 Message::Decline(d) => bail!("the agent declined: {d:?}"),
                 _ => {}
             }
-            let actions = self
-                .scheduler
-                .handle(opened.sender, &opened.message, now_ms())
-                .map_err(|e| anyhow!("scheduler refused {:?}: {e}", opened.message))?;
-            self.perform(actions)?;
+            self.answer(&opened)?;
         }
         Ok(started.elapsed())
     }

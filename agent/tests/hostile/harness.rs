@@ -1,8 +1,8 @@
 //! The hostile-input suite's world: a real agent process (`init` + `run` in a temp dir), the
 //! embedded broker, a loopback HTTP server (apps, inputs, result store) and the simulator's
 //! scheduler state machine on a real MQTT connection, plus a raw publisher for hostile payloads.
-//! Same shape as `pipeline_e2e.rs`; what is new here is `status --json`, VmHWM and extra
-//! environment per agent.
+//! Same shape as `support/driver.rs` and `support::pool::Agent`; what is new here is
+//! `status --json`, VmHWM, extra environment per agent and the record of sent envelopes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use edgepool_protocol::envelope::Envelope;
 use edgepool_protocol::messages::{DealSummary, Message, TaskLimits};
-use edgepool_protocol::poco;
 use edgepool_protocol::primitives::{Address, Bytes32, Digest, TaskId};
 use edgepool_protocol::signature::Signer;
 use edgepool_protocol::status::{ReplicateStatus, ReplicateStatusCause};
 use edgepool_simulator::scheduler::{Action, Scheduler};
 use rumqttc::{Client, QoS};
 
+use crate::support::driver::assign_first_task;
 pub use crate::support::pool::topic;
 use crate::support::pool::{init_agent, run_agent, SchedulerLink};
 
@@ -315,12 +315,9 @@ impl Driver {
 
     /// Assigns task 0 of `deal` to `worker`; returns its id.
     pub fn assign(&mut self, deal: &DealSummary, worker: Address, limits: TaskLimits) -> TaskId {
-        let actions = self
-            .scheduler
-            .assign(deal, 0, worker, limits, Address::ZERO, now_ms())
-            .unwrap();
+        let (task_id, actions) = assign_first_task(&mut self.scheduler, deal, worker, limits);
         self.perform(actions);
-        poco::task_id(&deal.deal_id, 0)
+        task_id
     }
 }
 

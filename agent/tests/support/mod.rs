@@ -11,6 +11,8 @@
 //! - [`client`]: client options, URL parsing, one-shot connect / publish, a client with a last will.
 //! - [`subscriber`]: a subscriber thread collecting messages, with a bounded `wait_for`.
 //! - [`http`]: a loopback HTTP server for apps, data and uploaded results (tiny_http).
+//! - [`driver`]: the strict scheduler side (with its SMS for TEE tasks) of the single-task
+//!   end-to-end tests, with hooks that tamper with, hold or lose messages on the way.
 //! - [`pool`]: a scheduler (the simulator's state machine) driving real agent processes, a
 //!   connection-cutting TCP proxy and tmpfs mounts, for the fault-injection tests; and what
 //!   the single-test drivers share: the scheduler's MQTT link (`SchedulerLink`,
@@ -22,6 +24,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod driver;
 pub mod http;
 pub mod mosquitto;
 pub mod pool;

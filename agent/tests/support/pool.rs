@@ -258,14 +258,16 @@ impl Agent {
         code
     }
 
+    /// The log file of the current run.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("agent-{}.log", self.runs.saturating_sub(1)))
+    }
+
     /// The log of the current run.
     pub fn last_log(&self) -> String {
-        std::fs::read_to_string(
-            self.dir
-                .path()
-                .join(format!("agent-{}.log", self.runs.saturating_sub(1))),
-        )
-        .unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Every run's log, in order.

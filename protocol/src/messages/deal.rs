@@ -125,7 +125,9 @@ fn check_url(field: &'static str, url: &str) -> Result<(), ValidationError> {
 }
 
 /// A name that stays inside the directory it is joined to.
-fn is_plain_file_name(name: &str) -> bool {
+/// Whether `name` is one plain file name: not empty, not `.` or `..`, no `/`, `\` or NUL (the
+/// rule for a dataset's `filename`, the name the app sees).
+pub fn is_plain_file_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 

@@ -627,6 +627,9 @@ impl PoolCore {
         }
         let actions = self.scheduler.tick(now_ms);
         self.perform(actions, now_ms);
+        if let Some(sms) = self.scheduler.sms_mut() {
+            self.progress.extend(sms.take_vault_failures());
+        }
         self.hooks.tick(now_ms);
         self.place(now_ms);
     }

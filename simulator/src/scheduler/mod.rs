@@ -186,10 +186,12 @@ impl Scheduler {
     /// revealed: `worker` gets `PLEASE_UPLOAD`. The previous uploader may still finish its
     /// upload (the first `RESULT_UPLOADED` finalizes). Nothing happens unless `worker` revealed.
     pub fn reassign_upload(&mut self, task_id: &TaskId, worker: Address) -> Vec<Action> {
-        self.tasks
+        let actions = self
+            .tasks
             .get_mut(task_id)
             .map(|run| run.reassign_upload(worker))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.forget_finished(actions)
     }
 
     /// Lets the ledger decide every consensus from now on: contributions are recorded, and a
@@ -208,10 +210,12 @@ impl Scheduler {
         result_hash: Bytes32,
         now_ms: u64,
     ) -> Vec<Action> {
-        self.tasks
+        let actions = self
+            .tasks
             .get_mut(task_id)
             .map(|run| run.enter_revealing(result_hash, now_ms))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.forget_finished(actions)
     }
 
     /// This scheduler with `sms` serving the TEE deals of `workerpool`.
@@ -316,7 +320,24 @@ impl Scheduler {
 
     /// Puts back a task run recovered from the pool's journal (replacing any run of that task).
     pub fn restore_task(&mut self, run: TaskRun) {
+        if matches!(run.phase, Phase::Finalized { .. } | Phase::Failed(_)) {
+            if let Some(sms) = &mut self.sms {
+                sms.forget_task(&run.task_id);
+            }
+        }
         self.tasks.insert(run.task_id, run);
+    }
+
+    /// `actions`, after the SMS forgot the enclave keys of the tasks they finalize or fail.
+    fn forget_finished(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        if let Some(sms) = &mut self.sms {
+            for action in &actions {
+                if let Action::Finalized { task_id, .. } | Action::Failed { task_id, .. } = action {
+                    sms.forget_task(task_id);
+                }
+            }
+        }
+        actions
     }
 
     /// The assignment of `task_id` to `worker` again (a re-send after a restart or a
@@ -386,7 +407,7 @@ impl Scheduler {
         if matches!(message, Message::Decline(_)) && !self.replaces_declined {
             actions.extend(run.fail_if_hopeless());
         }
-        Ok(actions)
+        Ok(self.forget_finished(actions))
     }
 
     /// Relays a worker's secret request to the SMS with what the SMS must know about the task,
@@ -431,10 +452,12 @@ impl Scheduler {
 
     /// Enforces deadlines at `now_ms`.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
-        self.tasks
+        let actions = self
+            .tasks
             .values_mut()
             .flat_map(|run| run.tick(now_ms))
-            .collect()
+            .collect();
+        self.forget_finished(actions)
     }
 }
 

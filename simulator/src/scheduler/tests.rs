@@ -504,6 +504,35 @@ mod tee {
     }
 
     #[test]
+    fn the_sms_forgets_the_enclave_key_of_a_task_that_failed_or_finished() {
+        let mut s = tee_scheduler();
+        let d = tee_deal();
+        let (a, b) = (worker(1), worker(2));
+        let declined = assign(&mut s, &d, &a);
+        let mut other = d.clone();
+        other.deal_id = DealId::from([0x77; 32]);
+        let timed_out = assign(&mut s, &other, &b);
+        assert_eq!(s.sms().unwrap().enclave_count(), 2);
+        // Every worker declined: failed through `handle`.
+        let decline = Message::Decline(Decline {
+            task_id: declined,
+            cause: ReplicateStatusCause::ALL[0],
+            detail: "no slot".into(),
+        });
+        let actions = s.handle(a.address(), &decline, T0).unwrap();
+        assert!(matches!(&actions[..], [Action::Failed { .. }]));
+        assert_eq!(s.sms().unwrap().enclave_count(), 1);
+        // Its deadline passed: failed through `tick`.
+        let actions = s.tick(other.contribution_deadline_ms() + 1);
+        assert!(matches!(actions.last(), Some(Action::Failed { .. })));
+        assert_eq!(s.sms().unwrap().enclave_count(), 0);
+        assert!(matches!(
+            s.task(&timed_out).unwrap().phase,
+            Phase::Failed(_)
+        ));
+    }
+
+    #[test]
     fn a_secret_request_after_the_contribution_is_refused_as_inactive() {
         let mut s = tee_scheduler();
         let w = worker(1);

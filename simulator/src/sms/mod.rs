@@ -190,6 +190,8 @@ pub struct Sms {
     enclaves: BTreeMap<TaskId, Signer>,
     rng: SystemRandom,
     vault: Option<Vault>,
+    /// Enclave keys of finished tasks the vault could not delete, why (drained by the pool).
+    vault_failures: Vec<String>,
 }
 
 impl std::fmt::Debug for Sms {
@@ -214,6 +216,7 @@ impl Sms {
             enclaves: BTreeMap::new(),
             rng: SystemRandom::new(),
             vault: None,
+            vault_failures: Vec::new(),
         }
     }
 
@@ -346,6 +349,28 @@ impl Sms {
             }
         }
         Err(SmsError::Random)
+    }
+
+    /// Forgets the enclave key of `task_id`, a task that is final: no secret request about it
+    /// can be answered any more, and the key is dropped from memory and from the vault. When the
+    /// vault cannot delete it, the key stays there (it opens nothing: the task is over) and the
+    /// failure is kept for [`Sms::take_vault_failures`].
+    pub fn forget_task(&mut self, task_id: &TaskId) {
+        if self.enclaves.remove(task_id).is_none() {
+            return;
+        }
+        if let Some(vault) = &self.vault {
+            if let Err(e) = vault.forget_enclave(task_id) {
+                self.vault_failures.push(format!(
+                    "the SMS vault could not forget the enclave key of finished task {task_id}: {e}"
+                ));
+            }
+        }
+    }
+
+    /// What went wrong in the vault since the last call (see [`Sms::forget_task`]).
+    pub fn take_vault_failures(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.vault_failures)
     }
 
     /// Answers a secret request from `sender` about the task described by `ctx`, at `now_unix`

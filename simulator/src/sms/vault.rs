@@ -113,6 +113,8 @@ impl Vault {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // A forgotten key's bytes are overwritten in the file, not left on a free page.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
         if version > known {
@@ -212,6 +214,18 @@ impl Vault {
         Ok(())
     }
 
+    /// Forgets the enclave key of `task` (a finished task's); nothing when it has none.
+    ///
+    /// # Errors
+    /// [`VaultError::Sql`].
+    pub fn forget_enclave(&self, task: &TaskId) -> Result<(), VaultError> {
+        self.conn.execute(
+            "DELETE FROM enclave_key WHERE task = ?1",
+            params![task.as_bytes().as_slice()],
+        )?;
+        Ok(())
+    }
+
     /// Keeps the key (base64) of `dataset`.
     ///
     /// # Errors
@@ -250,6 +264,48 @@ mod tests {
     use super::*;
     use crate::sms::Sms;
     use edgepool_attestation::policy::Policy;
+
+    #[test]
+    fn a_finished_tasks_enclave_key_leaves_the_vault_and_its_bytes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sms.sqlite");
+        let scheduler = Address([1; 20]);
+        let (done, running) = (TaskId::from([7; 32]), TaskId::from([8; 32]));
+        let mut sms = Sms::open_persistent(scheduler, Policy::simulator(), &path).unwrap();
+        sms.enclave_challenge(done).unwrap();
+        let kept = sms.enclave_challenge(running).unwrap();
+        let secret_of = |task: TaskId| {
+            let content = Vault::open(&path).unwrap().load().unwrap();
+            let (_, key) = content
+                .enclaves
+                .into_iter()
+                .find(|(t, _)| *t == task)
+                .unwrap();
+            key.secret_bytes().to_vec()
+        };
+        let secret = secret_of(done);
+        let in_file = |needle: &[u8]| {
+            std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
+                let bytes = std::fs::read(e.path()).unwrap();
+                bytes.windows(needle.len()).any(|w| w == needle)
+            })
+        };
+        assert!(
+            in_file(&secret),
+            "the key is in the vault while its task runs"
+        );
+        sms.forget_task(&done);
+        sms.forget_task(&done); // twice: nothing more happens
+        assert!(sms.take_vault_failures().is_empty());
+        assert_eq!(sms.enclave_count(), 1);
+        assert!(
+            !in_file(&secret),
+            "the forgotten key's bytes are still in the vault's files"
+        );
+        let mut again = Sms::open_persistent(scheduler, Policy::simulator(), &path).unwrap();
+        assert_eq!(again.enclave_count(), 1);
+        assert_eq!(again.enclave_challenge(running).unwrap(), kept);
+    }
 
     #[test]
     fn a_reopened_sms_keeps_its_enclave_keys_and_pushed_secrets_in_a_private_file() {
