@@ -17,7 +17,8 @@
 //!   opened on it ([`economy::Market`]).
 //! - [`hooks`]: [`hooks::PocoHooks`], the one place where the ledger sees contributions, reveals
 //!   and finalizations.
-//! - [`service`]: the pool core's shell: one event loop thread on a real MQTT connection.
+//! - [`service`]: the pool core's shell: one event loop thread on a real MQTT connection,
+//!   started by [`service::Pool::start`] with a [`service::PoolOptions`].
 //! - [`broker`]: embedded rumqttd, a Mosquitto child process, MQTT URLs.
 //! - [`store`]: the HTTP store (apps, datasets, signed result uploads, result links, control API).
 //! - [`workers`]: simulated workers (honest, liar, silent, slow, crashing) on real connections.

@@ -32,7 +32,7 @@ use crate::ledger::Ledger;
 use crate::pool::{DealRequest, PoolSettings};
 use crate::report::Report;
 use crate::scenario::{BrokerKind, FaultSpec, Scenario};
-use crate::service::{now_ms, Pool};
+use crate::service::{now_ms, Pool, PoolOptions};
 use crate::sms::Sms;
 use crate::store::Store;
 use crate::workers::{Behaviour, SimWorker, Timing};
@@ -222,17 +222,22 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
         heartbeat_limit_ms: scenario.pool.heartbeat_limit_ms,
     };
     let journal = state.path().join("pool.sqlite");
-    let mut pool = Pool::start_durable(
-        &broker_url,
-        pool_address,
-        signer.clone(),
-        settings,
-        Box::new(market.hooks()),
-        store.handle(),
-        Some(progress_tx.clone()),
-        Some((sms, pool_address)),
-        Some(&journal),
-    )?;
+    // The pool as first started and as a `restart_simulator` fault starts it again: the same
+    // scheduler, settings, store and journal, with the market and SMS reopened.
+    let start_pool = |market: &Market, sms: Sms| {
+        let options = PoolOptions::new(
+            pool_address,
+            signer.clone(),
+            Box::new(market.hooks()),
+            store.handle(),
+        )
+        .with_settings(settings)
+        .with_progress(progress_tx.clone())
+        .with_sms(sms, pool_address)
+        .with_journal(&journal);
+        Pool::start(&broker_url, options)
+    };
+    let mut pool = start_pool(&market, sms)?;
     let scheduler = pool.scheduler();
     out.line(&format!(
         "pool {pool_address}, scheduler {}",
@@ -519,17 +524,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Outcome>
                     if let Some(key) = &beneficiary_key {
                         push_beneficiary_public_key(&mut sms, &requester, key)?;
                     }
-                    pool = Pool::start_durable(
-                        &broker_url,
-                        pool_address,
-                        signer.clone(),
-                        settings,
-                        Box::new(market.hooks()),
-                        store.handle(),
-                        Some(progress_tx.clone()),
-                        Some((sms, pool_address)),
-                        Some(&journal),
-                    )?;
+                    pool = start_pool(&market, sms)?;
                     out.line("fault: simulator restarted on the same state, broker and store");
                     continue;
                 }

@@ -46,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use crate::broker::EmbeddedBroker;
 use crate::economy::{DatasetOffer, DealOffer, Market};
 use crate::ledger::Ledger;
-use crate::pool::{DealRequest, PoolSettings};
-use crate::service::{now_ms, Acks, Pool, PoolRemote};
+use crate::pool::DealRequest;
+use crate::service::{now_ms, Acks, Pool, PoolOptions, PoolRemote};
 use crate::sms::Sms;
 use crate::store::{ControlRequest, Store, StoreHandle};
 
@@ -192,18 +192,17 @@ pub fn serve(broker_url: Option<String>, state: &Path) -> anyhow::Result<()> {
     // The pool's journal lives there too: deals, tasks and replicas survive a restart, and the
     // workers are told what to do next.
     let journal_path = state_file(state, "pool.sqlite");
-    let pool = Pool::start_durable_with_acks(
-        &broker_url,
+    let options = PoolOptions::new(
         pool_address,
         signer,
-        PoolSettings::default(),
         Box::new(market.hooks()),
         store.handle(),
-        Some(progress_tx),
-        Some((sms, market.workerpool())),
-        Some(&journal_path),
-        acks,
-    )?;
+    )
+    .with_progress(progress_tx)
+    .with_sms(sms, market.workerpool())
+    .with_journal(journal_path)
+    .with_acks(acks);
+    let pool = Pool::start(&broker_url, options)?;
     let served = Served {
         remote: pool.remote(),
         store: store.handle(),

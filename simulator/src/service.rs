@@ -5,7 +5,7 @@
 //! After every (re)connect the service subscribes again to every worker's presence, capacity
 //! and outbox (retained presence and capacity are then redelivered, which rebuilds the registry).
 //!
-//! Without a journal the MQTT session is clean. With one ([`Pool::start_durable`]) the pool is
+//! Without a journal the MQTT session is clean. With one ([`PoolOptions::journal`]) the pool is
 //! restart-safe: the session is persistent (the broker keeps what workers publish while the pool
 //! is down), and each turn of the loop (up to [`BATCH`] inputs, the tick when due) commits its
 //! journal batch before its publications are queued, so the pool never publishes what the
@@ -25,7 +25,6 @@
 //! anyway, taking its sessions with it.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -33,30 +32,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgepool_protocol::primitives::{Address, TaskId};
-use edgepool_protocol::signature::Signer;
 use rumqttc::{Client, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
 
 use crate::broker::parse_mqtt_url;
-use crate::hooks::PocoHooks;
 use crate::pool::journal::{JournalError, PoolJournal};
-use crate::pool::{DealRequest, Outgoing, PoolCore, PoolSettings, RestoreError};
+use crate::pool::{DealRequest, Outgoing, PoolCore, RestoreError};
 use crate::report::Report;
-use crate::store::StoreHandle;
+
+mod options;
+pub use options::{Acks, PoolOptions};
 
 /// How often deadlines, heartbeats and replica timeouts are checked.
 pub const TICK: Duration = Duration::from_millis(200);
-
-/// When a durable pool acknowledges the publications it receives (see the module
-/// documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Acks {
-    /// On receipt, before the pool handled them (rumqttc's automatic acks).
-    #[default]
-    OnReceipt,
-    /// Once the loop turn that handled them is committed to the journal (durable pools only):
-    /// nothing the broker delivered is lost by a hard crash.
-    AfterCommit,
-}
 
 /// How soon publications and acknowledgements the client's queue refused are tried again.
 const RETRY: Duration = Duration::from_millis(5);
@@ -115,65 +102,15 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Connects to `broker_url`, subscribes, and runs the loop. Progress lines go to `progress`.
+    /// Connects to `broker_url`, subscribes, and runs the loop as `options` say (see
+    /// [`PoolOptions`]: progress lines, SMS, journal, acknowledgements). With a journal, the
+    /// pool's state is restored from it first and each worker with an open replica is told
+    /// again what to do next (see the module documentation).
     ///
     /// # Errors
     /// [`ServiceError`].
-    pub fn start(
-        broker_url: &str,
-        pool: Address,
-        signer: Signer,
-        settings: PoolSettings,
-        hooks: Box<dyn PocoHooks>,
-        store: StoreHandle,
-        progress: Option<Sender<String>>,
-    ) -> Result<Pool, ServiceError> {
-        Self::start_with_sms(
-            broker_url, pool, signer, settings, hooks, store, progress, None,
-        )
-    }
-
-    /// [`Pool::start`] with the SMS attached (`sms`: the SMS and the workerpool's registry
-    /// address), so that TEE deals can run.
-    ///
-    /// # Errors
-    /// [`ServiceError`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn start_with_sms(
-        broker_url: &str,
-        pool: Address,
-        signer: Signer,
-        settings: PoolSettings,
-        hooks: Box<dyn PocoHooks>,
-        store: StoreHandle,
-        progress: Option<Sender<String>>,
-        sms: Option<(crate::sms::Sms, Address)>,
-    ) -> Result<Pool, ServiceError> {
-        Self::start_durable(
-            broker_url, pool, signer, settings, hooks, store, progress, sms, None,
-        )
-    }
-
-    /// [`Pool::start_with_sms`], restart-safe when `journal` is given: the pool's state is
-    /// kept in that SQLite file (created if missing), restored from it first, and each worker
-    /// with an open replica is told again what to do next (see the module documentation).
-    ///
-    /// # Errors
-    /// [`ServiceError`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn start_durable(
-        broker_url: &str,
-        pool: Address,
-        signer: Signer,
-        settings: PoolSettings,
-        hooks: Box<dyn PocoHooks>,
-        store: StoreHandle,
-        progress: Option<Sender<String>>,
-        sms: Option<(crate::sms::Sms, Address)>,
-        journal: Option<&Path>,
-    ) -> Result<Pool, ServiceError> {
-        Self::start_durable_with_acks(
-            broker_url,
+    pub fn start(broker_url: &str, options: PoolOptions) -> Result<Pool, ServiceError> {
+        let PoolOptions {
             pool,
             signer,
             settings,
@@ -182,28 +119,8 @@ impl Pool {
             progress,
             sms,
             journal,
-            Acks::OnReceipt,
-        )
-    }
-
-    /// [`Pool::start_durable`] acknowledging as `acks` says (only a journaled pool can wait for
-    /// its commit; without a journal acks are on receipt).
-    ///
-    /// # Errors
-    /// [`ServiceError`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn start_durable_with_acks(
-        broker_url: &str,
-        pool: Address,
-        signer: Signer,
-        settings: PoolSettings,
-        hooks: Box<dyn PocoHooks>,
-        store: StoreHandle,
-        progress: Option<Sender<String>>,
-        sms: Option<(crate::sms::Sms, Address)>,
-        journal: Option<&Path>,
-        acks: Acks,
-    ) -> Result<Pool, ServiceError> {
+            acks,
+        } = options;
         let (host, port) = parse_mqtt_url(broker_url).map_err(ServiceError::BrokerUrl)?;
         let scheduler = signer.address();
         let mut core = PoolCore::new(pool, signer, settings, hooks, store, now_ms());
@@ -212,7 +129,7 @@ impl Pool {
         }
         let journal = match journal {
             Some(path) => {
-                let journal = PoolJournal::open(path)?;
+                let journal = PoolJournal::open(&path)?;
                 core.restore(journal.load()?, now_ms())?;
                 core.enable_journal();
                 Some(journal)
@@ -223,12 +140,12 @@ impl Pool {
         let manual_acks = durable && acks == Acks::AfterCommit;
         let subscriptions = core.subscriptions();
         let client_id = format!("edgepool-sim-{}", &scheduler.to_string()[2..10]);
-        let mut options = MqttOptions::new(client_id, host, port);
-        options.set_keep_alive(Duration::from_secs(10));
-        options.set_clean_session(!durable);
-        options.set_manual_acks(manual_acks);
-        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
-        let (client, mut connection) = Client::new(options, 4096);
+        let mut mqtt = MqttOptions::new(client_id, host, port);
+        mqtt.set_keep_alive(Duration::from_secs(10));
+        mqtt.set_clean_session(!durable);
+        mqtt.set_manual_acks(manual_acks);
+        mqtt.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+        let (client, mut connection) = Client::new(mqtt, 4096);
         connection
             .eventloop
             .set_network_options(crate::broker::network_options());

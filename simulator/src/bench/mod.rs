@@ -31,7 +31,7 @@ use self::stats::{cpu_by_thread_group, cpu_delta, process_cpu_seconds, CpuByGrou
 use crate::broker::{parse_mqtt_url, EmbeddedBroker};
 use crate::hooks::NoLedger;
 use crate::pool::{DealRequest, PoolSettings};
-use crate::service::{now_ms, Pool};
+use crate::service::{now_ms, Pool, PoolOptions};
 use crate::store::Store;
 
 /// What to run.
@@ -323,18 +323,15 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| BenchError::Setup(format!("{}: {e}", dir.display())))?;
     }
-    let pool = Pool::start_durable(
-        &broker_url,
-        pool_address,
-        scheduler,
-        settings,
-        Box::new(NoLedger),
-        store.handle(),
-        Some(progress_tx),
-        None,
-        journal.as_deref(),
-    )
-    .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let pool_options = PoolOptions {
+        // Restart-safe only when the bench was given a state directory.
+        journal,
+        ..PoolOptions::new(pool_address, scheduler, Box::new(NoLedger), store.handle())
+            .with_settings(settings)
+            .with_progress(progress_tx)
+    };
+    let pool =
+        Pool::start(&broker_url, pool_options).map_err(|e| BenchError::Setup(e.to_string()))?;
 
     // Count what the pool says as it happens (its progress lines), without polling its report.
     let progress = Arc::new(Progress::default());
