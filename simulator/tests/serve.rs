@@ -23,24 +23,31 @@ fn sim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_edgepool-sim"))
 }
 
-#[test]
-fn a_deal_submitted_to_a_running_serve_completes_on_an_external_agent_and_is_reported() {
-    let state = tempfile::tempdir().unwrap();
-    let _serve = Killed(
+/// Starts `edgepool-sim serve --state STATE` and waits (bounded) for what it prints to
+/// `STATE/serve.json`; the serve is killed when the first value drops.
+fn serve(state: &std::path::Path) -> (Killed, ServeInfo) {
+    let serve = Killed(
         sim()
             .args(["serve", "--state"])
-            .arg(state.path())
+            .arg(state)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let info_path = state.path().join("serve.json");
+    let info_path = state.join("serve.json");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !info_path.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let info: ServeInfo = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    let info = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    (serve, info)
+}
+
+#[test]
+fn a_deal_submitted_to_a_running_serve_completes_on_an_external_agent_and_is_reported() {
+    let state = tempfile::tempdir().unwrap();
+    let (_serve, info) = serve(state.path());
     let agent = AgentProcess::start(&info.broker, info.pool, info.scheduler, 1).unwrap();
 
     let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../apps/hello/hello.wasm");
@@ -126,21 +133,7 @@ fn a_served_tee_deal_with_an_encrypted_result_decrypts_with_the_serve_beneficiar
     use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
 
     let state = tempfile::tempdir().unwrap();
-    let _serve = Killed(
-        sim()
-            .args(["serve", "--state"])
-            .arg(state.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let info_path = state.path().join("serve.json");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !info_path.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: ServeInfo = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    let (_serve, info) = serve(state.path());
     let agent = AgentProcess::start_with_env(
         &info.broker,
         info.pool,
@@ -244,21 +237,7 @@ fn a_deal_with_a_file_name_that_is_not_plain_is_refused_before_anything_is_publi
     use base64::Engine as _;
     use edgepool_simulator::serve::{request, DealBody, NamedFile};
     let state = tempfile::tempdir().unwrap();
-    let _serve = Killed(
-        sim()
-            .args(["serve", "--state"])
-            .arg(state.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let info_path = state.path().join("serve.json");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !info_path.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: ServeInfo = serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    let (_serve, info) = serve(state.path());
     let file = |name: &str, bytes: &[u8]| NamedFile {
         name: name.to_string(),
         base64: base64::engine::general_purpose::STANDARD.encode(bytes),

@@ -686,11 +686,8 @@ impl Daemon {
         let events = self.runner.events.clone();
         // A small archive was committed with the contribution; a larger one is a file.
         let archive = match self.store.lock().result_archive(task_id)? {
-            Some(bytes) => pipeline::upload::Archive::Bytes(bytes),
-            None => pipeline::upload::Archive::File(job::archive_path(
-                &self.runner.results_dir,
-                &task_id,
-            )),
+            Some(bytes) => job::KeptArchive::Inline(bytes),
+            None => job::KeptArchive::File(job::archive_path(&self.runner.results_dir, &task_id)),
         };
         let signer = Arc::new(self.signer.clone());
         tokio::spawn(async move {

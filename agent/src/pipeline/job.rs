@@ -112,7 +112,8 @@ pub struct JobOutcome {
 /// the critical path of every task (BENCHMARKS.md, issue 8).
 pub const INLINE_ARCHIVE_MAX: usize = 64 * 1024;
 
-/// Where a task's result archive is kept until the upload.
+/// Where a task's result archive is kept until the upload (what the job kept, and what an
+/// upload reads: the journal's copy or the file).
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeptArchive {
     /// At most [`INLINE_ARCHIVE_MAX`] bytes: the daemon commits them to the journal with the

@@ -5,34 +5,16 @@
 //! The token: `X-Edgepool-Worker: <address>` and `X-Edgepool-Signature: <EIP-191 signature of
 //! keccak256(taskId ‖ sha256(archive))>`.
 
-use std::path::PathBuf;
-
 use edgepool_protocol::hash::{keccak256_concat, sha256};
 use edgepool_protocol::primitives::TaskId;
 use edgepool_protocol::signature::Signer;
+
+use super::job::KeptArchive;
 
 /// The header naming the uploading worker.
 pub const WORKER_HEADER: &str = "X-Edgepool-Worker";
 /// The header carrying the upload signature.
 pub const SIGNATURE_HEADER: &str = "X-Edgepool-Signature";
-
-/// Where the archive to upload is.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Archive {
-    /// Kept in the journal (small archives).
-    Bytes(Vec<u8>),
-    /// A file of the results directory.
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for Archive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
-            Self::File(path) => f.debug_tuple("File").field(path).finish(),
-        }
-    }
-}
 
 /// Uploads `archive` and returns the result link.
 ///
@@ -43,14 +25,14 @@ pub async fn upload(
     signer: &Signer,
     proxy: Option<&str>,
     task_id: &TaskId,
-    archive: Archive,
+    archive: KeptArchive,
 ) -> Result<String, String> {
     let proxy = proxy
         .filter(|p| p.starts_with("http://") || p.starts_with("https://"))
         .ok_or("the deal names no http(s) result store (result_storage_proxy)")?;
     let bytes = match archive {
-        Archive::Bytes(bytes) => bytes,
-        Archive::File(path) => {
+        KeptArchive::Inline(bytes) => bytes,
+        KeptArchive::File(path) => {
             std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?
         }
     };
