@@ -263,6 +263,14 @@ async fn work(
         let _ = ctx.events.send(JobEvent::Progress { task_id, status });
     };
 
+    // A TEE task's secret request is made first (it needs nothing downloaded): sent right after
+    // COMPUTING, it shares that report's journal commit instead of taking one of its own. A
+    // failure to make it is reported where it was before, at COMPUTING.
+    let tee_request = if assignment.is_tee() {
+        Some(super::tee::prepare(ctx, assignment).await)
+    } else {
+        None
+    };
     progress(ReplicateStatus::AppDownloading);
     let deadline_ms = deal.contribution_deadline_ms();
     let app = before_deadline(
@@ -366,8 +374,8 @@ async fn work(
     crate::failpoints::crash_point("job.after_fetch");
     progress(ReplicateStatus::Computing);
     let mut dataset = dataset;
-    if assignment.is_tee() {
-        let secrets = super::tee::obtain_secrets(ctx, assignment).await?;
+    if let Some(prepared) = tee_request {
+        let secrets = super::tee::exchange(ctx, assignment, prepared?).await?;
         if deal.result_encryption {
             released.result_key = Some(beneficiary_key(
                 secrets.released.beneficiary_key.as_deref(),

@@ -38,17 +38,33 @@ fn wait_bound(ctx: &JobContext, assignment: &Assignment, now_ms: u64) -> Duratio
     ctx.secret_timeout.min(Duration::from_millis(to_deadline))
 }
 
-/// Attests, sends the secret request through the event loop and waits for the answer.
+/// A secret request ready to send: evidence made, its ephemeral private key in memory only.
+pub struct PreparedRequest {
+    request: SecretRequest,
+    private: ring::agreement::EphemeralPrivateKey,
+}
+
+impl std::fmt::Debug for PreparedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRequest")
+            .field("task_id", &self.request.task_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes the task's secret request: an ephemeral key and the attester's evidence over it. Needs
+/// nothing the task downloads, so a job makes it first: the request then goes out with the
+/// progress reports before it, in one journal commit.
 ///
 /// # Errors
 /// A [`StepFailure`] with the cause the agent reports: `TEE_NOT_SUPPORTED` without an attester,
 /// `EDGEPOOL_ATTESTATION_FAILED` when the attester fails, the refusal's cause
 /// ([`RefusalCode::cause`]) when the SMS refuses, `TEE_SESSION_GENERATION_…GET_DATASET_SECRET_FAILED`
 /// on a timeout or an answer that does not open.
-pub async fn obtain_secrets(
+pub async fn prepare(
     ctx: &JobContext,
     assignment: &Assignment,
-) -> Result<TeeSecrets, StepFailure> {
+) -> Result<PreparedRequest, StepFailure> {
     let task_id = assignment.task_id;
     let attester = ctx.attester.clone().ok_or_else(|| {
         failure(
@@ -88,7 +104,23 @@ pub async fn obtain_secrets(
         })?
         .map_err(|e| failure(ReplicateStatusCause::AttestationFailed, e.to_string()))?;
     request.evidence = evidence;
+    Ok(PreparedRequest { request, private })
+}
 
+/// Sends a [`prepare`]d request through the event loop and waits (bounded) for the SMS's
+/// answer; opens it.
+///
+/// # Errors
+/// The refusal's cause ([`RefusalCode::cause`]) when the SMS refuses,
+/// `GET_DATASET_SECRET_FAILED` on a timeout or an answer that does not open.
+pub async fn exchange(
+    ctx: &JobContext,
+    assignment: &Assignment,
+    prepared: PreparedRequest,
+) -> Result<TeeSecrets, StepFailure> {
+    let PreparedRequest { request, private } = prepared;
+    let task_id = assignment.task_id;
+    let challenge = assignment.authorization.enclave_challenge;
     let (reply, answer) = oneshot::channel::<SecretResponse>();
     let bound = wait_bound(ctx, assignment, super::job::now_ms());
     ctx.events
