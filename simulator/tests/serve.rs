@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use edgepool_simulator::agents::AgentProcess;
 use edgepool_simulator::serve::ServeInfo;
 
+#[path = "support/http.rs"]
+mod http;
+use http::http_get;
+
 struct Killed(std::process::Child);
 
 impl Drop for Killed {
@@ -103,31 +107,6 @@ fn a_deal_submitted_to_a_running_serve_completes_on_an_external_agent_and_is_rep
     );
 }
 
-/// `GET url` over plain HTTP/1.1 on loopback; the body.
-fn http_get(url: &str) -> Vec<u8> {
-    use std::io::{Read as _, Write as _};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (authority, path) = rest.split_at(rest.find('/').unwrap());
-    let mut stream = std::net::TcpStream::connect(authority).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    assert!(
-        response.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&response[..split])
-    );
-    response[split + 4..].to_vec()
-}
-
 #[test]
 fn a_served_tee_deal_with_an_encrypted_result_decrypts_with_the_serve_beneficiary_key() {
     use edgepool_protocol::result_archive::{unzip_to_tree, ExtractLimits};
@@ -187,7 +166,8 @@ fn a_served_tee_deal_with_an_encrypted_result_decrypts_with_the_serve_beneficiar
             continue;
         }
         // What the README tells a beneficiary to do: fetch, decrypt with the CLI, digest.
-        let encrypted = http_get(task["result_link"].as_str().unwrap());
+        let (status, encrypted) = http_get(task["result_link"].as_str().unwrap());
+        assert_eq!(status, 200);
         let work = tempfile::tempdir().unwrap();
         std::fs::write(work.path().join("result.zip"), &encrypted).unwrap();
         let bin = edgepool_simulator::agents::agent_binary().unwrap();
